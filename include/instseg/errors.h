@@ -1,0 +1,27 @@
+#pragma once
+// Exception types thrown by the library. Library code throws; only the program's main prints the
+// message and picks the exit code. Messages name the file and the field, entry or byte at fault.
+#include <stdexcept>
+#include <string>
+
+namespace instseg {
+
+// A user-supplied input (image, annotation file, results file) is missing or malformed.
+class InputError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// A checkpoint cannot be read or does not fit the model (missing, unexpected, mis-shaped keys).
+class CheckpointError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// An option or config value is out of range or unknown.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+}  // namespace instseg

@@ -1,0 +1,59 @@
+#pragma once
+// Mask R-CNN (torchvision's maskrcnn_resnet50_fpn v1 and maskrcnn_resnet50_fpn_v2), composed from
+// its stages. This file only wires stages together; each stage owns its maths in its own file.
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include "instseg/modeling/anchor_generator.h"
+#include "instseg/modeling/backbone/resnet_fpn.h"
+#include "instseg/modeling/roi_heads/roi_heads.h"
+#include "instseg/modeling/rpn.h"
+#include "instseg/modeling/transform.h"
+#include "instseg/structures/detections.h"
+
+namespace instseg {
+
+enum class MaskRcnnVariant {
+  kV1,  // frozen-BN ResNet, plain FPN, TwoMLPHead box head, plain mask head
+  kV2,  // BN in FPN and heads, 2-conv RPN head, 4conv+1fc box head (torchvision's _v2)
+};
+
+struct MaskRcnnOptions {
+  MaskRcnnVariant variant = MaskRcnnVariant::kV1;
+  int num_classes = 91;  // including background; torchvision's COCO models use 91 (COCO ids)
+  BackboneOptions backbone;
+  TransformOptions transform;
+  AnchorGeneratorOptions anchors;
+  RpnOptions rpn;
+  RoiHeadsOptions roi_heads;
+  void validate() const;
+};
+
+class MaskRcnnImpl : public torch::nn::Module {
+ public:
+  explicit MaskRcnnImpl(MaskRcnnOptions options);
+
+  // images: each [3, H, W] float RGB in [0, 1]. Returns detections in each image's own pixels.
+  std::vector<Detections> predict(const std::vector<torch::Tensor>& images);
+
+  // Training step: returns torchvision's loss dict (loss_objectness, loss_rpn_box_reg,
+  // loss_classifier, loss_box_reg, loss_mask).
+  std::map<std::string, torch::Tensor> losses(const std::vector<torch::Tensor>& images,
+                                              const std::vector<Targets>& targets);
+
+  const MaskRcnnOptions& options() const { return options_; }
+
+ private:
+  MaskRcnnOptions options_;
+  GeneralizedRcnnTransform transform_;
+  ResnetFpn backbone_{nullptr};
+  RegionProposalNetwork rpn_{nullptr};
+  RoiHeads roi_heads_{nullptr};
+};
+TORCH_MODULE(MaskRcnn);
+
+}  // namespace instseg

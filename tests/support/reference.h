@@ -1,0 +1,21 @@
+#pragma once
+// Reference values produced by torchvision / pycocotools scripts under tests/reference/.
+#include <torch/types.h>
+
+#include <map>
+#include <string>
+
+namespace instseg::testing {
+
+// Runs tests/reference/<script>.py once per build tree (guarded by a lock, so parallel tests
+// share one run) and returns the folder it wrote into: <build>/reference/<script>/.
+std::string reference_dir(const std::string& script);
+
+// Reads a file written by Python's torch.save({name: tensor, ...}) (plain dict of tensors).
+std::map<std::string, torch::Tensor> load_tensors(const std::string& path);
+
+// Paths of the shared material beside the checkout.
+std::string shared_path(const std::string& relative);  // ../shared/<relative>
+std::string source_path(const std::string& relative);  // <repo>/<relative>
+
+}  // namespace instseg::testing
