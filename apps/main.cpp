@@ -1,1 +1,30 @@
-int main() { return 0; }
+// The instseg program: parses the command line and reports errors; the work is in the library.
+#include <CLI/CLI.hpp>
+
+#include <exception>
+#include <iostream>
+
+#include "instseg/cli/commands.h"
+#include "instseg/errors.h"
+
+int main(int argc, char** argv) {
+  CLI::App app{"instseg: Mask R-CNN instance segmentation (inference, evaluation, training)"};
+  app.require_subcommand(1);
+  instseg::cli::register_predict(app);
+  instseg::cli::register_eval(app);
+  instseg::cli::register_train(app);
+  instseg::cli::register_demo(app);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  } catch (const instseg::CommandFailed& e) {
+    // Details were already reported item by item; this is the summary line.
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  } catch (const std::exception& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
+  }
+  return 0;
+}

@@ -24,4 +24,11 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A command finished its work but some items failed (each already reported), e.g. predict on a
+// folder with unreadable images: the exit code must still say so.
+class CommandFailed : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 }  // namespace instseg

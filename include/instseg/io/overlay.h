@@ -1,0 +1,24 @@
+#pragma once
+// Pictures of detections: translucent coloured masks, boxes, class names and scores.
+#include <torch/types.h>
+
+#include <string>
+#include <vector>
+
+#include "instseg/structures/detections.h"
+
+namespace instseg {
+
+struct OverlayOptions {
+  double show_thresh = 0.5;   // detections scoring below this are not drawn
+  double mask_thresh = 0.5;   // mask probability that counts as foreground (torchvision's)
+  double mask_alpha = 0.45;   // opacity of the mask colour
+};
+
+// image: [3, H, W] float RGB in [0, 1]. Returns the picture as an 8-bit BGR buffer encoded in the
+// format given by `extension` (".jpg" or ".png").
+std::string render_overlay(const torch::Tensor& image, const Detections& detections,
+                           const std::vector<std::string>& class_names,
+                           const OverlayOptions& options, const std::string& extension);
+
+}  // namespace instseg

@@ -1,0 +1,91 @@
+#include "instseg/io/overlay.h"
+
+#include <torch/torch.h>
+
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
+
+#include "instseg/errors.h"
+#include "instseg/io/class_names.h"
+
+namespace instseg {
+
+namespace {
+
+// Well-separated colours: hues stepped by the golden ratio, so neighbouring labels differ.
+cv::Scalar label_colour(int64_t label) {
+  const double hue = std::fmod(static_cast<double>(label) * 0.618033988749895, 1.0) * 180.0;
+  cv::Mat hsv(1, 1, CV_8UC3, cv::Scalar(hue, 200, 255));
+  cv::Mat bgr;
+  cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
+  const auto c = bgr.at<cv::Vec3b>(0, 0);
+  return {static_cast<double>(c[0]), static_cast<double>(c[1]), static_cast<double>(c[2])};
+}
+
+cv::Mat to_bgr_u8(const torch::Tensor& image) {
+  // [3, H, W] float RGB -> [H, W, 3] uint8 BGR, contiguous for OpenCV.
+  auto hwc = (image.detach().to(torch::kCPU, torch::kFloat).clamp(0, 1) * 255.0f)
+                 .round()
+                 .to(torch::kUInt8)
+                 .flip(0)
+                 .permute({1, 2, 0})
+                 .contiguous();
+  cv::Mat view(static_cast<int>(hwc.size(0)), static_cast<int>(hwc.size(1)), CV_8UC3, hwc.data_ptr());
+  return view.clone();
+}
+
+}  // namespace
+
+std::string render_overlay(const torch::Tensor& image, const Detections& detections,
+                           const std::vector<std::string>& class_names,
+                           const OverlayOptions& options, const std::string& extension) {
+  cv::Mat canvas = to_bgr_u8(image);
+  const auto scores = detections.scores.to(torch::kCPU, torch::kFloat);
+  const auto boxes = detections.boxes.to(torch::kCPU, torch::kFloat);
+  const auto labels = detections.labels.to(torch::kCPU, torch::kLong);
+  const int64_t count = scores.size(0);
+  const bool has_masks = detections.masks.defined() && detections.masks.numel() > 0;
+
+  // Draw low scores first so the most confident detections end on top.
+  for (int64_t i = count - 1; i >= 0; --i) {
+    if (scores[i].item<float>() < options.show_thresh) continue;
+    const auto colour = label_colour(labels[i].item<int64_t>());
+    if (has_masks) {
+      auto mask_tensor = (detections.masks[i][0] >= options.mask_thresh).to(torch::kCPU, torch::kUInt8).contiguous();
+      cv::Mat mask(canvas.rows, canvas.cols, CV_8UC1, mask_tensor.data_ptr());
+      cv::Mat tinted(canvas.size(), canvas.type(), colour);
+      cv::Mat blended;
+      cv::addWeighted(canvas, 1.0 - options.mask_alpha, tinted, options.mask_alpha, 0.0, blended);
+      blended.copyTo(canvas, mask);
+      std::vector<std::vector<cv::Point>> contours;
+      cv::findContours(mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
+      cv::drawContours(canvas, contours, -1, colour, 1, cv::LINE_AA);
+    }
+    const auto b = boxes[i];
+    const cv::Point top_left(static_cast<int>(b[0].item<float>()), static_cast<int>(b[1].item<float>()));
+    const cv::Point bottom_right(static_cast<int>(b[2].item<float>()), static_cast<int>(b[3].item<float>()));
+    cv::rectangle(canvas, top_left, bottom_right, colour, 2, cv::LINE_AA);
+
+    char score_text[16];
+    std::snprintf(score_text, sizeof score_text, " %.2f", scores[i].item<float>());
+    const std::string text = class_name(class_names, labels[i].item<int64_t>()) + score_text;
+    int baseline = 0;
+    const double font_scale = 0.5;
+    const auto size = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, font_scale, 1, &baseline);
+    // Keep the label inside the picture when the box touches the top edge.
+    const int y = std::max(top_left.y, size.height + baseline + 2);
+    cv::rectangle(canvas, cv::Point(top_left.x, y - size.height - baseline - 2),
+                  cv::Point(top_left.x + size.width + 2, y), colour, cv::FILLED);
+    cv::putText(canvas, text, cv::Point(top_left.x + 1, y - baseline - 1), cv::FONT_HERSHEY_SIMPLEX,
+                font_scale, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+  }
+
+  std::vector<uchar> encoded;
+  if (!cv::imencode(extension, canvas, encoded)) {
+    throw InputError("cannot encode overlay picture as " + extension);
+  }
+  return std::string(encoded.begin(), encoded.end());
+}
+
+}  // namespace instseg
