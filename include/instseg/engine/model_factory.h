@@ -1,0 +1,22 @@
+#pragma once
+// Builds the Mask R-CNN a checkpoint describes (variant, depth, classes) and loads its weights.
+#include <optional>
+#include <string>
+
+#include "instseg/modeling/mask_rcnn.h"
+
+namespace instseg {
+
+// Inference settings a user may change without touching the weights.
+struct ModelOverrides {
+  std::optional<int> min_size;
+  std::optional<int> max_size;
+  std::optional<double> score_thresh;
+};
+
+// Reads a torchvision-layout Mask R-CNN checkpoint, recognises v1/v2, the ResNet depth and the
+// number of classes from its keys, builds that model in eval mode and loads the weights strictly.
+// Throws CheckpointError (naming the file) for unreadable files or another architecture.
+MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides = {});
+
+}  // namespace instseg

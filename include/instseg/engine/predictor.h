@@ -1,0 +1,39 @@
+#pragma once
+// The predict job: a checkpoint, images (files or folders) -> COCO results JSON + overlay pictures.
+#include <string>
+#include <vector>
+
+namespace instseg {
+
+struct PredictOptions {
+  std::string weights;              // torchvision-layout .pth (v1 or v2 Mask R-CNN)
+  std::vector<std::string> inputs;  // image files and/or folders of images (not recursive)
+  std::string out_dir;              // receives predictions.json and one overlay picture per image
+  double score_thresh = 0.05;       // torchvision's box_score_thresh
+  int min_size = 800;               // torchvision's transform defaults
+  int max_size = 1333;
+  int threads = 0;                  // intra-op threads; 0 = every core (LibTorch starts with 1 here)
+  std::string coco_gt;              // optional instances JSON: image ids are looked up by file_name
+  double show_thresh = 0.5;         // overlay pictures draw detections scoring at least this
+  bool overlays = true;
+  bool progress = true;
+  void validate() const;
+};
+
+struct PredictSummary {
+  int images_done = 0;
+  int detections = 0;
+  std::vector<std::string> failures;  // one message per input that could not be predicted
+  double seconds_per_image = 0.0;     // median model time per image (decode and drawing excluded)
+};
+
+// Runs the job. Unreadable images are reported in `failures` (and on stderr) while the others are
+// predicted; predictions.json is written atomically once all images are done. A bad checkpoint or
+// options throw before anything is written.
+PredictSummary run_predict(const PredictOptions& options);
+
+// The image files that `inputs` names, folders expanded (sorted) to their image files.
+// A missing path throws InputError naming it.
+std::vector<std::string> collect_image_paths(const std::vector<std::string>& inputs);
+
+}  // namespace instseg

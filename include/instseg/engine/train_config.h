@@ -1,0 +1,78 @@
+#pragma once
+// Everything a training run needs, as plain structs with documented defaults. A JSON config file
+// maps onto them key by key ("optim.lr": 0.02 or {"optim": {"lr": 0.02}}); --set key=value
+// overrides one key; unknown keys and wrong types are ConfigErrors naming the key.
+#include <string>
+#include <vector>
+
+namespace instseg {
+
+struct DataConfig {
+  std::string kind = "coco";          // "coco" | "folder" | "synthetic"
+  std::string train_annotations;      // coco: instances JSON of the training split
+  std::string train_images;           // coco/folder: image folder (folder: dataset root)
+  std::string val_annotations;        // coco: instances JSON of the validation split (optional)
+  std::string val_images;
+  int synthetic_train_images = 2000;  // synthetic: sizes of the generated splits
+  int synthetic_val_images = 100;
+  int synthetic_image_size = 256;
+  int seed = 1;                       // synthetic generator seed (the data, not the training order)
+  bool horizontal_flip = true;        // augmentation: flip with probability 0.5
+};
+
+struct ModelConfig {
+  std::string variant = "v1";         // "v1" | "v2" (torchvision's maskrcnn_resnet50_fpn(_v2))
+  int depth = 50;                     // ResNet depth: 18, 34, 50, 101
+  std::string norm = "frozen";        // backbone norm: "frozen" (pretrained), "batch", "group" (from scratch)
+  int trainable_layers = 3;           // torchvision's trainable_backbone_layers (0..5)
+  std::string weights;                // start from: a torchvision Mask R-CNN or ImageNet ResNet .pth
+  std::vector<int> min_sizes{800};    // multi-scale training: one chosen per batch
+  int max_size = 1333;
+  int test_min_size = 800;
+  int rpn_post_nms_top_n_train = 2000;  // torchvision's defaults; smaller is faster on CPU
+  int rpn_post_nms_top_n_test = 1000;
+  int box_batch_size_per_image = 512;
+  int detections_per_image = 100;
+};
+
+struct OptimConfig {
+  int iterations = 1000;
+  int batch_size = 2;                 // images per iteration
+  double lr = 0.02;
+  double momentum = 0.9;
+  double weight_decay = 1e-4;
+  int warmup_iterations = 100;        // linear warm-up from lr * warmup_factor
+  double warmup_factor = 0.001;
+  std::string schedule = "step";      // "step" (x gamma at each of steps) | "cosine" (to 0)
+  std::vector<int> steps{};           // step schedule milestones (iterations)
+  double gamma = 0.1;
+  double clip_grad_norm = 0.0;        // 0 = off
+};
+
+struct RunConfig {
+  int log_every = 20;                 // iterations between JSON-lines log records
+  int eval_every = 500;               // iterations between validations (0 = only at the end)
+  int checkpoint_every = 500;         // iterations between checkpoints (the last one always)
+  int seed = 42;                      // training randomness: data order, flips, sampling
+  int threads = 0;                    // 0 = every core
+  double time_limit_minutes = 0.0;    // stop (and finish cleanly) after this long; 0 = no limit
+  bool progress = true;
+};
+
+struct TrainConfig {
+  DataConfig data;
+  ModelConfig model;
+  OptimConfig optim;
+  RunConfig run;
+
+  void validate() const;  // throws ConfigError naming the key
+  // Applies a JSON object ({"optim": {"lr": 0.01}} or {"optim.lr": 0.01}); `source` names it in errors.
+  void apply_json(const std::string& json_text, const std::string& source);
+  // Applies one "key=value" override; the value is JSON (numbers, lists, true) or a bare string.
+  void apply_override(const std::string& assignment);
+  std::string to_json() const;  // every key, for the run folder's config.json
+};
+
+TrainConfig load_train_config(const std::string& path);  // defaults, then the file
+
+}  // namespace instseg

@@ -1,0 +1,45 @@
+#include <CLI/CLI.hpp>
+
+#include <iostream>
+
+#include "instseg/cli/commands.h"
+#include "instseg/engine/predictor.h"
+#include "instseg/errors.h"
+
+namespace instseg::cli {
+
+void register_predict(CLI::App& app) {
+  auto options = std::make_shared<PredictOptions>();
+  auto* cmd = app.add_subcommand("predict", "Segment images with a torchvision Mask R-CNN checkpoint");
+  cmd->add_option("--weights", options->weights, "Checkpoint (.pth, torchvision layout, v1 or v2)")
+      ->required();
+  cmd->add_option("--input", options->inputs, "Image files or folders of images")->required();
+  cmd->add_option("--out", options->out_dir, "Output folder (predictions.json, overlay pictures)")
+      ->required();
+  cmd->add_option("--score-thresh", options->score_thresh, "Keep detections scoring at least this")
+      ->capture_default_str();
+  cmd->add_option("--min-size", options->min_size, "Resize shorter image side to this")->capture_default_str();
+  cmd->add_option("--max-size", options->max_size, "Cap the longer image side")->capture_default_str();
+  cmd->add_option("--threads", options->threads, "Intra-op threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--coco-gt", options->coco_gt,
+                  "COCO instances JSON: take image ids from it by file_name, so the output can be "
+                  "scored with 'instseg eval'");
+  cmd->add_option("--show-thresh", options->show_thresh, "Draw detections scoring at least this")
+      ->capture_default_str();
+  cmd->add_flag("!--no-overlays", options->overlays, "Skip the overlay pictures");
+  cmd->footer(
+      "Writes OUT/predictions.json in the COCO results format (image_id, category_id, bbox "
+      "[x,y,w,h], score, segmentation as compressed RLE of mask > 0.5, file_name). Category ids are "
+      "the model's labels (COCO ids for torchvision's COCO models). Unreadable images are reported "
+      "by name and the others predicted; the exit code is then 1.");
+  cmd->callback([options] {
+    const auto summary = run_predict(*options);
+    if (!summary.failures.empty()) {
+      throw CommandFailed(std::to_string(summary.failures.size()) + " of " +
+                          std::to_string(summary.failures.size() + summary.images_done) +
+                          " inputs could not be predicted (listed above)");
+    }
+  });
+}
+
+}  // namespace instseg::cli

@@ -1,0 +1,187 @@
+#include "instseg/engine/train_config.h"
+
+#include <fstream>
+#include <functional>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "instseg/errors.h"
+
+namespace instseg {
+
+using nlohmann::json;
+
+namespace {
+
+// Every key of the config with a reader and a writer, so files, --set and config.json share
+// one list and an unknown key can be rejected.
+struct Field {
+  std::function<void(const json&)> set;
+  std::function<json()> get;
+};
+
+template <class T>
+Field field(T& value) {
+  return {[&value](const json& j) { value = j.get<T>(); }, [&value] { return json(value); }};
+}
+
+std::map<std::string, Field> fields(TrainConfig& c) {
+  return {
+      {"data.kind", field(c.data.kind)},
+      {"data.train_annotations", field(c.data.train_annotations)},
+      {"data.train_images", field(c.data.train_images)},
+      {"data.val_annotations", field(c.data.val_annotations)},
+      {"data.val_images", field(c.data.val_images)},
+      {"data.synthetic_train_images", field(c.data.synthetic_train_images)},
+      {"data.synthetic_val_images", field(c.data.synthetic_val_images)},
+      {"data.synthetic_image_size", field(c.data.synthetic_image_size)},
+      {"data.seed", field(c.data.seed)},
+      {"data.horizontal_flip", field(c.data.horizontal_flip)},
+      {"model.variant", field(c.model.variant)},
+      {"model.depth", field(c.model.depth)},
+      {"model.norm", field(c.model.norm)},
+      {"model.trainable_layers", field(c.model.trainable_layers)},
+      {"model.weights", field(c.model.weights)},
+      {"model.min_sizes", field(c.model.min_sizes)},
+      {"model.max_size", field(c.model.max_size)},
+      {"model.test_min_size", field(c.model.test_min_size)},
+      {"model.rpn_post_nms_top_n_train", field(c.model.rpn_post_nms_top_n_train)},
+      {"model.rpn_post_nms_top_n_test", field(c.model.rpn_post_nms_top_n_test)},
+      {"model.box_batch_size_per_image", field(c.model.box_batch_size_per_image)},
+      {"model.detections_per_image", field(c.model.detections_per_image)},
+      {"optim.iterations", field(c.optim.iterations)},
+      {"optim.batch_size", field(c.optim.batch_size)},
+      {"optim.lr", field(c.optim.lr)},
+      {"optim.momentum", field(c.optim.momentum)},
+      {"optim.weight_decay", field(c.optim.weight_decay)},
+      {"optim.warmup_iterations", field(c.optim.warmup_iterations)},
+      {"optim.warmup_factor", field(c.optim.warmup_factor)},
+      {"optim.schedule", field(c.optim.schedule)},
+      {"optim.steps", field(c.optim.steps)},
+      {"optim.gamma", field(c.optim.gamma)},
+      {"optim.clip_grad_norm", field(c.optim.clip_grad_norm)},
+      {"run.log_every", field(c.run.log_every)},
+      {"run.eval_every", field(c.run.eval_every)},
+      {"run.checkpoint_every", field(c.run.checkpoint_every)},
+      {"run.seed", field(c.run.seed)},
+      {"run.threads", field(c.run.threads)},
+      {"run.time_limit_minutes", field(c.run.time_limit_minutes)},
+      {"run.progress", field(c.run.progress)},
+  };
+}
+
+void set_key(TrainConfig& config, const std::string& key, const json& value, const std::string& source) {
+  auto all = fields(config);
+  const auto it = all.find(key);
+  if (it == all.end()) throw ConfigError(source + ": unknown key '" + key + "'");
+  try {
+    it->second.set(value);
+  } catch (const json::exception&) {
+    throw ConfigError(source + ": key '" + key + "' expects a value like " + it->second.get().dump() +
+                      ", got " + value.dump());
+  }
+}
+
+void apply_object(TrainConfig& config, const json& object, const std::string& prefix, const std::string& source) {
+  for (const auto& [name, value] : object.items()) {
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (value.is_object()) {
+      apply_object(config, value, key, source);
+    } else {
+      set_key(config, key, value, source);
+    }
+  }
+}
+
+void require(bool ok, const std::string& message) {
+  if (!ok) throw ConfigError(message);
+}
+
+}  // namespace
+
+void TrainConfig::validate() const {
+  require(data.kind == "coco" || data.kind == "folder" || data.kind == "synthetic",
+          "data.kind must be coco, folder or synthetic, got '" + data.kind + "'");
+  if (data.kind == "coco") {
+    require(!data.train_annotations.empty(), "data.train_annotations is required for data.kind coco");
+    require(!data.train_images.empty(), "data.train_images is required for data.kind coco");
+  }
+  if (data.kind == "folder") require(!data.train_images.empty(), "data.train_images is required for data.kind folder");
+  require(data.synthetic_train_images > 0 && data.synthetic_val_images >= 0, "data.synthetic_*_images must be positive");
+  require(data.synthetic_image_size >= 64, "data.synthetic_image_size must be >= 64");
+  require(model.variant == "v1" || model.variant == "v2", "model.variant must be v1 or v2, got '" + model.variant + "'");
+  require(model.depth == 18 || model.depth == 34 || model.depth == 50 || model.depth == 101,
+          "model.depth must be 18, 34, 50 or 101, got " + std::to_string(model.depth));
+  require(model.norm == "frozen" || model.norm == "batch" || model.norm == "group",
+          "model.norm must be frozen, batch or group, got '" + model.norm + "'");
+  require(model.trainable_layers >= 0 && model.trainable_layers <= 5, "model.trainable_layers must be in 0..5");
+  require(!model.min_sizes.empty(), "model.min_sizes must list at least one size");
+  for (int s : model.min_sizes) require(s > 0 && s <= model.max_size, "model.min_sizes must be in (0, model.max_size]");
+  require(model.test_min_size > 0 && model.test_min_size <= model.max_size, "model.test_min_size must be in (0, model.max_size]");
+  require(model.rpn_post_nms_top_n_train > 0 && model.rpn_post_nms_top_n_test > 0, "model.rpn_post_nms_top_n_* must be positive");
+  require(model.box_batch_size_per_image > 0, "model.box_batch_size_per_image must be positive");
+  require(model.detections_per_image > 0, "model.detections_per_image must be positive");
+  require(optim.iterations > 0, "optim.iterations must be positive");
+  require(optim.batch_size > 0, "optim.batch_size must be positive");
+  require(optim.lr > 0, "optim.lr must be positive");
+  require(optim.momentum >= 0 && optim.momentum < 1, "optim.momentum must be in [0, 1)");
+  require(optim.weight_decay >= 0, "optim.weight_decay must be >= 0");
+  require(optim.warmup_iterations >= 0, "optim.warmup_iterations must be >= 0");
+  require(optim.warmup_factor > 0 && optim.warmup_factor <= 1, "optim.warmup_factor must be in (0, 1]");
+  require(optim.schedule == "step" || optim.schedule == "cosine", "optim.schedule must be step or cosine, got '" + optim.schedule + "'");
+  require(optim.gamma > 0, "optim.gamma must be positive");
+  require(optim.clip_grad_norm >= 0, "optim.clip_grad_norm must be >= 0 (0 = off)");
+  require(run.log_every > 0, "run.log_every must be positive");
+  require(run.eval_every >= 0, "run.eval_every must be >= 0");
+  require(run.checkpoint_every > 0, "run.checkpoint_every must be positive");
+  require(run.threads >= 0, "run.threads must be >= 0");
+  require(run.time_limit_minutes >= 0, "run.time_limit_minutes must be >= 0");
+}
+
+void TrainConfig::apply_json(const std::string& json_text, const std::string& source) {
+  json parsed;
+  try {
+    parsed = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw ConfigError(source + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
+  }
+  if (!parsed.is_object()) throw ConfigError(source + ": expected a JSON object");
+  apply_object(*this, parsed, "", source);
+}
+
+void TrainConfig::apply_override(const std::string& assignment) {
+  const auto eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0) {
+    throw ConfigError("--set '" + assignment + "': expected key=value");
+  }
+  const std::string key = assignment.substr(0, eq);
+  const std::string text = assignment.substr(eq + 1);
+  // Numbers, booleans and lists are JSON; anything that does not parse is taken as a string.
+  json value = json::parse(text, nullptr, /*allow_exceptions=*/false);
+  if (value.is_discarded()) value = text;
+  set_key(*this, key, value, "--set " + key);
+}
+
+std::string TrainConfig::to_json() const {
+  TrainConfig copy = *this;  // fields() hands out setters too, so it needs a mutable config
+  json out = json::object();
+  for (const auto& [key, f] : fields(copy)) {
+    std::string pointer = "/" + key;
+    pointer[pointer.find('.')] = '/';
+    out[json::json_pointer(pointer)] = f.get();
+  }
+  return out.dump(2);
+}
+
+TrainConfig load_train_config(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open config file");
+  std::stringstream text;
+  text << in.rdbuf();
+  TrainConfig config;
+  config.apply_json(text.str(), path);
+  return config;
+}
+
+}  // namespace instseg
