@@ -24,6 +24,12 @@ class ConfigError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// Training cannot go on (a non-finite loss); the message names the iteration and the images.
+class TrainingError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A command finished its work but some items failed (each already reported), e.g. predict on a
 // folder with unreadable images: the exit code must still say so.
 class CommandFailed : public std::runtime_error {
