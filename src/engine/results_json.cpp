@@ -9,29 +9,41 @@
 
 namespace instseg {
 
-void ResultsJsonWriter::add(int64_t image_id, const std::string& file_name,
-                            const Detections& detections, double mask_thresh) {
+std::vector<coco::Detection> to_coco_detections(int64_t image_id, const Detections& detections,
+                                                double mask_thresh) {
   const auto boxes = detections.boxes.to(torch::kCPU, torch::kDouble).contiguous();
   const auto scores = detections.scores.to(torch::kCPU, torch::kDouble).contiguous();
   const auto labels = detections.labels.to(torch::kCPU, torch::kLong).contiguous();
   const bool has_masks = detections.masks.defined() && detections.masks.numel() > 0;
-  // Binarise all masks at once: [K, H, W] uint8, row-major per mask as the RLE encoder expects.
+  // All masks binarised at once: [K, H, W] uint8, row-major per mask as the RLE encoder expects.
   const auto binary = has_masks ? (detections.masks.select(1, 0) > mask_thresh)
                                       .to(torch::kCPU, torch::kUInt8)
                                       .contiguous()
                                 : torch::Tensor();
   const auto* b = boxes.data_ptr<double>();
+  std::vector<coco::Detection> out(static_cast<size_t>(scores.size(0)));
   for (int64_t i = 0; i < scores.size(0); ++i) {
-    nlohmann::json entry;
-    entry["image_id"] = image_id;
-    entry["category_id"] = labels[i].item<int64_t>();
-    entry["bbox"] = {b[4 * i], b[4 * i + 1], b[4 * i + 2] - b[4 * i], b[4 * i + 3] - b[4 * i + 1]};
-    entry["score"] = scores[i].item<double>();
+    auto& d = out[static_cast<size_t>(i)];
+    d.image_id = image_id;
+    d.category_id = labels[i].item<int64_t>();
+    d.bbox = {b[4 * i], b[4 * i + 1], b[4 * i + 2] - b[4 * i], b[4 * i + 3] - b[4 * i + 1]};
+    d.score = scores[i].item<double>();
     if (has_masks) {
-      const auto h = static_cast<uint32_t>(binary.size(1));
-      const auto w = static_cast<uint32_t>(binary.size(2));
-      const auto rle = coco::encode(binary[i].data_ptr<uint8_t>(), h, w);
-      entry["segmentation"] = {{"size", {h, w}}, {"counts", coco::to_string(rle)}};
+      d.mask = coco::encode(binary[i].data_ptr<uint8_t>(), static_cast<uint32_t>(binary.size(1)),
+                            static_cast<uint32_t>(binary.size(2)));
+    }
+  }
+  return out;
+}
+
+void ResultsJsonWriter::add(int64_t image_id, const std::string& file_name, const Detections& detections) {
+  for (const auto& d : to_coco_detections(image_id, detections)) {
+    nlohmann::json entry = {{"image_id", d.image_id},
+                            {"category_id", d.category_id},
+                            {"bbox", d.bbox},
+                            {"score", d.score}};
+    if (d.mask) {
+      entry["segmentation"] = {{"size", {d.mask->h, d.mask->w}}, {"counts", coco::to_string(*d.mask)}};
     }
     entry["file_name"] = file_name;
     entries_.push_back(entry.dump());

@@ -68,6 +68,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"run.threads", field(c.run.threads)},
       {"run.time_limit_minutes", field(c.run.time_limit_minutes)},
       {"run.progress", field(c.run.progress)},
+      {"run.stop_after", field(c.run.stop_after)},
   };
 }
 
@@ -137,6 +138,7 @@ void TrainConfig::validate() const {
   require(run.checkpoint_every > 0, "run.checkpoint_every must be positive");
   require(run.threads >= 0, "run.threads must be >= 0");
   require(run.time_limit_minutes >= 0, "run.time_limit_minutes must be >= 0");
+  require(run.stop_after >= 0, "run.stop_after must be >= 0");
 }
 
 void TrainConfig::apply_json(const std::string& json_text, const std::string& source) {

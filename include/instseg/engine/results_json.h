@@ -1,20 +1,25 @@
 #pragma once
-// Detections -> COCO results JSON (the format `instseg eval` and pycocotools' loadRes read).
+// Detections -> COCO results (in memory for the evaluator, or the JSON file pycocotools reads).
 #include <cstdint>
 #include <map>
 #include <string>
 #include <vector>
 
+#include "instseg/coco/results.h"
 #include "instseg/structures/detections.h"
 
 namespace instseg {
 
+// One COCO result per detection: category_id = label, bbox [x, y, w, h], score, and the mask
+// binarised at mask > mask_thresh (torchvision's convention) as RLE when masks are present.
+std::vector<coco::Detection> to_coco_detections(int64_t image_id, const Detections& detections,
+                                                double mask_thresh = 0.5);
+
+// Accumulates results of many images and writes them as a COCO results JSON list, each entry
+// with a "file_name" beside the standard fields.
 class ResultsJsonWriter {
  public:
-  // Appends one entry per detection: image_id, category_id (= label), bbox [x, y, w, h], score,
-  // segmentation (compressed RLE of mask > mask_thresh) when masks are present, file_name.
-  void add(int64_t image_id, const std::string& file_name, const Detections& detections,
-           double mask_thresh = 0.5);
+  void add(int64_t image_id, const std::string& file_name, const Detections& detections);
   std::string dump() const;  // the whole list as JSON text
   size_t size() const { return entries_.size(); }
 

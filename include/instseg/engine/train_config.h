@@ -56,6 +56,8 @@ struct RunConfig {
   int seed = 42;                      // training randomness: data order, flips, sampling
   int threads = 0;                    // 0 = every core
   double time_limit_minutes = 0.0;    // stop (and finish cleanly) after this long; 0 = no limit
+  int stop_after = 0;                 // stop after this many iterations in this invocation (0 = run
+                                      // to optim.iterations); --resume continues from there
   bool progress = true;
 };
 

@@ -1,0 +1,296 @@
+#include "instseg/engine/trainer.h"
+
+#include <torch/torch.h>
+
+#include <ATen/CPUGeneratorImpl.h>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <thread>
+
+#include "instseg/checkpoint/state_dict.h"
+#include "instseg/common/atomic_file.h"
+#include "instseg/common/progress_bar.h"
+#include "instseg/engine/lr_schedule.h"
+#include "instseg/engine/model_factory.h"
+#include "instseg/engine/results_json.h"
+#include "instseg/engine/sgd.h"
+#include "instseg/engine/training_data.h"
+#include "instseg/errors.h"
+#include "instseg/evaluation/coco_evaluator.h"
+
+namespace instseg {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace {
+
+constexpr const char* kStateFile = "train_state.pth";
+
+double seconds_since(std::chrono::steady_clock::time_point start) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Appends one JSON object per line and flushes, so a killed run keeps every record written.
+class JsonLinesLog {
+ public:
+  JsonLinesLog(const std::string& path, bool append)
+      : out_(path, append ? std::ios::app : std::ios::trunc) {
+    if (!out_) throw InputError(path + ": cannot open log for writing");
+  }
+  void write(const json& record) {
+    out_ << record.dump() << "\n";
+    out_.flush();
+  }
+
+ private:
+  std::ofstream out_;
+};
+
+// Everything --resume needs to continue exactly as if the run had not stopped.
+struct TrainState {
+  int iteration = 0;  // iterations completed
+  double best_score = -1.0;
+  LoaderPosition loader;
+};
+
+void save_train_state(const std::string& path, const MaskRcnnImpl& model, const Sgd& sgd,
+                      const TrainState& state) {
+  c10::Dict<std::string, at::Tensor> weights;
+  for (const auto& [name, tensor] : module_state_dict(model)) weights.insert(name, tensor);
+  c10::Dict<std::string, at::Tensor> momentum;
+  for (const auto& [name, tensor] : sgd.momentum_buffers()) momentum.insert(name, tensor);
+  c10::Dict<std::string, c10::IValue> archive;
+  archive.insert("iteration", static_cast<int64_t>(state.iteration));
+  archive.insert("best_score", state.best_score);
+  archive.insert("loader_epoch", state.loader.epoch);
+  archive.insert("loader_index", state.loader.index);
+  archive.insert("torch_rng", at::detail::getDefaultCPUGenerator().get_state());
+  archive.insert("model", weights);
+  archive.insert("momentum", momentum);
+  save_archive(path, archive);
+}
+
+TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Sgd& sgd) {
+  const auto archive = read_archive(path).toGenericDict();
+  auto get = [&](const char* key) {
+    if (!archive.contains(key)) throw CheckpointError(path + ": training state lacks '" + std::string(key) + "'");
+    return archive.at(key);
+  };
+  StateDict weights;
+  for (const auto& entry : get("model").toGenericDict()) {
+    weights.emplace_back(entry.key().toStringRef(), entry.value().toTensor());
+  }
+  load_state_dict(model, weights, path);
+  std::map<std::string, torch::Tensor> momentum;
+  for (const auto& entry : get("momentum").toGenericDict()) {
+    momentum[entry.key().toStringRef()] = entry.value().toTensor();
+  }
+  sgd.set_momentum_buffers(std::move(momentum));
+  at::detail::getDefaultCPUGenerator().set_state(get("torch_rng").toTensor());
+  TrainState state;
+  state.iteration = static_cast<int>(get("iteration").toInt());
+  state.best_score = get("best_score").toDouble();
+  state.loader.epoch = get("loader_epoch").toInt();
+  state.loader.index = get("loader_index").toInt();
+  return state;
+}
+
+// Training-mode graph (target sampling, loss heads) with batch-norm statistics left untouched.
+void set_training_except_norm(MaskRcnnImpl& model) {
+  model.train();
+  for (const auto& module : model.modules(/*include_self=*/false)) {
+    if (module->name().find("BatchNorm") != std::string::npos) module->eval();
+  }
+}
+
+std::string format_losses(const std::map<std::string, double>& losses) {
+  static const std::vector<std::pair<std::string, std::string>> kShort = {
+      {"loss_classifier", "cls"}, {"loss_box_reg", "box"}, {"loss_mask", "mask"},
+      {"loss_objectness", "obj"}, {"loss_rpn_box_reg", "rpn"}};
+  std::ostringstream out;
+  out.precision(3);
+  for (const auto& [key, name] : kShort) {
+    const auto it = losses.find(key);
+    if (it != losses.end()) out << name << " " << std::fixed << it->second << " ";
+  }
+  return out.str();
+}
+
+json stats_json(const evaluation::EvalResult& result) {
+  json per_category = json::object();
+  for (int k = 0; k < result.num_categories(); ++k) {
+    per_category[std::to_string(result.category_ids[static_cast<size_t>(k)])] = result.category_ap(k);
+  }
+  return {{"stats", result.stats}, {"per_category", per_category}};
+}
+
+// Predicts every validation image, scores the results against the split's ground truth and
+// averages the validation losses. Writes val_predictions.json, val_annotations.json, metrics.json.
+ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, int iteration,
+                                const std::string& out_dir) {
+  ValidationRecord record;
+  record.iteration = iteration;
+  std::vector<coco::Detection> detections;
+  ResultsJsonWriter results_file;
+  std::map<std::string, double> loss_sums;
+  const size_t count = data.val_size();
+  {
+    torch::NoGradGuard no_grad;
+    for (size_t i = 0; i < count; ++i) {
+      const TrainingSample sample = data.val_sample(i);
+      model.eval();
+      Detections predicted = model.predict({sample.image})[0];
+      predicted.labels = data.labels_to_category_ids(predicted.labels);
+      auto converted = to_coco_detections(sample.image_id, predicted);
+      detections.insert(detections.end(), converted.begin(), converted.end());
+      results_file.add(sample.image_id, sample.file_name, predicted);
+      // Validation losses use the training-mode graph (sampling, targets) without updating
+      // anything: no gradients, and normalisation layers kept in eval mode.
+      set_training_except_norm(model);
+      for (const auto& [name, value] : model.losses({sample.image}, {sample.targets})) {
+        loss_sums[name] += value.item<double>();
+      }
+    }
+  }
+  model.eval();
+  for (const auto& [name, sum] : loss_sums) record.losses[name] = count ? sum / count : 0.0;
+
+  json metrics = json::object();
+  const coco::Dataset& gt = data.val_ground_truth();
+  if (!detections.empty()) {
+    evaluation::EvalOptions options;
+    const auto bbox = evaluation::evaluate(gt, detections, evaluation::IouType::kBbox, options);
+    record.bbox_stats = bbox.stats;
+    metrics["bbox"] = stats_json(bbox);
+    if (detections.front().mask) {
+      const auto segm = evaluation::evaluate(gt, detections, evaluation::IouType::kSegm, options);
+      record.segm_stats = segm.stats;
+      metrics["segm"] = stats_json(segm);
+    }
+  }
+  write_bytes_atomically((fs::path(out_dir) / "val_predictions.json").string(), results_file.dump());
+  write_bytes_atomically((fs::path(out_dir) / "metrics.json").string(), metrics.dump(2) + "\n");
+  return record;
+}
+
+}  // namespace
+
+TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool resume) {
+  config.validate();
+  const auto start = std::chrono::steady_clock::now();
+  torch::set_num_threads(config.run.threads > 0 ? config.run.threads
+                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
+  fs::create_directories(out_dir);
+  const std::string state_path = (fs::path(out_dir) / kStateFile).string();
+  if (resume && !fs::exists(state_path)) {
+    throw CheckpointError(state_path + ": nothing to resume (no complete checkpoint in " + out_dir + ")");
+  }
+
+  TrainingData data(config.data, config.run.seed);
+  data.write_val_ground_truth((fs::path(out_dir) / "val_annotations.json").string());
+  MaskRcnn model = build_mask_rcnn_for_training(config.model, data.num_classes());
+  Sgd sgd(*model, config.optim.momentum, config.optim.weight_decay);
+  TrainState state;
+  if (resume) state = load_train_state(state_path, *model, sgd);
+  write_bytes_atomically((fs::path(out_dir) / "config.json").string(), config.to_json() + "\n");
+
+  BatchLoader loader(data, config.optim.batch_size, config.run.seed, config.data.horizontal_flip, state.loader);
+  JsonLinesLog log((fs::path(out_dir) / "log.jsonl").string(), resume);
+  TrainOutcome outcome;
+  ProgressBar progress(config.optim.iterations, "train", "it");
+  const bool has_val = data.val_size() > 0;
+  int images_since_log = 0;
+  auto log_start = std::chrono::steady_clock::now();
+
+  auto checkpoint = [&](int iteration) {
+    state.iteration = iteration;
+    state.loader = loader.position();
+    save_state_dict((fs::path(out_dir) / "model_last.pth").string(), module_state_dict(*model));
+    save_train_state(state_path, *model, sgd, state);
+  };
+  auto run_validation = [&](int iteration) {
+    ValidationRecord record = validate_model(*model, data, iteration, out_dir);
+    json entry = {{"type", "val"}, {"iteration", iteration}, {"bbox", record.bbox_stats},
+                  {"segm", record.segm_stats}, {"losses", record.losses},
+                  {"bbox_AP", record.bbox_stats[0]}, {"segm_AP", record.segm_stats[0]}};
+    log.write(entry);
+    const double score = data.has_masks() ? record.segm_stats[0] : record.bbox_stats[0];
+    if (score > state.best_score) {
+      state.best_score = score;
+      save_state_dict((fs::path(out_dir) / "model_best.pth").string(), module_state_dict(*model));
+    }
+    outcome.validations.push_back(record);
+  };
+
+  int iteration = state.iteration;
+  const int last = config.run.stop_after > 0 ? std::min(config.optim.iterations, iteration + config.run.stop_after)
+                                             : config.optim.iterations;
+  for (; iteration < last; ++iteration) {
+    if (config.run.time_limit_minutes > 0 && seconds_since(start) > 60.0 * config.run.time_limit_minutes) {
+      outcome.stopped_by_time_limit = true;
+      break;
+    }
+    const TrainingBatch batch = loader.next();
+    model->train();
+    const auto losses = model->losses(batch.images, batch.targets);
+    torch::Tensor total = torch::zeros({}, torch::kFloat);
+    std::map<std::string, double> values;
+    for (const auto& [name, value] : losses) {
+      total = total + value;
+      values[name] = value.item<double>();
+    }
+    const double total_value = total.item<double>();
+    if (!std::isfinite(total_value)) {
+      std::string names;
+      for (const auto& f : batch.file_names) names += (names.empty() ? "" : ", ") + f;
+      throw TrainingError("non-finite loss (" + std::to_string(total_value) + ") at iteration " +
+                          std::to_string(iteration + 1) + " on images: " + names + " (" +
+                          format_losses(values) + "); the last good checkpoint is kept in " + out_dir);
+    }
+    sgd.zero_grad();
+    total.backward();
+    if (config.optim.clip_grad_norm > 0) sgd.clip_grad_norm(config.optim.clip_grad_norm);
+    const double lr = learning_rate(config.optim, iteration);
+    sgd.step(lr);
+    images_since_log += static_cast<int>(batch.images.size());
+
+    const int done = iteration + 1;
+    if (done % config.run.log_every == 0 || done == config.optim.iterations) {
+      const double rate = images_since_log / std::max(1e-9, seconds_since(log_start));
+      json entry = {{"type", "train"}, {"iteration", done}, {"lr", lr}, {"loss", total_value},
+                    {"images_per_second", rate}, {"elapsed_seconds", seconds_since(start)}};
+      for (const auto& [name, value] : values) entry[name] = value;
+      log.write(entry);
+      outcome.loss_history.emplace_back(done, total_value);
+      images_since_log = 0;
+      log_start = std::chrono::steady_clock::now();
+    }
+    if (config.run.progress) {
+      char lr_text[32];
+      std::snprintf(lr_text, sizeof lr_text, "lr %.2e", lr);
+      progress.update(done, "loss " + std::to_string(total_value).substr(0, 5) + " (" + format_losses(values) + ") " + lr_text);
+    }
+    if (has_val && config.run.eval_every > 0 && done % config.run.eval_every == 0 && done < last) {
+      run_validation(done);
+    }
+    if (done % config.run.checkpoint_every == 0 && done < last) checkpoint(done);
+  }
+  if (config.run.progress) progress.finish();
+  // A run paused by stop_after is validated when it finishes, so that pausing changes nothing
+  // (validation draws from the RNG that resume restores).
+  const bool finished = iteration == config.optim.iterations || outcome.stopped_by_time_limit;
+  if (has_val && finished) run_validation(iteration);
+  checkpoint(iteration);
+  outcome.iterations_done = iteration;
+  outcome.seconds = seconds_since(start);
+  return outcome;
+}
+
+}  // namespace instseg
