@@ -1,0 +1,37 @@
+#pragma once
+// COCO results ("detections") files: a JSON list of {image_id, category_id, bbox, score} with an
+// optional compressed-RLE "segmentation". Read against a ground truth, which fixes the valid image
+// and category ids and the mask sizes.
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "instseg/coco/dataset.h"
+#include "instseg/coco/rle.h"
+
+namespace instseg::coco {
+
+struct Detection {
+  int64_t image_id = 0;
+  int64_t category_id = 0;
+  std::array<double, 4> bbox{};  // [x, y, width, height] in image pixels
+  bool has_bbox = true;          // false: a mask-only result (its box is the mask's box)
+  double score = 0;
+  std::optional<Rle> mask;       // at the image's size
+};
+
+// Reads and validates a results file. Throws InputError naming the file, the result index and the
+// field for: a file that is not a list, an empty list (pycocotools fails on it too), an unknown
+// image id (pycocotools asserts) or category id (pycocotools would silently drop it), a missing or
+// non-finite score (NaN has no order), a malformed box or RLE, a mask whose size is not its
+// image's, and results missing "bbox" when the first has one (pycocotools' KeyError).
+std::vector<Detection> read_results(const std::string& path, const Dataset& ground_truth);
+std::vector<Detection> parse_results(const std::string& json_text, const std::string& source,
+                                     const Dataset& ground_truth);
+
+// Writes detections in the same format (masks as compressed RLE), atomically.
+void write_results(const std::string& path, const std::vector<Detection>& detections);
+
+}  // namespace instseg::coco

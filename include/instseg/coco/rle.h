@@ -1,0 +1,58 @@
+#pragma once
+// COCO run-length encoded masks, bit-for-bit as pycocotools.mask (cocoapi's maskApi.c).
+// A mask of h rows and w columns is scanned column after column (column-major); `counts` are the
+// lengths of alternating runs of 0s and 1s, starting with 0s (the first run may be empty).
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace instseg::coco {
+
+struct Rle {
+  uint32_t h = 0;
+  uint32_t w = 0;
+  std::vector<uint32_t> counts;  // run lengths; sum is h * w for a well-formed mask
+};
+
+// mask: h * w bytes in row-major order (as an image); any non-zero byte is foreground.
+Rle encode(const uint8_t* mask, uint32_t h, uint32_t w);
+// Row-major h * w bytes of 0/1.
+std::vector<uint8_t> decode(const Rle& rle);
+
+// The compressed `counts` string of the COCO JSON format (LEB128-like, deltas after the 3rd run).
+std::string to_string(const Rle& rle);
+// Parses a compressed `counts` string. Throws InputError (without a file name: callers add it)
+// when the string is truncated, has a character outside '0'..'o', or its runs do not sum to h * w.
+Rle from_string(const std::string& counts, uint32_t h, uint32_t w);
+// Uncompressed counts, as an iscrowd annotation stores them. Throws InputError when the runs do
+// not sum to h * w.
+Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w);
+
+// One polygon [x0, y0, x1, y1, ...] rasterised as maskApi's rleFrPoly (5x upsampled boundary).
+// A trailing odd value is ignored; fewer than 3 points give a degenerate (empty or thin) mask.
+Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w);
+// What COCO.annToRLE does for a polygon annotation: frPyObjects(polygons) then merge (union).
+// Follows frPyObjects' dispatch on the first polygon: 4 values means a box in pycocotools (and a
+// TypeError there), fewer than 4 is "not supported": both throw InputError here.
+Rle from_polygons(const std::vector<std::vector<double>>& polygons, uint32_t h, uint32_t w);
+// A box [x, y, width, height] rasterised as the polygon of its corners (maskApi's rleFrBbox).
+Rle from_box(const std::array<double, 4>& box, uint32_t h, uint32_t w);
+
+// Union (intersect = false) or intersection of masks of one size; masks of different sizes give
+// an empty 0x0 mask, as maskApi's rleMerge.
+Rle merge(const std::vector<Rle>& masks, bool intersect);
+
+uint64_t area(const Rle& rle);
+// Tight box [x, y, width, height] of the foreground; zeros for an empty mask.
+std::array<double, 4> to_bbox(const Rle& rle);
+
+// IoU of a result with a ground truth; for a crowd GT, intersection / area(dt). Masks of different
+// sizes whose boxes overlap give -1, as maskApi's rleIou.
+double iou(const Rle& dt, const Rle& gt, bool gt_is_crowd);
+// iou() without its box pre-test: for callers that cache boxes and test box_iou > 0 first.
+double mask_iou(const Rle& dt, const Rle& gt, bool gt_is_crowd);
+// Same for boxes [x, y, width, height].
+double box_iou(const std::array<double, 4>& dt, const std::array<double, 4>& gt, bool gt_is_crowd);
+
+}  // namespace instseg::coco

@@ -1,0 +1,130 @@
+#include "coco/json_fields.h"
+
+#include <cmath>
+#include <fstream>
+#include <sstream>
+
+#include "instseg/errors.h"
+
+namespace instseg::coco::detail {
+
+using nlohmann::json;
+
+void fail(const Entry& at, const std::string& field, const std::string& what) {
+  throw InputError(at.file + ": " + at.array + "[" + std::to_string(at.index) + "]" +
+                   (field.empty() ? "" : "." + field) + ": " + what);
+}
+
+const json& require(const json& object, const char* field, const Entry& at) {
+  const auto it = object.find(field);
+  if (it == object.end()) fail(at, field, "missing");
+  return *it;
+}
+
+int64_t get_int(const json& object, const char* field, const Entry& at) {
+  const json& value = require(object, field, at);
+  if (!value.is_number_integer()) fail(at, field, "expected an integer, got " + value.dump());
+  return value.get<int64_t>();
+}
+
+double get_number(const json& object, const char* field, const Entry& at) {
+  const json& value = require(object, field, at);
+  if (!value.is_number()) fail(at, field, "expected a number, got " + value.dump());
+  const double number = value.get<double>();
+  if (!std::isfinite(number)) fail(at, field, "not a finite number");
+  return number;
+}
+
+std::array<double, 4> get_box(const json& object, const char* field, const Entry& at) {
+  const json& value = require(object, field, at);
+  if (!value.is_array() || value.size() != 4) fail(at, field, "expected 4 numbers [x, y, width, height]");
+  std::array<double, 4> box{};
+  for (size_t i = 0; i < 4; ++i) {
+    if (!value[i].is_number()) fail(at, field, "expected 4 numbers [x, y, width, height]");
+    box[i] = value[i].get<double>();
+    if (!std::isfinite(box[i])) fail(at, field, "not finite");
+  }
+  if (box[2] < 0 || box[3] < 0) fail(at, field, "negative width or height");
+  return box;
+}
+
+Segmentation get_segmentation(const json& value, uint32_t h, uint32_t w, const Entry& at) {
+  Segmentation segmentation;
+  if (value.is_array()) {
+    // Polygons: pycocotools decides on the first one (4 values: a box, fewer: unsupported).
+    if (value.empty()) fail(at, "segmentation", "empty polygon list");
+    segmentation.kind = Segmentation::Kind::kPolygons;
+    for (size_t p = 0; p < value.size(); ++p) {
+      const std::string field = "segmentation[" + std::to_string(p) + "]";
+      const json& polygon = value[p];
+      if (!polygon.is_array()) fail(at, field, "expected a list of numbers [x0, y0, x1, y1, ...]");
+      if (polygon.size() % 2 != 0) fail(at, field, "odd number of coordinates");
+      if (p == 0 && polygon.size() < 6) {
+        fail(at, field, "a polygon needs at least 3 points (pycocotools rejects fewer on the first)");
+      }
+      std::vector<double> xy;
+      xy.reserve(polygon.size());
+      for (const json& v : polygon) {
+        if (!v.is_number() || !std::isfinite(v.get<double>())) fail(at, field, "coordinates must be finite numbers");
+        xy.push_back(v.get<double>());
+      }
+      segmentation.polygons.push_back(std::move(xy));
+    }
+    return segmentation;
+  }
+  if (!value.is_object()) fail(at, "segmentation", "expected polygons or an RLE object {size, counts}");
+  const json* size = value.contains("size") ? &value["size"] : nullptr;
+  if (!size || !size->is_array() || size->size() != 2 || !(*size)[0].is_number_unsigned() ||
+      !(*size)[1].is_number_unsigned()) {
+    fail(at, "segmentation.size", "expected [height, width]");
+  }
+  const auto rh = (*size)[0].get<uint64_t>(), rw = (*size)[1].get<uint64_t>();
+  if (rh != h || rw != w) {
+    fail(at, "segmentation.size", "[" + std::to_string(rh) + ", " + std::to_string(rw) +
+                                      "] differs from the image size [" + std::to_string(h) + ", " +
+                                      std::to_string(w) + "]");
+  }
+  const auto counts = value.find("counts");
+  if (counts == value.end()) fail(at, "segmentation.counts", "missing");
+  segmentation.kind = Segmentation::Kind::kRle;
+  try {
+    if (counts->is_string()) {
+      segmentation.rle = from_string(counts->get_ref<const std::string&>(), h, w);
+    } else if (counts->is_array()) {
+      std::vector<uint32_t> runs;
+      runs.reserve(counts->size());
+      for (const json& c : *counts) {
+        if (!c.is_number_unsigned() || c.get<uint64_t>() > UINT32_MAX) {
+          fail(at, "segmentation.counts", "uncompressed runs must be non-negative integers");
+        }
+        runs.push_back(c.get<uint32_t>());
+      }
+      segmentation.rle = from_uncompressed(runs, h, w);
+    } else {
+      fail(at, "segmentation.counts", "expected a string (compressed RLE) or a list of runs");
+    }
+  } catch (const InputError& e) {
+    if (std::string(e.what()).rfind(at.file + ":", 0) == 0) throw;
+    fail(at, "segmentation.counts", e.what());
+  }
+  return segmentation;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open for reading");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw InputError(path + ": read failed");
+  return std::move(buffer).str();
+}
+
+json parse_json(const std::string& text, const std::string& file) {
+  try {
+    return json::parse(text);
+  } catch (const json::parse_error& e) {
+    throw InputError(file + ": not valid JSON: " + e.what());
+  }
+}
+
+}  // namespace instseg::coco::detail

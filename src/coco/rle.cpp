@@ -1,0 +1,338 @@
+#include "instseg/coco/rle.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdlib>
+
+#include "instseg/errors.h"
+
+namespace instseg::coco {
+namespace {
+
+uint64_t sum_counts(const std::vector<uint32_t>& counts) {
+  uint64_t total = 0;
+  for (uint32_t c : counts) total += c;
+  return total;
+}
+
+void check_total(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w) {
+  const uint64_t total = sum_counts(counts);
+  if (total != uint64_t(h) * w) {
+    throw InputError("runs sum to " + std::to_string(total) + " pixels, size [" + std::to_string(h) +
+                     ", " + std::to_string(w) + "] needs " + std::to_string(uint64_t(h) * w));
+  }
+}
+
+}  // namespace
+
+Rle encode(const uint8_t* mask, uint32_t h, uint32_t w) {
+  Rle rle{h, w, {}};
+  uint8_t previous = 0;
+  uint32_t run = 0;
+  for (uint32_t x = 0; x < w; ++x) {
+    for (uint32_t y = 0; y < h; ++y) {
+      const uint8_t value = mask[size_t(y) * w + x] != 0;
+      if (value != previous) {
+        rle.counts.push_back(run);
+        run = 0;
+        previous = value;
+      }
+      ++run;
+    }
+  }
+  rle.counts.push_back(run);
+  return rle;
+}
+
+std::vector<uint8_t> decode(const Rle& rle) {
+  std::vector<uint8_t> mask(size_t(rle.h) * rle.w, 0);
+  size_t pos = 0;  // column-major position
+  uint8_t value = 0;
+  for (uint32_t c : rle.counts) {
+    for (uint32_t i = 0; i < c && pos < mask.size(); ++i, ++pos) {
+      if (value) mask[(pos % rle.h) * rle.w + pos / rle.h] = 1;
+    }
+    value = !value;
+  }
+  return mask;
+}
+
+std::string to_string(const Rle& rle) {
+  std::string s;
+  s.reserve(rle.counts.size() * 2);
+  for (size_t i = 0; i < rle.counts.size(); ++i) {
+    // From the 4th run on, the difference with the run of the same value before is stored.
+    int64_t x = rle.counts[i];
+    if (i > 2) x -= int64_t(rle.counts[i - 2]);
+    bool more = true;
+    while (more) {
+      int c = int(x & 0x1f);
+      x >>= 5;  // arithmetic shift: negative deltas end at -1
+      more = (c & 0x10) ? x != -1 : x != 0;
+      if (more) c |= 0x20;
+      s.push_back(char(c + 48));
+    }
+  }
+  return s;
+}
+
+Rle from_string(const std::string& counts, uint32_t h, uint32_t w) {
+  Rle rle{h, w, {}};
+  rle.counts.reserve(counts.size());
+  size_t p = 0;
+  while (p < counts.size()) {
+    int64_t x = 0;
+    int k = 0;
+    bool more = true;
+    while (more) {
+      if (p >= counts.size()) throw InputError("compressed counts end inside a number");
+      const int c = int(static_cast<unsigned char>(counts[p])) - 48;
+      if (c < 0 || c > 63 || k > 6) {
+        throw InputError("invalid compressed counts at character " + std::to_string(p));
+      }
+      x |= int64_t(c & 0x1f) << (5 * k);
+      more = c & 0x20;
+      ++p;
+      ++k;
+      if (!more && (c & 0x10)) x |= int64_t(-1) * (int64_t(1) << (5 * k));  // sign extension
+    }
+    const size_t m = rle.counts.size();
+    if (m > 2) x += int64_t(rle.counts[m - 2]);
+    if (x < 0 || x > int64_t(UINT32_MAX)) {
+      throw InputError("compressed counts decode to a negative run at run " + std::to_string(m));
+    }
+    rle.counts.push_back(uint32_t(x));
+  }
+  check_total(rle.counts, h, w);
+  return rle;
+}
+
+Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w) {
+  check_total(counts, h, w);
+  return Rle{h, w, counts};
+}
+
+Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
+  // Follows maskApi's rleFrPoly step by step (its exact rounding is what makes masks equal).
+  const size_t k = xy.size() / 2;
+  if (k == 0) return Rle{h, w, {uint32_t(uint64_t(h) * w)}};
+  const double scale = 5;
+  std::vector<int> x(k + 1), y(k + 1);
+  for (size_t j = 0; j < k; ++j) x[j] = int(scale * xy[j * 2] + .5);
+  for (size_t j = 0; j < k; ++j) y[j] = int(scale * xy[j * 2 + 1] + .5);
+  x[k] = x[0];
+  y[k] = y[0];
+  // Dense points along every edge of the upsampled polygon.
+  std::vector<int> u, v;
+  for (size_t j = 0; j < k; ++j) {
+    int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1];
+    const int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
+    const bool flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
+    if (flip) {
+      std::swap(xs, xe);
+      std::swap(ys, ye);
+    }
+    if (dx >= dy) {
+      // A repeated point (dx = dy = 0) is 0/0 in maskApi; its v is never read, any value will do.
+      const double s = dx == 0 ? 0.0 : double(ye - ys) / dx;
+      for (int d = 0; d <= dx; ++d) {
+        const int t = flip ? dx - d : d;
+        u.push_back(t + xs);
+        v.push_back(int(ys + s * t + .5));
+      }
+    } else {
+      const double s = double(xe - xs) / dy;
+      for (int d = 0; d <= dy; ++d) {
+        const int t = flip ? dy - d : d;
+        v.push_back(t + ys);
+        u.push_back(int(xs + s * t + .5));
+      }
+    }
+  }
+  // Where the boundary crosses a pixel column centre: downsampled boundary points.
+  std::vector<uint32_t> a;
+  for (size_t j = 1; j < u.size(); ++j) {
+    if (u[j] == u[j - 1]) continue;
+    double xd = double(u[j] < u[j - 1] ? u[j] : u[j] - 1);
+    xd = (xd + .5) / scale - .5;
+    if (std::floor(xd) != xd || xd < 0 || xd > double(w) - 1) continue;
+    double yd = double(v[j] < v[j - 1] ? v[j] : v[j - 1]);
+    yd = (yd + .5) / scale - .5;
+    if (yd < 0) {
+      yd = 0;
+    } else if (yd > h) {
+      yd = h;
+    }
+    yd = std::ceil(yd);
+    a.push_back(uint32_t(int(xd) * int(h) + int(yd)));
+  }
+  // Sorted crossing positions toggle the mask: their differences are the runs (empty runs merge).
+  a.push_back(uint32_t(uint64_t(h) * w));
+  std::sort(a.begin(), a.end());
+  uint32_t previous = 0;
+  for (uint32_t& value : a) {
+    const uint32_t t = value;
+    value -= previous;
+    previous = t;
+  }
+  Rle rle{h, w, {}};
+  size_t j = 0;
+  rle.counts.push_back(a[j++]);
+  while (j < a.size()) {
+    if (a[j] > 0) {
+      rle.counts.push_back(a[j++]);
+    } else {
+      ++j;
+      if (j < a.size()) rle.counts.back() += a[j++];
+    }
+  }
+  return rle;
+}
+
+Rle from_polygons(const std::vector<std::vector<double>>& polygons, uint32_t h, uint32_t w) {
+  if (polygons.empty()) throw InputError("empty polygon list");
+  if (polygons[0].size() == 4) {
+    throw InputError("first polygon has 4 values: pycocotools takes it for a box and fails");
+  }
+  if (polygons[0].size() < 4) {
+    throw InputError("first polygon has fewer than 6 values (pycocotools: input type is not supported)");
+  }
+  std::vector<Rle> parts;
+  parts.reserve(polygons.size());
+  for (const auto& polygon : polygons) parts.push_back(from_polygon(polygon, h, w));
+  return merge(parts, false);
+}
+
+Rle from_box(const std::array<double, 4>& box, uint32_t h, uint32_t w) {
+  const double xs = box[0], xe = box[0] + box[2], ys = box[1], ye = box[1] + box[3];
+  return from_polygon({xs, ys, xs, ye, xe, ye, xe, ys}, h, w);
+}
+
+Rle merge(const std::vector<Rle>& masks, bool intersect) {
+  if (masks.empty()) return Rle{};
+  if (masks.size() == 1) return masks[0];
+  const uint32_t h = masks[0].h, w = masks[0].w;
+  std::vector<uint32_t> acc = masks[0].counts, out;
+  for (size_t i = 1; i < masks.size(); ++i) {
+    const Rle& b = masks[i];
+    if (b.h != h || b.w != w) return Rle{};
+    // Walk both run lists together; emit a run whenever the combined value flips.
+    out.clear();
+    const std::vector<uint32_t>& ac = acc;
+    uint32_t ca = ac.empty() ? 0 : ac[0], cb = b.counts.empty() ? 0 : b.counts[0];
+    bool va = false, vb = false, v = false;
+    size_t ia = 1, ib = 1;
+    uint32_t cc = 0;
+    uint64_t remaining = 1;
+    while (remaining > 0) {
+      const uint32_t c = std::min(ca, cb);
+      cc += c;
+      remaining = 0;
+      ca -= c;
+      if (!ca && ia < ac.size()) {
+        ca = ac[ia++];
+        va = !va;
+      }
+      remaining += ca;
+      cb -= c;
+      if (!cb && ib < b.counts.size()) {
+        cb = b.counts[ib++];
+        vb = !vb;
+      }
+      remaining += cb;
+      const bool vp = v;
+      v = intersect ? (va && vb) : (va || vb);
+      if (vp != v || remaining == 0) {
+        out.push_back(cc);
+        cc = 0;
+      }
+    }
+    acc.swap(out);
+  }
+  return Rle{h, w, acc};
+}
+
+uint64_t area(const Rle& rle) {
+  uint64_t total = 0;
+  for (size_t i = 1; i < rle.counts.size(); i += 2) total += rle.counts[i];
+  return total;
+}
+
+std::array<double, 4> to_bbox(const Rle& rle) {
+  const size_t m = rle.counts.size() / 2 * 2;  // a trailing run of 0s does not matter
+  if (m == 0) return {0, 0, 0, 0};
+  const uint32_t h = rle.h;
+  uint32_t xs = rle.w, ys = h, xe = 0, ye = 0, xp = 0, cc = 0;
+  for (size_t j = 0; j < m; ++j) {
+    cc += rle.counts[j];
+    const uint32_t t = cc - uint32_t(j % 2);  // first pixel of a 1-run, last pixel of it
+    const uint32_t y = t % h, x = (t - y) / h;
+    if (j % 2 == 0) {
+      xp = x;
+    } else if (xp < x) {  // the run wraps into a later column: it covers the full height
+      ys = 0;
+      ye = h - 1;
+    }
+    xs = std::min(xs, x);
+    xe = std::max(xe, x);
+    ys = std::min(ys, y);
+    ye = std::max(ye, y);
+  }
+  return {double(xs), double(ys), double(xe - xs + 1), double(ye - ys + 1)};
+}
+
+double mask_iou(const Rle& dt, const Rle& gt, bool gt_is_crowd) {
+  if (dt.h != gt.h || dt.w != gt.w) return -1;
+  const auto& a = dt.counts;
+  const auto& b = gt.counts;
+  uint32_t ca = a.empty() ? 0 : a[0], cb = b.empty() ? 0 : b[0];
+  bool va = false, vb = false;
+  size_t ia = 1, ib = 1;
+  uint64_t inter = 0, uni = 0, remaining = 1;
+  while (remaining > 0) {
+    const uint32_t c = std::min(ca, cb);
+    if (va || vb) {
+      uni += c;
+      if (va && vb) inter += c;
+    }
+    remaining = 0;
+    ca -= c;
+    if (!ca && ia < a.size()) {
+      ca = a[ia++];
+      va = !va;
+    }
+    remaining += ca;
+    cb -= c;
+    if (!cb && ib < b.size()) {
+      cb = b[ib++];
+      vb = !vb;
+    }
+    remaining += cb;
+  }
+  if (inter == 0) {
+    uni = 1;
+  } else if (gt_is_crowd) {
+    uni = area(dt);
+  }
+  return double(inter) / double(uni);
+}
+
+double iou(const Rle& dt, const Rle& gt, bool gt_is_crowd) {
+  // maskApi only looks at the masks when their boxes overlap (which is also what gives -1 for
+  // mismatched sizes only then).
+  if (box_iou(to_bbox(dt), to_bbox(gt), gt_is_crowd) <= 0) return 0;
+  return mask_iou(dt, gt, gt_is_crowd);
+}
+
+double box_iou(const std::array<double, 4>& dt, const std::array<double, 4>& gt, bool gt_is_crowd) {
+  // Same operation order as maskApi's bbIou, so results are equal to the last bit.
+  const double w = std::fmin(dt[2] + dt[0], gt[2] + gt[0]) - std::fmax(dt[0], gt[0]);
+  if (w <= 0) return 0;
+  const double h = std::fmin(dt[3] + dt[1], gt[3] + gt[1]) - std::fmax(dt[1], gt[1]);
+  if (h <= 0) return 0;
+  const double inter = w * h;
+  const double uni = gt_is_crowd ? dt[2] * dt[3] : dt[2] * dt[3] + gt[2] * gt[3] - inter;
+  return inter / uni;
+}
+
+}  // namespace instseg::coco

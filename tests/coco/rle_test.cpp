@@ -1,0 +1,199 @@
+// RLE against pycocotools.mask outputs (fixtures/coco_eval/rle_cases.json), byte for byte.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "instseg/coco/dataset.h"
+#include "instseg/coco/rle.h"
+#include "instseg/errors.h"
+#include "support/reference.h"
+
+namespace instseg::coco {
+namespace {
+
+using nlohmann::json;
+
+const json& cases() {
+  static const json data = [] {
+    std::ifstream in(testing::shared_path("fixtures/coco_eval/rle_cases.json"));
+    return json::parse(in);
+  }();
+  return data;
+}
+
+std::vector<uint8_t> rows_to_mask(const json& rows) {
+  std::vector<uint8_t> mask;
+  for (const auto& row : rows) {
+    for (char c : row.get<std::string>()) mask.push_back(c == '1');
+  }
+  return mask;
+}
+
+std::vector<std::string> mask_to_rows(const std::vector<uint8_t>& mask, uint32_t h, uint32_t w) {
+  std::vector<std::string> rows(h, std::string(w, '0'));
+  for (uint32_t y = 0; y < h; ++y) {
+    for (uint32_t x = 0; x < w; ++x) rows[y][x] = mask[y * w + x] ? '1' : '0';
+  }
+  return rows;
+}
+
+// {size, counts, area, bbox} as pycocotools gives it.
+void expect_same(const Rle& rle, const json& expected, const std::string& name) {
+  EXPECT_EQ(to_string(rle), expected["counts"].get<std::string>()) << name;
+  EXPECT_EQ(area(rle), expected["area"].get<uint64_t>()) << name;
+  const auto box = to_bbox(rle);
+  for (int i = 0; i < 4; ++i) EXPECT_NEAR(box[i], expected["bbox"][i].get<double>(), 1e-12) << name;
+  if (expected.contains("size")) {
+    EXPECT_EQ(rle.h, expected["size"][0].get<uint32_t>()) << name;
+    EXPECT_EQ(rle.w, expected["size"][1].get<uint32_t>()) << name;
+  }
+}
+
+Rle parse(const json& rle) {
+  return from_string(rle["counts"].get<std::string>(), rle["size"][0].get<uint32_t>(), rle["size"][1].get<uint32_t>());
+}
+
+TEST(Rle, EncodeDecodeMatchPycocotools) {
+  ASSERT_GT(cases()["encode"].size(), 20u);
+  for (const auto& c : cases()["encode"]) {
+    const std::string name = c["name"];
+    const uint32_t h = c["h"], w = c["w"];
+    const auto mask = rows_to_mask(c["rows"]);
+    const Rle rle = encode(mask.data(), h, w);
+    EXPECT_EQ(rle.counts, c["counts_uncompressed"].get<std::vector<uint32_t>>()) << name;
+    expect_same(rle, c, name);
+    const Rle back = from_string(c["counts"], h, w);
+    EXPECT_EQ(back.counts, rle.counts) << name;
+    EXPECT_EQ(mask_to_rows(decode(back), h, w), c["rows"].get<std::vector<std::string>>()) << name;
+  }
+}
+
+TEST(Rle, FromUncompressedMatchesPycocotools) {
+  for (const auto& c : cases()["from_uncompressed"]) {
+    const std::string name = c["name"];
+    const uint32_t h = c["h"], w = c["w"];
+    const Rle rle = from_uncompressed(c["counts_uncompressed"].get<std::vector<uint32_t>>(), h, w);
+    expect_same(rle, c, name);
+    if (!c["rows"].is_null()) {
+      EXPECT_EQ(mask_to_rows(decode(rle), h, w), c["rows"].get<std::vector<std::string>>()) << name;
+    }
+  }
+}
+
+TEST(Rle, FromPolygonsMatchesPycocotools) {
+  ASSERT_GT(cases()["from_polygons"].size(), 15u);
+  for (const auto& c : cases()["from_polygons"]) {
+    const std::string name = c["name"];
+    const uint32_t h = c["h"], w = c["w"];
+    const auto polygons = c["polygons"].get<std::vector<std::vector<double>>>();
+    ASSERT_EQ(polygons.size(), c["parts"].size()) << name;
+    for (size_t p = 0; p < polygons.size(); ++p) expect_same(from_polygon(polygons[p], h, w), c["parts"][p], name);
+    const Rle merged = from_polygons(polygons, h, w);
+    expect_same(merged, c["merged"], name);
+    if (c.contains("merged_rows")) {
+      EXPECT_EQ(mask_to_rows(decode(merged), h, w), c["merged_rows"].get<std::vector<std::string>>()) << name;
+    }
+  }
+}
+
+TEST(Rle, FromBoxesMatchesPycocotools) {
+  for (const auto& c : cases()["from_boxes"]) {
+    const uint32_t h = c["h"], w = c["w"];
+    const Rle rle = from_box(c["box"].get<std::array<double, 4>>(), h, w);
+    expect_same(rle, c, c["box"].dump());
+    EXPECT_EQ(mask_to_rows(decode(rle), h, w), c["rows"].get<std::vector<std::string>>());
+  }
+}
+
+// pycocotools rejects these polygon lists; a 4-value first polygon is its box case.
+TEST(Rle, RejectsWhatFrPyObjectsRejects) {
+  const auto& errors = cases()["frPyObjects_errors"];
+  ASSERT_EQ(errors.size(), 5u);
+  int polygon_lists = 0;
+  for (const auto& c : errors) {
+    const json& input = c["input"];
+    if (!input[0].is_array()) continue;  // flat lists cannot be given as polygon lists in C++
+    ++polygon_lists;
+    const auto polygons = input.get<std::vector<std::vector<double>>>();
+    EXPECT_THROW(from_polygons(polygons, c["h"], c["w"]), InputError) << c["call"];
+  }
+  EXPECT_EQ(polygon_lists, 3);
+  // The reader rejects flat lists and the rest with a message naming the entry and field.
+  for (const auto& c : errors) {
+    json gt = {{"images", {{{"id", 1}, {"file_name", "a.jpg"}, {"width", 10}, {"height", 10}}}},
+               {"categories", {{{"id", 1}, {"name", "x"}}}},
+               {"annotations", {{{"id", 1}, {"image_id", 1}, {"category_id", 1}, {"bbox", {1, 1, 2, 2}},
+                                 {"area", 4}, {"segmentation", c["input"]}}}}};
+    EXPECT_THAT([&] { Dataset::parse(gt.dump(), "gt.json"); },
+                ::testing::ThrowsMessage<InputError>(::testing::HasSubstr("gt.json: annotations[0].segmentation")))
+        << c["call"];
+  }
+}
+
+TEST(Rle, MergeMatchesPycocotools) {
+  for (const auto& c : cases()["merge"]) {
+    const std::string name = c["name"];
+    const uint32_t h = c["size"][0], w = c["size"][1];
+    std::vector<Rle> inputs;
+    for (const auto& counts : c["inputs"]) inputs.push_back(from_string(counts, h, w));
+    const Rle uni = merge(inputs, false), inter = merge(inputs, true);
+    expect_same(uni, c["union"], name);
+    expect_same(inter, c["intersection"], name);
+    EXPECT_EQ(mask_to_rows(decode(uni), h, w), c["union_rows"].get<std::vector<std::string>>()) << name;
+    EXPECT_EQ(mask_to_rows(decode(inter), h, w), c["intersection_rows"].get<std::vector<std::string>>()) << name;
+  }
+}
+
+TEST(Rle, IouMatchesPycocotoolsIncludingCrowdAndSizeMismatch) {
+  int checked = 0;
+  for (const auto& c : cases()["iou"]) {
+    const std::string kind = c["kind"];
+    const auto& dt = c["dt"];
+    const auto& gt = c["gt"];
+    for (size_t d = 0; d < dt.size(); ++d) {
+      for (size_t g = 0; g < gt.size(); ++g) {
+        const bool crowd = c["iscrowd"][g].get<int>() != 0;
+        const double expected = c["iou"][d][g];
+        const double got = kind == "bbox" ? box_iou(dt[d].get<std::array<double, 4>>(), gt[g].get<std::array<double, 4>>(), crowd)
+                                          : iou(parse(dt[d]), parse(gt[g]), crowd);
+        EXPECT_NEAR(got, expected, 1e-12) << kind << " d=" << d << " g=" << g;
+        ++checked;
+      }
+    }
+  }
+  EXPECT_GT(checked, 30);
+}
+
+TEST(Rle, GroundTruthAnnotationsMatchAnnToRle) {
+  const Dataset gt = Dataset::load(testing::shared_path("data/tiny_coco/annotations/instances_val2017.json"));
+  std::map<int64_t, size_t> by_id;
+  for (size_t i = 0; i < gt.annotations().size(); ++i) by_id[gt.annotations()[i].id] = i;
+  const auto& expected = cases()["ground_truth_rles"];
+  ASSERT_EQ(expected.size(), 382u);
+  for (const auto& e : expected) {
+    const size_t index = by_id.at(e["id"].get<int64_t>());
+    const Annotation& a = gt.annotations()[index];
+    EXPECT_EQ(a.iscrowd, e["iscrowd"].get<int>() != 0);
+    EXPECT_DOUBLE_EQ(a.area, e["annotation_area"].get<double>());
+    expect_same(gt.annotation_rle(index), e, "annotation " + e["id"].dump());
+    if (e.contains("parts")) {
+      const Image& im = gt.image(a.image_id);
+      for (size_t p = 0; p < e["parts"].size(); ++p) {
+        expect_same(from_polygon(a.segmentation.polygons[p], im.height, im.width), e["parts"][p], "part");
+      }
+    }
+  }
+}
+
+TEST(Rle, MalformedCompressedCountsAreErrors) {
+  EXPECT_THROW(from_string("d0", 5, 5), InputError);   // 20 pixels for a 25-pixel mask
+  EXPECT_THROW(from_string("d", 5, 4), InputError);    // ends inside a number ('d' has the 0x20 bit)
+  EXPECT_THROW(from_string("0~", 5, 4), InputError);   // '~' is outside '0'..'o'
+  EXPECT_EQ(from_string("d0", 5, 4).counts, std::vector<uint32_t>{20});
+  EXPECT_THROW(from_uncompressed({3, 4}, 2, 2), InputError);
+}
+
+}  // namespace
+}  // namespace instseg::coco
