@@ -45,7 +45,6 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"model.weights", field(c.model.weights)},
       {"model.min_sizes", field(c.model.min_sizes)},
       {"model.max_size", field(c.model.max_size)},
-      {"model.test_min_size", field(c.model.test_min_size)},
       {"model.rpn_post_nms_top_n_train", field(c.model.rpn_post_nms_top_n_train)},
       {"model.rpn_post_nms_top_n_test", field(c.model.rpn_post_nms_top_n_test)},
       {"model.box_batch_size_per_image", field(c.model.box_batch_size_per_image)},
@@ -119,7 +118,6 @@ void TrainConfig::validate() const {
   require(model.trainable_layers >= 0 && model.trainable_layers <= 5, "model.trainable_layers must be in 0..5");
   require(!model.min_sizes.empty(), "model.min_sizes must list at least one size");
   for (int s : model.min_sizes) require(s > 0 && s <= model.max_size, "model.min_sizes must be in (0, model.max_size]");
-  require(model.test_min_size > 0 && model.test_min_size <= model.max_size, "model.test_min_size must be in (0, model.max_size]");
   require(model.rpn_post_nms_top_n_train > 0 && model.rpn_post_nms_top_n_test > 0, "model.rpn_post_nms_top_n_* must be positive");
   require(model.box_batch_size_per_image > 0, "model.box_batch_size_per_image must be positive");
   require(model.detections_per_image > 0, "model.detections_per_image must be positive");

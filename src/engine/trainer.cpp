@@ -19,6 +19,7 @@
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/results_json.h"
 #include "instseg/engine/sgd.h"
+#include "instseg/data/loader.h"
 #include "instseg/engine/training_data.h"
 #include "instseg/errors.h"
 #include "instseg/evaluation/coco_evaluator.h"
@@ -56,7 +57,7 @@ class JsonLinesLog {
 struct TrainState {
   int iteration = 0;  // iterations completed
   double best_score = -1.0;
-  LoaderPosition loader;
+  data::LoaderPosition loader;
 };
 
 void save_train_state(const std::string& path, const MaskRcnnImpl& model, const Sgd& sgd,
@@ -130,8 +131,17 @@ json stats_json(const evaluation::EvalResult& result) {
   return {{"stats", result.stats}, {"per_category", per_category}};
 }
 
+// Model labels (1..K) -> the source data's category ids, for results files and the evaluator.
+Detections with_category_ids(Detections detections, const data::CategoryMap& categories) {
+  auto labels = detections.labels.to(torch::kCPU, torch::kLong).contiguous();
+  auto ids = torch::empty_like(labels);
+  for (int64_t i = 0; i < labels.size(0); ++i) ids[i] = categories.category_id_of(labels[i].item<int64_t>());
+  detections.labels = ids;
+  return detections;
+}
+
 // Predicts every validation image, scores the results against the split's ground truth and
-// averages the validation losses. Writes val_predictions.json, val_annotations.json, metrics.json.
+// averages the validation losses. Writes val_predictions.json and metrics.json.
 ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, int iteration,
                                 const std::string& out_dir) {
   ValidationRecord record;
@@ -139,17 +149,16 @@ ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, i
   std::vector<coco::Detection> detections;
   ResultsJsonWriter results_file;
   std::map<std::string, double> loss_sums;
-  const size_t count = data.val_size();
+  const data::Dataset& val = *data.val_set();
   {
     torch::NoGradGuard no_grad;
-    for (size_t i = 0; i < count; ++i) {
-      const TrainingSample sample = data.val_sample(i);
+    for (int64_t i = 0; i < val.size(); ++i) {
+      const data::Sample sample = val.get(i);
       model.eval();
-      Detections predicted = model.predict({sample.image})[0];
-      predicted.labels = data.labels_to_category_ids(predicted.labels);
+      const Detections predicted = with_category_ids(model.predict({sample.image})[0], data.categories());
       auto converted = to_coco_detections(sample.image_id, predicted);
       detections.insert(detections.end(), converted.begin(), converted.end());
-      results_file.add(sample.image_id, sample.file_name, predicted);
+      results_file.add(sample.image_id, data.val_ground_truth().image(sample.image_id).file_name, predicted);
       // Validation losses use the training-mode graph (sampling, targets) without updating
       // anything: no gradients, and normalisation layers kept in eval mode.
       set_training_except_norm(model);
@@ -159,20 +168,20 @@ ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, i
     }
   }
   model.eval();
-  for (const auto& [name, sum] : loss_sums) record.losses[name] = count ? sum / count : 0.0;
+  for (const auto& [name, sum] : loss_sums) record.losses[name] = val.size() ? sum / val.size() : 0.0;
 
   json metrics = json::object();
   const coco::Dataset& gt = data.val_ground_truth();
   if (!detections.empty()) {
-    evaluation::EvalOptions options;
-    const auto bbox = evaluation::evaluate(gt, detections, evaluation::IouType::kBbox, options);
+    const auto bbox = evaluation::evaluate(gt, detections, evaluation::IouType::kBbox);
     record.bbox_stats = bbox.stats;
     metrics["bbox"] = stats_json(bbox);
-    if (detections.front().mask) {
-      const auto segm = evaluation::evaluate(gt, detections, evaluation::IouType::kSegm, options);
-      record.segm_stats = segm.stats;
-      metrics["segm"] = stats_json(segm);
-    }
+    const auto segm = evaluation::evaluate(gt, detections, evaluation::IouType::kSegm);
+    record.segm_stats = segm.stats;
+    metrics["segm"] = stats_json(segm);
+  } else {
+    record.bbox_stats.fill(0.0);  // nothing detected: every AP is 0, as pycocotools would score it
+    record.segm_stats.fill(0.0);
   }
   write_bytes_atomically((fs::path(out_dir) / "val_predictions.json").string(), results_file.dump());
   write_bytes_atomically((fs::path(out_dir) / "metrics.json").string(), metrics.dump(2) + "\n");
@@ -193,19 +202,23 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     throw CheckpointError(state_path + ": nothing to resume (no complete checkpoint in " + out_dir + ")");
   }
 
-  TrainingData data(config.data, config.run.seed);
-  data.write_val_ground_truth((fs::path(out_dir) / "val_annotations.json").string());
+  const TrainingData data(config.data);
+  const bool has_val = data.val_set() != nullptr && data.val_set()->size() > 0;
+  if (has_val) write_coco_instances((fs::path(out_dir) / "val_annotations.json").string(), data.val_ground_truth());
   MaskRcnn model = build_mask_rcnn_for_training(config.model, data.num_classes());
   Sgd sgd(*model, config.optim.momentum, config.optim.weight_decay);
   TrainState state;
   if (resume) state = load_train_state(state_path, *model, sgd);
   write_bytes_atomically((fs::path(out_dir) / "config.json").string(), config.to_json() + "\n");
 
-  BatchLoader loader(data, config.optim.batch_size, config.run.seed, config.data.horizontal_flip, state.loader);
+  data::LoaderOptions loader_options;
+  loader_options.batch_size = config.optim.batch_size;
+  loader_options.hflip_prob = config.data.horizontal_flip ? 0.5 : 0.0;
+  loader_options.seed = static_cast<uint64_t>(config.run.seed);
+  data::DataLoader loader(data.train_set(), loader_options, state.loader);
   JsonLinesLog log((fs::path(out_dir) / "log.jsonl").string(), resume);
   TrainOutcome outcome;
   ProgressBar progress(config.optim.iterations, "train", "it");
-  const bool has_val = data.val_size() > 0;
   int images_since_log = 0;
   auto log_start = std::chrono::steady_clock::now();
 
@@ -221,7 +234,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
                   {"segm", record.segm_stats}, {"losses", record.losses},
                   {"bbox_AP", record.bbox_stats[0]}, {"segm_AP", record.segm_stats[0]}};
     log.write(entry);
-    const double score = data.has_masks() ? record.segm_stats[0] : record.bbox_stats[0];
+    const double score = record.segm_stats[0];
     if (score > state.best_score) {
       state.best_score = score;
       save_state_dict((fs::path(out_dir) / "model_best.pth").string(), module_state_dict(*model));
@@ -237,7 +250,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
       outcome.stopped_by_time_limit = true;
       break;
     }
-    const TrainingBatch batch = loader.next();
+    const data::Batch batch = loader.next();
     model->train();
     const auto losses = model->losses(batch.images, batch.targets);
     torch::Tensor total = torch::zeros({}, torch::kFloat);
@@ -249,7 +262,10 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     const double total_value = total.item<double>();
     if (!std::isfinite(total_value)) {
       std::string names;
-      for (const auto& f : batch.file_names) names += (names.empty() ? "" : ", ") + f;
+      for (const int64_t index : batch.indices) {
+        const std::string file = data.train_set()->get(index).file;
+        names += (names.empty() ? "" : ", ") + (file.empty() ? "#" + std::to_string(index) : file);
+      }
       throw TrainingError("non-finite loss (" + std::to_string(total_value) + ") at iteration " +
                           std::to_string(iteration + 1) + " on images: " + names + " (" +
                           format_losses(values) + "); the last good checkpoint is kept in " + out_dir);

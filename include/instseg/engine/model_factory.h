@@ -3,6 +3,7 @@
 #include <optional>
 #include <string>
 
+#include "instseg/engine/train_config.h"
 #include "instseg/modeling/mask_rcnn.h"
 
 namespace instseg {
@@ -18,5 +19,11 @@ struct ModelOverrides {
 // number of classes from its keys, builds that model in eval mode and loads the weights strictly.
 // Throws CheckpointError (naming the file) for unreadable files or another architecture.
 MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides = {});
+
+// A model to train: architecture from the config, num_classes including background. When
+// config.weights names a torchvision Mask R-CNN it is loaded (its class-specific predictor layers
+// are skipped when the class count differs: fine-tuning); an ImageNet ResNet fills the backbone
+// body only.
+MaskRcnn build_mask_rcnn_for_training(const ModelConfig& config, int64_t num_classes);
 
 }  // namespace instseg

@@ -26,9 +26,8 @@ struct ModelConfig {
   std::string norm = "frozen";        // backbone norm: "frozen" (pretrained), "batch", "group" (from scratch)
   int trainable_layers = 3;           // torchvision's trainable_backbone_layers (0..5)
   std::string weights;                // start from: a torchvision Mask R-CNN or ImageNet ResNet .pth
-  std::vector<int> min_sizes{800};    // multi-scale training: one chosen per batch
+  std::vector<int> min_sizes{800};    // multi-scale training draws one per image; inference uses the last
   int max_size = 1333;
-  int test_min_size = 800;
   int rpn_post_nms_top_n_train = 2000;  // torchvision's defaults; smaller is faster on CPU
   int rpn_post_nms_top_n_test = 1000;
   int box_batch_size_per_image = 512;

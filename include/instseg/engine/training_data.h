@@ -1,77 +1,39 @@
 #pragma once
-// The training and validation splits a TrainConfig names (COCO, folder or synthetic), behind one
-// interface for the trainer, and the batch loader that walks the training split.
-#include <torch/types.h>
-
+// The training and validation splits a DataConfig names (COCO, folder or synthetic), with the
+// validation split also as COCO ground truth for the evaluator.
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "instseg/coco/dataset.h"
+#include "instseg/data/dataset.h"
 #include "instseg/engine/train_config.h"
-#include "instseg/structures/detections.h"
 
 namespace instseg {
 
-struct TrainingSample {
-  torch::Tensor image;  // [3, H, W] float RGB in [0, 1]
-  Targets targets;      // labels are contiguous 1..num_classes-1
-  int64_t image_id = 0;
-  std::string file_name;
-};
-
 class TrainingData {
  public:
-  TrainingData(const DataConfig& config, int seed);
-  ~TrainingData();
+  explicit TrainingData(const DataConfig& config);
 
-  int num_classes() const;  // including background
-  std::vector<std::string> class_names() const;  // index = label, "__background__" first
-  bool has_masks() const;
+  const std::shared_ptr<const data::Dataset>& train_set() const { return train_; }
+  // Null when the config names no validation split.
+  const std::shared_ptr<const data::Dataset>& val_set() const { return val_; }
+  const data::CategoryMap& categories() const { return train_->categories(); }
+  int64_t num_classes() const { return categories().num_classes(); }
 
-  size_t train_size() const;
-  TrainingSample train_sample(size_t index, bool flip) const;
-
-  size_t val_size() const;
-  TrainingSample val_sample(size_t index) const;
-  // The validation split as COCO ground truth (category ids of the source data).
-  const coco::Dataset& val_ground_truth() const;
-  void write_val_ground_truth(const std::string& path) const;
-  // Model labels (1..K) -> the source's category ids, for results files.
-  torch::Tensor labels_to_category_ids(const torch::Tensor& labels) const;
+  // The validation split as COCO instances (the source's category ids, RLE masks): what the
+  // evaluator scores against and what val_annotations.json holds.
+  const coco::Dataset& val_ground_truth() const { return val_ground_truth_; }
 
  private:
-  struct Impl;
-  std::unique_ptr<Impl> impl_;
+  std::shared_ptr<const data::Dataset> train_, val_;
+  coco::Dataset val_ground_truth_;
 };
 
-struct LoaderPosition {
-  int64_t epoch = 0;
-  int64_t index = 0;  // next position in the epoch's shuffled order
-};
+// A dataset's samples as COCO ground truth: one image per sample (its image_id, size and file
+// name), one non-crowd annotation per instance with the mask as RLE, area = mask pixels.
+coco::Dataset to_coco_ground_truth(const data::Dataset& dataset);
 
-struct TrainingBatch {
-  std::vector<torch::Tensor> images;
-  std::vector<Targets> targets;
-  std::vector<std::string> file_names;
-};
-
-// Endless batches over the training split: shuffled per epoch by (seed, epoch), flips decided by
-// (seed, epoch, index), so a loader restarted at a saved position yields the same batches.
-class BatchLoader {
- public:
-  BatchLoader(const TrainingData& data, int batch_size, int seed, bool flip, LoaderPosition start);
-  TrainingBatch next();
-  LoaderPosition position() const { return position_; }
-
- private:
-  std::vector<int64_t> order(int64_t epoch) const;
-  const TrainingData& data_;
-  int batch_size_;
-  int seed_;
-  bool flip_;
-  LoaderPosition position_;
-  std::vector<int64_t> order_;
-};
+// Writes COCO instances JSON that pycocotools reads (masks as compressed RLE), atomically.
+void write_coco_instances(const std::string& path, const coco::Dataset& dataset);
 
 }  // namespace instseg

@@ -1,0 +1,113 @@
+#include "instseg/engine/training_data.h"
+
+#include <torch/torch.h>
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "instseg/coco/rle.h"
+#include "instseg/common/atomic_file.h"
+#include "instseg/data/coco_dataset.h"
+#include "instseg/data/folder_dataset.h"
+#include "instseg/data/synthetic.h"
+
+namespace instseg {
+
+namespace {
+
+// Offsets the validation seed so the two generated splits never share an image.
+constexpr uint64_t kValidationSeedOffset = 1000003;
+
+data::SyntheticOptions synthetic_options(const DataConfig& config, int64_t count, uint64_t seed) {
+  data::SyntheticOptions options;
+  options.num_images = count;
+  options.height = options.width = config.synthetic_image_size;
+  options.seed = seed;
+  return options;
+}
+
+}  // namespace
+
+TrainingData::TrainingData(const DataConfig& config) {
+  if (config.kind == "synthetic") {
+    train_ = std::make_shared<data::SyntheticDataset>(
+        synthetic_options(config, config.synthetic_train_images, static_cast<uint64_t>(config.seed)));
+    if (config.synthetic_val_images > 0) {
+      val_ = std::make_shared<data::SyntheticDataset>(synthetic_options(
+          config, config.synthetic_val_images, static_cast<uint64_t>(config.seed) + kValidationSeedOffset));
+    }
+  } else if (config.kind == "folder") {
+    train_ = std::make_shared<data::FolderDataset>(config.train_images);
+    if (!config.val_images.empty()) val_ = std::make_shared<data::FolderDataset>(config.val_images);
+  } else {
+    train_ = std::make_shared<data::CocoDataset>(config.train_annotations, config.train_images);
+    if (!config.val_annotations.empty()) {
+      val_ = std::make_shared<data::CocoDataset>(config.val_annotations, config.val_images);
+    }
+  }
+  if (val_ && !(val_->categories() == train_->categories())) {
+    throw InputError("the validation split's categories differ from the training split's");
+  }
+  // COCO's own file keeps what training targets leave out (crowd regions, annotated areas).
+  if (val_) {
+    val_ground_truth_ = config.kind == "coco" ? coco::Dataset::load(config.val_annotations) : to_coco_ground_truth(*val_);
+  }
+}
+
+coco::Dataset to_coco_ground_truth(const data::Dataset& dataset) {
+  std::vector<coco::Image> images;
+  std::vector<coco::Annotation> annotations;
+  std::vector<coco::Category> categories;
+  const auto& map = dataset.categories();
+  for (int64_t label = 1; label <= map.num_categories(); ++label) {
+    categories.push_back({map.category_id_of(label), map.name_of(label)});
+  }
+  for (int64_t i = 0; i < dataset.size(); ++i) {
+    const data::Sample sample = dataset.get(i);
+    coco::Image image;
+    image.id = sample.image_id;
+    image.file_name = sample.file.empty() ? std::to_string(sample.image_id) + ".png"
+                                          : std::filesystem::path(sample.file).filename().string();
+    image.height = static_cast<uint32_t>(sample.image.size(1));
+    image.width = static_cast<uint32_t>(sample.image.size(2));
+    images.push_back(image);
+    const auto masks = sample.targets.masks.to(torch::kUInt8).contiguous();
+    const auto labels = sample.targets.labels.to(torch::kLong);
+    for (int64_t g = 0; g < masks.size(0); ++g) {
+      coco::Annotation a;
+      a.id = static_cast<int64_t>(annotations.size()) + 1;
+      a.image_id = image.id;
+      a.category_id = map.category_id_of(labels[g].item<int64_t>());
+      a.segmentation.kind = coco::Segmentation::Kind::kRle;
+      a.segmentation.rle = coco::encode(masks[g].data_ptr<uint8_t>(), image.height, image.width);
+      a.area = static_cast<double>(coco::area(a.segmentation.rle));
+      a.bbox = coco::to_bbox(a.segmentation.rle);
+      annotations.push_back(std::move(a));
+    }
+  }
+  return coco::Dataset(std::move(images), std::move(categories), std::move(annotations), "validation split");
+}
+
+void write_coco_instances(const std::string& path, const coco::Dataset& dataset) {
+  using nlohmann::json;
+  json images = json::array(), annotations = json::array(), categories = json::array();
+  for (const auto& image : dataset.images()) {
+    images.push_back({{"id", image.id}, {"file_name", image.file_name}, {"width", image.width}, {"height", image.height}});
+  }
+  for (const auto& category : dataset.categories()) categories.push_back({{"id", category.id}, {"name", category.name}});
+  for (const auto& a : dataset.annotations()) {
+    json entry = {{"id", a.id}, {"image_id", a.image_id}, {"category_id", a.category_id},
+                  {"bbox", a.bbox}, {"area", a.area}, {"iscrowd", a.iscrowd ? 1 : 0}};
+    if (a.segmentation.kind == coco::Segmentation::Kind::kRle) {
+      entry["segmentation"] = {{"size", {a.segmentation.rle.h, a.segmentation.rle.w}},
+                               {"counts", coco::to_string(a.segmentation.rle)}};
+    } else if (a.segmentation.kind == coco::Segmentation::Kind::kPolygons) {
+      entry["segmentation"] = a.segmentation.polygons;
+    }
+    annotations.push_back(std::move(entry));
+  }
+  const json out = {{"images", images}, {"annotations", annotations}, {"categories", categories}};
+  write_bytes_atomically(path, out.dump() + "\n");
+}
+
+}  // namespace instseg
