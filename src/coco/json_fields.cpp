@@ -123,7 +123,10 @@ json parse_json(const std::string& text, const std::string& file) {
   try {
     return json::parse(text);
   } catch (const json::parse_error& e) {
-    throw InputError(file + ": not valid JSON: " + e.what());
+    // Python's json module writes NaN / Infinity for non-finite floats; say so, it is the usual cause.
+    const bool non_finite = text.find("NaN") != std::string::npos || text.find("Infinity") != std::string::npos;
+    throw InputError(file + ": not valid JSON: " + e.what() +
+                     (non_finite ? " (NaN / Infinity are not JSON numbers: scores and boxes must be finite)" : ""));
   }
 }
 

@@ -1,0 +1,144 @@
+// Reading and validating COCO instances and results files: every bad entry is an InputError that
+// names the file, the entry and the field.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <nlohmann/json.hpp>
+
+#include "instseg/coco/dataset.h"
+#include "instseg/coco/results.h"
+#include "instseg/errors.h"
+#include "support/reference.h"
+
+namespace instseg::coco {
+namespace {
+
+using nlohmann::json;
+using ::testing::HasSubstr;
+
+json small_gt() {
+  return {{"images", {{{"id", 5}, {"file_name", "a.jpg"}, {"width", 10}, {"height", 8}},
+                      {{"id", 2}, {"file_name", "b.jpg"}, {"width", 4}, {"height", 4}}}},
+          {"categories", {{{"id", 90}, {"name", "cat"}}, {{"id", 3}, {"name", "dog"}}}},
+          {"annotations",
+           {{{"id", 1}, {"image_id", 5}, {"category_id", 90}, {"bbox", {1, 1, 4, 4}}, {"area", 16.5},
+             {"segmentation", {{1, 1, 5, 1, 5, 5, 1, 5}}}, {"iscrowd", 0}},
+            {{"id", 2}, {"image_id", 5}, {"category_id", 3}, {"bbox", {0, 0, 2, 8}}, {"area", 16},
+             {"segmentation", {{"size", {8, 10}}, {"counts", {0, 16, 64}}}}, {"iscrowd", 1}}}}};
+}
+
+std::string error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const InputError& e) {
+    return e.what();
+  }
+  return "no error";
+}
+
+TEST(Dataset, ReadsImagesCategoriesAnnotationsAndMasks) {
+  const Dataset d = Dataset::parse(small_gt().dump(), "gt.json");
+  ASSERT_EQ(d.images().size(), 2u);
+  EXPECT_EQ(d.image(5).file_name, "a.jpg");
+  EXPECT_EQ(d.image(5).height, 8u);
+  EXPECT_EQ(d.category_index(3), 1);
+  EXPECT_EQ(d.category_index(4), -1);
+  EXPECT_TRUE(d.annotations_of_image(2).empty());
+  ASSERT_EQ(d.annotations_of_image(5), (std::vector<size_t>{0, 1}));
+  EXPECT_DOUBLE_EQ(d.annotations()[0].area, 16.5);  // kept from the file, not recomputed
+  EXPECT_EQ(area(d.annotation_rle(0)), 16u);
+  EXPECT_TRUE(d.annotations()[1].iscrowd);
+  EXPECT_EQ(d.annotation_rle(1).counts, (std::vector<uint32_t>{0, 16, 64}));
+  EXPECT_EQ(to_bbox(d.annotation_rle(1)), (std::array<double, 4>{0, 0, 2, 8}));
+}
+
+TEST(Dataset, TinyCocoValHasItsDocumentedContent) {
+  const Dataset d = Dataset::load(testing::shared_path("data/tiny_coco/annotations/instances_val2017.json"));
+  EXPECT_EQ(d.images().size(), 50u);
+  EXPECT_EQ(d.categories().size(), 80u);
+  EXPECT_EQ(d.annotations().size(), 382u);
+  int crowd = 0, empty_images = 0;
+  for (const auto& a : d.annotations()) crowd += a.iscrowd;
+  for (const auto& im : d.images()) empty_images += d.annotations_of_image(im.id).empty();
+  EXPECT_EQ(crowd, 5);
+  EXPECT_EQ(empty_images, 2);
+}
+
+TEST(Dataset, BadEntriesNameFileIndexAndField) {
+  struct Case {
+    std::function<void(json&)> edit;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {[](json& j) { j["annotations"][1]["image_id"] = 77; }, "gt.json: annotations[1].image_id: unknown image id 77"},
+      {[](json& j) { j["annotations"][0]["category_id"] = 4; }, "gt.json: annotations[0].category_id: unknown category id 4"},
+      {[](json& j) { j["annotations"][1]["bbox"] = {1, 2, 3}; }, "gt.json: annotations[1].bbox: expected 4 numbers"},
+      {[](json& j) { j["annotations"][0].erase("area"); }, "gt.json: annotations[0].area: missing"},
+      {[](json& j) { j["annotations"][0]["iscrowd"] = 2; }, "gt.json: annotations[0].iscrowd: expected 0 or 1"},
+      {[](json& j) { j["annotations"][1]["segmentation"]["counts"] = {0, 16, 63}; }, "gt.json: annotations[1].segmentation.counts: runs sum to 79"},
+      {[](json& j) { j["annotations"][1]["segmentation"]["size"] = {8, 9}; }, "gt.json: annotations[1].segmentation.size"},
+      {[](json& j) { j["annotations"][1]["segmentation"]["counts"] = "0~"; }, "gt.json: annotations[1].segmentation.counts: invalid"},
+      {[](json& j) { j["annotations"][0]["segmentation"] = {{1, 1, 5}}; }, "gt.json: annotations[0].segmentation[0]: odd"},
+      {[](json& j) { j["images"][1]["id"] = 5; }, "gt.json: images[1].id: duplicate image id 5"},
+      {[](json& j) { j["images"][0]["width"] = "ten"; }, "gt.json: images[0].width: expected an integer"},
+      {[](json& j) { j["categories"][1].erase("name"); }, "gt.json: categories[1].name: missing"},
+      {[](json& j) { j.erase("images"); }, "gt.json: missing top-level \"images\""},
+  };
+  for (const auto& c : cases) {
+    json j = small_gt();
+    c.edit(j);
+    EXPECT_THAT(error_of([&] { Dataset::parse(j.dump(), "gt.json"); }), HasSubstr(c.message));
+  }
+  EXPECT_THAT(error_of([] { Dataset::parse("{\"images\": [", "gt.json"); }), HasSubstr("gt.json: not valid JSON"));
+  EXPECT_THAT(error_of([] { Dataset::load("/nonexistent/gt.json"); }), HasSubstr("/nonexistent/gt.json: cannot open"));
+}
+
+TEST(Results, ReadsBoxesMasksAndRoundTrips) {
+  const Dataset gt = Dataset::parse(small_gt().dump(), "gt.json");
+  const json results = {{{"image_id", 5}, {"category_id", 90}, {"bbox", {1, 2, 3, 4.25}}, {"score", 0.123456789012345},
+                         {"segmentation", {{"size", {8, 10}}, {"counts", "d0"}}}}};
+  EXPECT_THAT(error_of([&] { parse_results(results.dump(), "res.json", gt); }),
+              HasSubstr("res.json: results[0].segmentation.counts: runs sum to 20 pixels"));
+  json fixed = results;
+  fixed[0]["segmentation"]["counts"] = to_string(Rle{8, 10, {80}});
+  const auto dets = parse_results(fixed.dump(), "res.json", gt);
+  ASSERT_EQ(dets.size(), 1u);
+  EXPECT_EQ(dets[0].mask->counts, std::vector<uint32_t>{80});
+  const std::string path = ::testing::TempDir() + "/instseg_results_roundtrip.json";
+  write_results(path, dets);
+  const auto back = read_results(path, gt);
+  std::remove(path.c_str());
+  ASSERT_EQ(back.size(), 1u);
+  EXPECT_EQ(back[0].score, dets[0].score);
+  EXPECT_EQ(back[0].bbox, dets[0].bbox);
+  EXPECT_EQ(back[0].mask->counts, dets[0].mask->counts);
+}
+
+TEST(Results, BadResultsAreClearErrors) {
+  const Dataset gt = Dataset::parse(small_gt().dump(), "gt.json");
+  const json good = {{"image_id", 5}, {"category_id", 90}, {"bbox", {1, 2, 3, 4}}, {"score", 0.5}};
+  const auto with = [&](const std::string& key, const json& value) {
+    json r = good;
+    r[key] = value;
+    return json::array({good, r}).dump();
+  };
+  EXPECT_THAT(error_of([&] { parse_results(with("image_id", 6), "res.json", gt); }),
+              HasSubstr("res.json: results[1].image_id: image id 6 is not in the ground truth"));
+  EXPECT_THAT(error_of([&] { parse_results(with("category_id", 1), "res.json", gt); }),
+              HasSubstr("res.json: results[1].category_id: category id 1 is not in the ground truth"));
+  EXPECT_THAT(error_of([&] { parse_results(with("score", "high"), "res.json", gt); }),
+              HasSubstr("res.json: results[1].score: expected a number"));
+  EXPECT_THAT(error_of([&] { parse_results(with("segmentation", {{"size", {8, 10}}, {"counts", "R"}}), "res.json", gt); }),
+              HasSubstr("res.json: results[1].segmentation.counts: compressed counts end inside a number"));
+  EXPECT_THAT(error_of([&] { parse_results("[{\"image_id\": 5, \"category_id\": 90, \"bbox\": [1,2,3,4], \"score\": NaN}]", "res.json", gt); }),
+              HasSubstr("NaN / Infinity are not JSON numbers"));
+  EXPECT_THAT(error_of([&] { parse_results("[]", "res.json", gt); }), HasSubstr("res.json: the results list is empty"));
+  EXPECT_THAT(error_of([&] { parse_results("{}", "res.json", gt); }), HasSubstr("res.json: expected a JSON list"));
+  json no_box = json::array({good, good});
+  no_box[1].erase("bbox");
+  EXPECT_THAT(error_of([&] { parse_results(no_box.dump(), "res.json", gt); }), HasSubstr("res.json: results[1].bbox: missing"));
+}
+
+}  // namespace
+}  // namespace instseg::coco
