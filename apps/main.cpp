@@ -12,6 +12,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   instseg::cli::register_predict(app);
   instseg::cli::register_eval(app);
+  instseg::cli::register_train(app);
+  instseg::cli::register_demo(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -56,6 +56,7 @@ class JsonLinesLog {
 // Everything --resume needs to continue exactly as if the run had not stopped.
 struct TrainState {
   int iteration = 0;  // iterations completed
+  int total_iterations = 0;  // the run's length once fitted to a time limit; 0 = optim.iterations
   double best_score = -1.0;
   data::LoaderPosition loader;
 };
@@ -68,6 +69,7 @@ void save_train_state(const std::string& path, const MaskRcnnImpl& model, const 
   for (const auto& [name, tensor] : sgd.momentum_buffers()) momentum.insert(name, tensor);
   c10::Dict<std::string, c10::IValue> archive;
   archive.insert("iteration", static_cast<int64_t>(state.iteration));
+  archive.insert("total_iterations", static_cast<int64_t>(state.total_iterations));
   archive.insert("best_score", state.best_score);
   archive.insert("loader_epoch", state.loader.epoch);
   archive.insert("loader_index", state.loader.index);
@@ -96,6 +98,7 @@ TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Sgd& s
   at::detail::getDefaultCPUGenerator().set_state(get("torch_rng").toTensor());
   TrainState state;
   state.iteration = static_cast<int>(get("iteration").toInt());
+  state.total_iterations = static_cast<int>(get("total_iterations").toInt());
   state.best_score = get("best_score").toDouble();
   state.loader.epoch = get("loader_epoch").toInt();
   state.loader.index = get("loader_index").toInt();
@@ -218,7 +221,6 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   data::DataLoader loader(data.train_set(), loader_options, state.loader);
   JsonLinesLog log((fs::path(out_dir) / "log.jsonl").string(), resume);
   TrainOutcome outcome;
-  ProgressBar progress(config.optim.iterations, "train", "it");
   int images_since_log = 0;
   auto log_start = std::chrono::steady_clock::now();
 
@@ -242,9 +244,34 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     outcome.validations.push_back(record);
   };
 
+  // The schedule follows `optim`, whose length a time limit may shorten (see fit_to_time_limit).
+  OptimConfig optim = config.optim;
+  if (state.total_iterations > 0) optim.iterations = state.total_iterations;
   int iteration = state.iteration;
-  const int last = config.run.stop_after > 0 ? std::min(config.optim.iterations, iteration + config.run.stop_after)
-                                             : config.optim.iterations;
+  const int first = iteration;
+  auto stop_at = [&] {
+    return config.run.stop_after > 0 ? std::min(optim.iterations, first + config.run.stop_after) : optim.iterations;
+  };
+  int last = stop_at();
+  ProgressBar progress(optim.iterations, "train", "it");
+  const auto loop_start = std::chrono::steady_clock::now();
+  // With a time limit, the iteration count is fitted once the speed is known, so the learning-rate
+  // schedule runs to its end inside the limit instead of being cut off mid-way.
+  auto fit_to_time_limit = [&](int done) {
+    const double per_iteration = seconds_since(loop_start) / (done - first);
+    const double validation_reserve = has_val ? 2.0 * per_iteration * static_cast<double>(data.val_set()->size()) /
+                                                    config.optim.batch_size
+                                              : 0.0;
+    const double remaining = 60.0 * config.run.time_limit_minutes - seconds_since(start) - validation_reserve;
+    const int fitted = done + std::max(0, static_cast<int>(0.95 * remaining / per_iteration));
+    if (fitted < optim.iterations) {
+      optim.iterations = fitted;
+      state.total_iterations = fitted;
+      last = stop_at();
+      progress.set_total(fitted);
+    }
+  };
+  constexpr int kCalibrationIterations = 10;
   for (; iteration < last; ++iteration) {
     if (config.run.time_limit_minutes > 0 && seconds_since(start) > 60.0 * config.run.time_limit_minutes) {
       outcome.stopped_by_time_limit = true;
@@ -273,12 +300,15 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     sgd.zero_grad();
     total.backward();
     if (config.optim.clip_grad_norm > 0) sgd.clip_grad_norm(config.optim.clip_grad_norm);
-    const double lr = learning_rate(config.optim, iteration);
+    const double lr = learning_rate(optim, iteration);
     sgd.step(lr);
     images_since_log += static_cast<int>(batch.images.size());
 
     const int done = iteration + 1;
-    if (done % config.run.log_every == 0 || done == config.optim.iterations) {
+    if (config.run.time_limit_minutes > 0 && state.total_iterations == 0 && done - first == kCalibrationIterations) {
+      fit_to_time_limit(done);
+    }
+    if (done % config.run.log_every == 0 || done == last) {
       const double rate = images_since_log / std::max(1e-9, seconds_since(log_start));
       json entry = {{"type", "train"}, {"iteration", done}, {"lr", lr}, {"loss", total_value},
                     {"images_per_second", rate}, {"elapsed_seconds", seconds_since(start)}};
@@ -301,7 +331,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   if (config.run.progress) progress.finish();
   // A run paused by stop_after is validated when it finishes, so that pausing changes nothing
   // (validation draws from the RNG that resume restores).
-  const bool finished = iteration == config.optim.iterations || outcome.stopped_by_time_limit;
+  const bool finished = iteration == optim.iterations || outcome.stopped_by_time_limit;
   if (has_val && finished) run_validation(iteration);
   checkpoint(iteration);
   outcome.iterations_done = iteration;

@@ -16,6 +16,7 @@ class ProgressBar {
   // Draws the final state and ends the line.
   void finish(const std::string& extra = "");
   double rate() const;  // items per second so far
+  void set_total(int64_t total) { total_ = total; }  // when the amount of work is revised
 
  private:
   void draw(const std::string& extra, bool final);

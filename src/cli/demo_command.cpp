@@ -1,0 +1,19 @@
+#include <CLI/CLI.hpp>
+
+#include "instseg/cli/commands.h"
+#include "instseg/engine/demo.h"
+
+namespace instseg::cli {
+
+void register_demo(CLI::App& app) {
+  auto options = std::make_shared<DemoOptions>();
+  auto* cmd = app.add_subcommand(
+      "demo", "Train a small Mask R-CNN on generated shapes, evaluate it and draw its predictions");
+  cmd->add_option("--out", options->out_dir, "Output folder")->capture_default_str();
+  cmd->add_option("--minutes", options->minutes, "Time budget for training and evaluation")->capture_default_str();
+  cmd->add_option("--threads", options->threads, "Intra-op threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--overlays", options->overlays, "Validation images to draw")->capture_default_str();
+  cmd->callback([options] { run_demo(*options); });
+}
+
+}  // namespace instseg::cli

@@ -1,0 +1,121 @@
+#include "instseg/engine/demo.h"
+
+#include <torch/torch.h>
+
+#include <cstdio>
+#include <filesystem>
+
+#include "instseg/common/atomic_file.h"
+#include "instseg/engine/model_factory.h"
+#include "instseg/engine/trainer.h"
+#include "instseg/engine/training_data.h"
+#include "instseg/errors.h"
+#include "instseg/io/overlay.h"
+#include "instseg/io/plot.h"
+
+namespace instseg {
+
+namespace fs = std::filesystem;
+
+void DemoOptions::validate() const {
+  if (out_dir.empty()) throw ConfigError("demo: --out must not be empty");
+  if (!(minutes >= 0.5)) throw ConfigError("demo: --minutes must be at least 0.5, got " + std::to_string(minutes));
+  if (threads < 0) throw ConfigError("demo: --threads must be >= 0");
+  if (overlays < 0) throw ConfigError("demo: --overlays must be >= 0");
+}
+
+TrainConfig demo_train_config(const DemoOptions& options) {
+  TrainConfig config;
+  config.data.kind = "synthetic";
+  config.data.synthetic_train_images = 100000;  // generated on demand; a long run never repeats
+  config.data.synthetic_val_images = 50;
+  config.data.synthetic_image_size = 256;
+  config.model.variant = "v1";
+  config.model.depth = 18;
+  config.model.norm = "batch";        // from scratch: frozen statistics could not learn
+  config.model.trainable_layers = 5;
+  config.model.min_sizes = {256};     // the images' own size: no resizing cost
+  config.model.max_size = 256;
+  config.model.rpn_post_nms_top_n_train = 300;  // few objects per image: fewer RoIs, same quality
+  config.model.rpn_post_nms_top_n_test = 300;
+  config.model.box_batch_size_per_image = 128;
+  config.model.detections_per_image = 30;
+  config.optim.batch_size = 4;
+  config.optim.iterations = 100000;   // an upper bound: the time limit fits the real count
+  config.optim.lr = 0.02;
+  config.optim.warmup_iterations = 100;
+  config.optim.schedule = "cosine";
+  config.optim.clip_grad_norm = 10.0;  // from-scratch training has early loss spikes
+  config.run.eval_every = 0;
+  config.run.checkpoint_every = 200;
+  config.run.threads = options.threads;
+  config.run.time_limit_minutes = options.minutes;
+  return config;
+}
+
+DemoOutcome run_demo(const DemoOptions& options) {
+  options.validate();
+  const TrainConfig config = demo_train_config(options);
+  std::printf("demo: training Mask R-CNN (ResNet-18-FPN, from scratch) on synthetic shapes for %.1f minutes\n",
+              options.minutes);
+  const TrainOutcome outcome = train(config, options.out_dir, /*resume=*/false);
+
+  // Curves of the run, from what the trainer recorded.
+  PlotSeries loss{"total loss", {}, {}};
+  for (const auto& [iteration, value] : outcome.loss_history) {
+    loss.x.push_back(iteration);
+    loss.y.push_back(value);
+  }
+  LinePlotOptions loss_plot;
+  loss_plot.title = "training loss";
+  loss_plot.x_label = "iteration";
+  loss_plot.y_label = "loss";
+  save_line_plot((fs::path(options.out_dir) / "curves_loss.png").string(), {loss}, loss_plot);
+  PlotSeries box{"box AP", {}, {}}, mask{"mask AP", {}, {}};
+  for (const auto& v : outcome.validations) {
+    box.x.push_back(v.iteration);
+    box.y.push_back(v.bbox_stats[0]);
+    mask.x.push_back(v.iteration);
+    mask.y.push_back(v.segm_stats[0]);
+  }
+  LinePlotOptions ap_plot;
+  ap_plot.title = "validation AP (0.50:0.95)";
+  ap_plot.x_label = "iteration";
+  ap_plot.y_label = "AP";
+  ap_plot.y_min = 0;
+  ap_plot.y_max = 1;
+  save_line_plot((fs::path(options.out_dir) / "curves_ap.png").string(), {box, mask}, ap_plot);
+
+  // Pictures of validation images with the final model's detections.
+  const TrainingData data(config.data);
+  MaskRcnn model = load_mask_rcnn((fs::path(options.out_dir) / "model_last.pth").string());
+  const fs::path overlay_dir = fs::path(options.out_dir) / "overlays";
+  fs::create_directories(overlay_dir);
+  const auto names = data.categories().class_names();
+  const int64_t count = std::min<int64_t>(options.overlays, data.val_set()->size());
+  for (int64_t i = 0; i < count; ++i) {
+    const auto sample = data.val_set()->get(i);
+    const auto detections = model->predict({sample.image})[0];
+    write_bytes_atomically((overlay_dir / ("val_" + std::to_string(sample.image_id) + ".png")).string(),
+                           render_overlay(sample.image, detections, names, OverlayOptions{}, ".png"));
+  }
+
+  DemoOutcome result;
+  result.iterations = outcome.iterations_done;
+  if (!outcome.validations.empty()) {
+    const auto& last = outcome.validations.back();
+    result.box_ap = last.bbox_stats[0];
+    result.mask_ap = last.segm_stats[0];
+    std::printf("\n%-6s %7s %7s %7s %7s %7s %7s\n", "", "AP", "AP50", "AP75", "APs", "APm", "APl");
+    for (const auto& [label, stats] : {std::pair{"box", last.bbox_stats}, std::pair{"mask", last.segm_stats}}) {
+      std::printf("%-6s %7.3f %7.3f %7.3f %7.3f %7.3f %7.3f\n", label, stats[0], stats[1], stats[2], stats[3],
+                  stats[4], stats[5]);
+    }
+  }
+  std::printf("\n%d iterations in %.0f s. Files in %s: model_last.pth, metrics.json, val_annotations.json,\n"
+              "val_predictions.json, log.jsonl, curves_loss.png, curves_ap.png, overlays/\n",
+              result.iterations, outcome.seconds, options.out_dir.c_str());
+  return result;
+}
+
+}  // namespace instseg
