@@ -55,6 +55,13 @@ void initialise_from(MaskRcnnImpl& model, const std::string& weights) {
   load_state_dict(model, state, weights);
 }
 
+bool has_key(const StateDict& state, const std::string& key) {
+  for (const auto& entry : state) {
+    if (entry.first == key) return true;
+  }
+  return false;
+}
+
 }  // namespace
 
 MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides) {
@@ -64,6 +71,8 @@ MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overri
   options.variant = info.version == 2 ? MaskRcnnVariant::kV2 : MaskRcnnVariant::kV1;
   options.num_classes = info.num_classes;
   options.backbone.depth = info.depth;
+  // A backbone trained from scratch with group norm has affine weights but no running statistics.
+  if (!has_key(state, "backbone.body.bn1.running_mean")) options.backbone.norm = NormKind::kGroupNorm;
   if (overrides.min_size) options.transform.min_size = {*overrides.min_size};
   if (overrides.max_size) options.transform.max_size = *overrides.max_size;
   if (overrides.score_thresh) options.roi_heads.score_thresh = *overrides.score_thresh;

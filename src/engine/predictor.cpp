@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <optional>
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -92,8 +94,18 @@ PredictSummary run_predict(const PredictOptions& options) {
   std::map<std::string, int64_t> image_ids;  // file name -> COCO image id
   if (!options.coco_gt.empty()) image_ids = image_ids_by_file_name(options.coco_gt);
 
+  // A model trained by instseg carries its classes in categories.json beside the weights;
+  // torchvision's COCO models use COCO's ids as labels.
+  std::optional<data::CategoryMap> categories;
+  const fs::path categories_file = fs::path(options.weights).parent_path() / "categories.json";
+  if (fs::exists(categories_file)) {
+    std::ifstream in(categories_file);
+    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    categories = data::CategoryMap::from_json(text, categories_file.string());
+  }
+  const auto names = categories ? categories->class_names() : coco_class_names();
+
   fs::create_directories(options.out_dir);
-  const auto& names = coco_class_names();
   OverlayOptions overlay_options;
   overlay_options.show_thresh = options.show_thresh;
 
@@ -116,8 +128,9 @@ PredictSummary run_predict(const PredictOptions& options) {
       const torch::Tensor image = data::read_image_rgb(path);
       const auto start = std::chrono::steady_clock::now();
       const Detections detections = model->predict({image})[0];
+      const Detections labelled = categories ? with_category_ids(detections, *categories) : detections;
       model_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      results.add(image_id, file_name, detections);
+      results.add(image_id, file_name, labelled);
       summary.detections += static_cast<int>(detections.scores.size(0));
       if (options.overlays) {
         const fs::path stem = fs::path(file_name).stem();

@@ -36,6 +36,14 @@ std::vector<coco::Detection> to_coco_detections(int64_t image_id, const Detectio
   return out;
 }
 
+Detections with_category_ids(Detections detections, const data::CategoryMap& categories) {
+  const auto labels = detections.labels.to(torch::kCPU, torch::kLong).contiguous();
+  auto ids = torch::empty_like(labels);
+  for (int64_t i = 0; i < labels.size(0); ++i) ids[i] = categories.category_id_of(labels[i].item<int64_t>());
+  detections.labels = ids;
+  return detections;
+}
+
 void ResultsJsonWriter::add(int64_t image_id, const std::string& file_name, const Detections& detections) {
   for (const auto& d : to_coco_detections(image_id, detections)) {
     nlohmann::json entry = {{"image_id", d.image_id},

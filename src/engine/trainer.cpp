@@ -134,15 +134,6 @@ json stats_json(const evaluation::EvalResult& result) {
   return {{"stats", result.stats}, {"per_category", per_category}};
 }
 
-// Model labels (1..K) -> the source data's category ids, for results files and the evaluator.
-Detections with_category_ids(Detections detections, const data::CategoryMap& categories) {
-  auto labels = detections.labels.to(torch::kCPU, torch::kLong).contiguous();
-  auto ids = torch::empty_like(labels);
-  for (int64_t i = 0; i < labels.size(0); ++i) ids[i] = categories.category_id_of(labels[i].item<int64_t>());
-  detections.labels = ids;
-  return detections;
-}
-
 // Predicts every validation image, scores the results against the split's ground truth and
 // averages the validation losses. Writes val_predictions.json and metrics.json.
 ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, int iteration,
@@ -213,6 +204,8 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   TrainState state;
   if (resume) state = load_train_state(state_path, *model, sgd);
   write_bytes_atomically((fs::path(out_dir) / "config.json").string(), config.to_json() + "\n");
+  // Beside the weights, so predict names the classes and writes the data's category ids.
+  write_bytes_atomically((fs::path(out_dir) / "categories.json").string(), data.categories().to_json());
 
   data::LoaderOptions loader_options;
   loader_options.batch_size = config.optim.batch_size;

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "instseg/coco/results.h"
+#include "instseg/data/dataset.h"
 #include "instseg/structures/detections.h"
 
 namespace instseg {
@@ -14,6 +15,9 @@ namespace instseg {
 // binarised at mask > mask_thresh (torchvision's convention) as RLE when masks are present.
 std::vector<coco::Detection> to_coco_detections(int64_t image_id, const Detections& detections,
                                                 double mask_thresh = 0.5);
+
+// Model labels (1..K) -> the data's category ids, for results files and the evaluator.
+Detections with_category_ids(Detections detections, const data::CategoryMap& categories);
 
 // Accumulates results of many images and writes them as a COCO results JSON list, each entry
 // with a "file_name" beside the standard fields.
