@@ -1,0 +1,43 @@
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <vector>
+
+#include "instseg/modeling/backbone/frozen_batch_norm.h"
+
+namespace instseg {
+
+struct ResNetOptions {
+  int depth = 50;                           // 18, 34 (basic blocks), 50, 101 (bottleneck blocks)
+  NormKind norm = NormKind::kFrozenBatchNorm;  // torchvision's pretrained detection backbones
+  void validate() const;                    // throws ConfigError naming backbone.depth / .norm
+};
+
+// torchvision's ResNet (v1.5: stride on the 3x3 convolution) without avgpool and fc. Children
+// are named as torchvision's (conv1, bn1, layer1..layer4 with blocks "0", "1", ...), so its
+// state dict keys map one to one.
+class ResNetImpl : public torch::nn::Module {
+ public:
+  explicit ResNetImpl(ResNetOptions options);
+
+  // x: [N, 3, H, W] -> outputs of layer1..layer4, [N, C_i, ~H / 2^(i+2), ~W / 2^(i+2)]
+  std::vector<torch::Tensor> forward(const torch::Tensor& x);
+
+  // Channels of the four outputs: {256, 512, 1024, 2048} (bottleneck) or {64, ..., 512} (basic).
+  std::vector<int64_t> out_channels() const;
+  const ResNetOptions& options() const { return options_; }
+
+ private:
+  ResNetOptions options_;
+  torch::nn::Conv2d conv1_{nullptr};
+  torch::nn::AnyModule bn1_;
+  std::vector<torch::nn::Sequential> layers_;
+};
+TORCH_MODULE(ResNet);
+
+}  // namespace instseg

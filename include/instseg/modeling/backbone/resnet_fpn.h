@@ -1,0 +1,43 @@
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include "instseg/modeling/backbone/fpn.h"
+#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/backbone/resnet.h"
+#include "instseg/structures/image_list.h"
+
+namespace instseg {
+
+struct BackboneOptions {
+  int depth = 50;                              // ResNet depth: 18, 34, 50, 101
+  NormKind norm = NormKind::kFrozenBatchNorm;  // ResNet norm (group norm: training from scratch)
+  int trainable_layers = 3;     // torchvision's trainable_backbone_layers: layer4..layer2 train
+  NormKind fpn_norm = NormKind::kNone;  // kNone for v1, kBatchNorm for v2 (set by the variant)
+  int64_t out_channels = 256;   // FPN channels, shared by every level
+  void validate() const;        // throws ConfigError naming the backbone.* field
+};
+
+// ResNet body + FPN (torchvision's BackboneWithFPN over layer1..layer4 with LastLevelMaxPool).
+// Children `body` and `fpn` match torchvision's "backbone.body.*" / "backbone.fpn.*" keys.
+class ResnetFpnImpl : public torch::nn::Module {
+ public:
+  explicit ResnetFpnImpl(BackboneOptions options);
+
+  // images: [N, 3, H, W] (H, W multiples of 32) -> "0".."3" at strides 4..32 and "pool" at 64,
+  // each [N, out_channels, H / stride, W / stride].
+  FeatureMaps forward(const torch::Tensor& images);
+
+  int64_t out_channels() const { return options_.out_channels; }
+  const BackboneOptions& options() const { return options_; }
+
+  ResNet body{nullptr};
+  FeaturePyramidNetwork fpn{nullptr};
+
+ private:
+  BackboneOptions options_;
+};
+TORCH_MODULE(ResnetFpn);
+
+}  // namespace instseg

@@ -1,0 +1,159 @@
+#include "instseg/modeling/backbone/resnet.h"
+
+#include <torch/torch.h>
+
+#include <array>
+#include <map>
+
+#include "instseg/errors.h"
+
+namespace instseg {
+namespace {
+
+namespace nn = torch::nn;
+
+nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
+  // Every ResNet convolution is followed by a norm layer, hence no bias.
+  return nn::Conv2d(
+      nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
+}
+
+// Shared by both block kinds: the shortcut projection when shape changes, and the closing ReLU.
+class BlockBase : public nn::Module {
+ protected:
+  nn::Sequential downsample_{nullptr};
+
+  void make_downsample(int64_t in, int64_t out, int64_t stride, NormKind norm) {
+    if (stride == 1 && in == out) return;
+    downsample_ = register_module("downsample", nn::Sequential(conv(in, out, 1, stride)));
+    downsample_->push_back(make_norm(norm, out));
+  }
+  torch::Tensor finish(const torch::Tensor& residual, const torch::Tensor& x) {
+    return torch::relu(residual + (downsample_ ? downsample_->forward(x) : x));
+  }
+};
+
+// ResNet-18/34: two 3x3 convolutions, expansion 1.
+class BasicBlockImpl : public BlockBase {
+ public:
+  BasicBlockImpl(int64_t in, int64_t planes, int64_t stride, NormKind norm) {
+    conv1_ = register_module("conv1", conv(in, planes, 3, stride));
+    bn1_ = make_norm(norm, planes);
+    register_module("bn1", bn1_.ptr());
+    conv2_ = register_module("conv2", conv(planes, planes, 3, 1));
+    bn2_ = make_norm(norm, planes);
+    register_module("bn2", bn2_.ptr());
+    make_downsample(in, planes, stride, norm);
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto y = torch::relu(bn1_.forward<torch::Tensor>(conv1_(x)));
+    y = bn2_.forward<torch::Tensor>(conv2_(y));
+    return finish(y, x);
+  }
+
+ private:
+  nn::Conv2d conv1_{nullptr}, conv2_{nullptr};
+  nn::AnyModule bn1_, bn2_;
+};
+TORCH_MODULE(BasicBlock);
+
+// ResNet-50/101: 1x1 reduce, 3x3 (carries the stride, torchvision's "v1.5"), 1x1 expand x4.
+class BottleneckImpl : public BlockBase {
+ public:
+  BottleneckImpl(int64_t in, int64_t planes, int64_t stride, NormKind norm) {
+    const int64_t out = planes * 4;
+    conv1_ = register_module("conv1", conv(in, planes, 1, 1));
+    bn1_ = make_norm(norm, planes);
+    register_module("bn1", bn1_.ptr());
+    conv2_ = register_module("conv2", conv(planes, planes, 3, stride));
+    bn2_ = make_norm(norm, planes);
+    register_module("bn2", bn2_.ptr());
+    conv3_ = register_module("conv3", conv(planes, out, 1, 1));
+    bn3_ = make_norm(norm, out);
+    register_module("bn3", bn3_.ptr());
+    make_downsample(in, out, stride, norm);
+  }
+  torch::Tensor forward(const torch::Tensor& x) {
+    auto y = torch::relu(bn1_.forward<torch::Tensor>(conv1_(x)));
+    y = torch::relu(bn2_.forward<torch::Tensor>(conv2_(y)));
+    y = bn3_.forward<torch::Tensor>(conv3_(y));
+    return finish(y, x);
+  }
+
+ private:
+  nn::Conv2d conv1_{nullptr}, conv2_{nullptr}, conv3_{nullptr};
+  nn::AnyModule bn1_, bn2_, bn3_;
+};
+TORCH_MODULE(Bottleneck);
+
+const std::map<int, std::array<int, 4>>& blocks_per_stage() {
+  static const std::map<int, std::array<int, 4>> table{
+      {18, {2, 2, 2, 2}}, {34, {3, 4, 6, 3}}, {50, {3, 4, 6, 3}}, {101, {3, 4, 23, 3}}};
+  return table;
+}
+
+bool uses_bottleneck(int depth) { return depth >= 50; }
+
+}  // namespace
+
+void ResNetOptions::validate() const {
+  if (blocks_per_stage().count(depth) == 0) {
+    throw ConfigError("backbone.depth must be one of 18, 34, 50, 101, got " +
+                      std::to_string(depth));
+  }
+  if (norm == NormKind::kNone) {
+    throw ConfigError("backbone.norm must be frozen_batch_norm, batch_norm or group_norm, got none");
+  }
+}
+
+ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
+  options_.validate();
+  conv1_ = register_module(
+      "conv1", nn::Conv2d(nn::Conv2dOptions(3, 64, 7).stride(2).padding(3).bias(false)));
+  bn1_ = make_norm(options_.norm, 64);
+  register_module("bn1", bn1_.ptr());
+
+  const bool bottleneck = uses_bottleneck(options_.depth);
+  const auto& blocks = blocks_per_stage().at(options_.depth);
+  int64_t in = 64;
+  for (int stage = 0; stage < 4; ++stage) {
+    const int64_t planes = int64_t{64} << stage;
+    nn::Sequential layer;
+    for (int b = 0; b < blocks[stage]; ++b) {
+      const int64_t stride = (stage > 0 && b == 0) ? 2 : 1;
+      if (bottleneck) {
+        layer->push_back(Bottleneck(in, planes, stride, options_.norm));
+        in = planes * 4;
+      } else {
+        layer->push_back(BasicBlock(in, planes, stride, options_.norm));
+        in = planes;
+      }
+    }
+    layers_.push_back(register_module("layer" + std::to_string(stage + 1), layer));
+  }
+
+  // torchvision's initialisation, for training from scratch; checkpoints overwrite it.
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* c = module->as<nn::Conv2d>()) {
+      nn::init::kaiming_normal_(c->weight, 0.0, torch::kFanOut, torch::kReLU);
+    }
+  }
+}
+
+std::vector<torch::Tensor> ResNetImpl::forward(const torch::Tensor& x) {
+  auto y = torch::relu(bn1_.forward<torch::Tensor>(conv1_(x)));        // [N, 64, H/2, W/2]
+  y = torch::max_pool2d(y, /*kernel_size=*/3, /*stride=*/2, /*padding=*/1);  // [N, 64, H/4, W/4]
+  std::vector<torch::Tensor> outputs;
+  for (auto& layer : layers_) {
+    y = layer->forward(y);
+    outputs.push_back(y);
+  }
+  return outputs;
+}
+
+std::vector<int64_t> ResNetImpl::out_channels() const {
+  const int64_t expansion = uses_bottleneck(options_.depth) ? 4 : 1;
+  return {64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion};
+}
+
+}  // namespace instseg

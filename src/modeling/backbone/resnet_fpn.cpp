@@ -1,0 +1,49 @@
+#include "instseg/modeling/backbone/resnet_fpn.h"
+
+#include <torch/torch.h>
+
+#include <string>
+#include <vector>
+
+#include "instseg/errors.h"
+
+namespace instseg {
+
+void BackboneOptions::validate() const {
+  ResNetOptions{depth, norm}.validate();
+  if (trainable_layers < 0 || trainable_layers > 5) {
+    throw ConfigError("backbone.trainable_layers must be in [0, 5], got " +
+                      std::to_string(trainable_layers));
+  }
+  if (fpn_norm == NormKind::kFrozenBatchNorm) {
+    throw ConfigError("backbone.fpn_norm must be none, batch_norm or group_norm, got " +
+                      to_string(fpn_norm));
+  }
+  if (out_channels <= 0 || (fpn_norm == NormKind::kGroupNorm && out_channels % 32 != 0)) {
+    throw ConfigError("backbone.out_channels must be positive (a multiple of 32 with group norm), "
+                      "got " + std::to_string(out_channels));
+  }
+}
+
+ResnetFpnImpl::ResnetFpnImpl(BackboneOptions options) : options_(options) {
+  options_.validate();
+  body = register_module("body", ResNet(ResNetOptions{options_.depth, options_.norm}));
+  fpn = register_module("fpn", FeaturePyramidNetwork(body->out_channels(), options_.out_channels,
+                                                     options_.fpn_norm));
+
+  // Freeze the stem and the first stages, as torchvision: the stages trained last, in order.
+  std::vector<std::string> trained = {"layer4", "layer3", "layer2", "layer1", "conv1"};
+  trained.resize(options_.trainable_layers);
+  if (options_.trainable_layers == 5) trained.push_back("bn1");
+  for (auto& item : body->named_parameters()) {
+    bool train = false;
+    for (const auto& prefix : trained) train = train || item.key().rfind(prefix, 0) == 0;
+    if (!train) item.value().set_requires_grad(false);
+  }
+}
+
+FeatureMaps ResnetFpnImpl::forward(const torch::Tensor& images) {
+  return fpn->forward(body->forward(images));
+}
+
+}  // namespace instseg
