@@ -1,0 +1,134 @@
+#include "instseg/data/loader.h"
+
+#include <torch/torch.h>
+
+#include <numeric>
+
+#include "data/random.h"
+#include "instseg/data/transforms.h"
+#include "instseg/errors.h"
+
+namespace instseg::data {
+namespace {
+// Keys that keep the random streams of different purposes apart for one seed.
+constexpr uint64_t kOrderStream = 1, kFlipStream = 2;
+}  // namespace
+
+void LoaderOptions::validate() const {
+  if (batch_size < 1) throw ConfigError("loader.batch_size must be >= 1, got " + std::to_string(batch_size));
+  if (!(hflip_prob >= 0 && hflip_prob <= 1)) {
+    throw ConfigError("loader.hflip_prob must be in [0, 1], got " + std::to_string(hflip_prob));
+  }
+  if (prefetch_batches < 0) {
+    throw ConfigError("loader.prefetch_batches must be >= 0, got " + std::to_string(prefetch_batches));
+  }
+}
+
+DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options, LoaderPosition start)
+    : dataset_(std::move(dataset)), options_(options) {
+  options_.validate();
+  if (batches_per_epoch() == 0) {
+    throw ConfigError("loader.batch_size " + std::to_string(options_.batch_size) +
+                      (options_.drop_last ? " with drop_last" : "") + " leaves no batch for a dataset of " +
+                      std::to_string(dataset_->size()) + " samples");
+  }
+  if (start.epoch < 0 || start.index < 0 || start.index > dataset_->size()) {
+    throw ConfigError("loader position (epoch " + std::to_string(start.epoch) + ", index " +
+                      std::to_string(start.index) + ") is outside a dataset of " + std::to_string(dataset_->size()));
+  }
+  // A position at the end of an epoch (as saved after its last batch) starts the next one.
+  consumed_ = start.index >= epoch_end() ? LoaderPosition{start.epoch + 1, 0} : start;
+  produced_ = consumed_;
+  if (options_.prefetch_batches > 0) worker_ = std::thread([this] { produce(); });
+}
+
+DataLoader::~DataLoader() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stopping_ = true;
+  }
+  changed_.notify_all();
+  if (worker_.joinable()) worker_.join();
+}
+
+int64_t DataLoader::batches_per_epoch() const {
+  const int64_t n = dataset_->size(), b = options_.batch_size;
+  return options_.drop_last ? n / b : (n + b - 1) / b;
+}
+
+std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
+  std::vector<int64_t> order(static_cast<size_t>(dataset_->size()));
+  std::iota(order.begin(), order.end(), 0);
+  if (options_.shuffle) Rng({options_.seed, kOrderStream, static_cast<uint64_t>(epoch)}).shuffle(order);
+  return order;
+}
+
+int64_t DataLoader::epoch_end() const {
+  return options_.drop_last ? batches_per_epoch() * options_.batch_size : dataset_->size();
+}
+
+LoaderPosition DataLoader::after(const LoaderPosition& at) const {
+  const int64_t end = at.index + options_.batch_size;
+  return end >= epoch_end() ? LoaderPosition{at.epoch + 1, 0} : LoaderPosition{at.epoch, end};
+}
+
+DataLoader::Slot DataLoader::make(const LoaderPosition& at) {
+  Slot slot;
+  slot.batch.start = at;
+  try {
+    if (order_cache_.first != at.epoch) order_cache_ = {at.epoch, epoch_order(at.epoch)};
+    const auto& order = order_cache_.second;
+    const int64_t end = std::min<int64_t>(at.index + options_.batch_size, static_cast<int64_t>(order.size()));
+    for (int64_t i = at.index; i < end; ++i) {
+      const int64_t index = order[i];
+      Sample sample = dataset_->get(index);
+      Rng flip({options_.seed, kFlipStream, static_cast<uint64_t>(at.epoch), static_cast<uint64_t>(index)});
+      if (flip.uniform() < options_.hflip_prob) sample = hflip(std::move(sample));
+      slot.batch.images.push_back(std::move(sample.image));
+      slot.batch.targets.push_back(std::move(sample.targets));
+      slot.batch.indices.push_back(index);
+      slot.batch.image_ids.push_back(sample.image_id);
+    }
+  } catch (...) {
+    slot.error = std::current_exception();
+  }
+  return slot;
+}
+
+void DataLoader::produce() {
+  for (;;) {
+    {
+      std::unique_lock<std::mutex> lock(mutex_);
+      changed_.wait(lock, [this] {
+        return stopping_ || static_cast<int64_t>(ready_.size()) < options_.prefetch_batches;
+      });
+      if (stopping_) return;
+    }
+    Slot slot = make(produced_);  // outside the lock: the trainer keeps consuming meanwhile
+    produced_ = after(produced_);
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ready_.push_back(std::move(slot));
+    }
+    changed_.notify_all();
+  }
+}
+
+Batch DataLoader::next() {
+  Slot slot;
+  if (options_.prefetch_batches == 0) {
+    slot = make(consumed_);
+  } else {
+    std::unique_lock<std::mutex> lock(mutex_);
+    changed_.wait(lock, [this] { return !ready_.empty(); });
+    slot = std::move(ready_.front());
+    ready_.pop_front();
+    lock.unlock();
+    changed_.notify_all();
+  }
+  consumed_ = after(consumed_);
+  if (slot.error) std::rethrow_exception(slot.error);
+  return std::move(slot.batch);
+}
+
+}  // namespace instseg::data

@@ -1,0 +1,172 @@
+#include "instseg/data/loader.h"
+
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <algorithm>
+
+#include "instseg/errors.h"
+
+namespace instseg::data {
+namespace {
+
+using ::testing::HasSubstr;
+
+// Sample i is a 1x2 image whose left pixel holds i and right pixel i + 0.5 (so a flip shows), with
+// one box; index `broken` throws like an unreadable image.
+class CountingDataset : public Dataset {
+ public:
+  explicit CountingDataset(int64_t n, int64_t broken = -1) : n_(n), broken_(broken) {}
+  int64_t size() const override { return n_; }
+  Sample get(int64_t index) const override {
+    if (index == broken_) throw InputError("image" + std::to_string(index) + ".jpg: not a decodable image (0 bytes)");
+    Sample s;
+    s.image = torch::tensor({float(index), float(index) + 0.5f}).view({1, 1, 2}).expand({3, 1, 2}).contiguous();
+    s.targets = {torch::tensor({{0.f, 0.f, 1.f, 1.f}}), torch::tensor({int64_t{1}}), torch::tensor({{{uint8_t{1}, uint8_t{0}}}})};
+    s.image_id = index + 1;
+    return s;
+  }
+  const CategoryMap& categories() const override { return map_; }
+
+ private:
+  int64_t n_, broken_;
+  CategoryMap map_{{1}, {"thing"}};
+};
+
+std::vector<std::vector<int64_t>> take(DataLoader& loader, int batches) {
+  std::vector<std::vector<int64_t>> out;
+  for (int i = 0; i < batches; ++i) out.push_back(loader.next().indices);
+  return out;
+}
+
+LoaderOptions options_with(int64_t batch_size, int64_t prefetch, uint64_t seed = 3) {
+  LoaderOptions options;
+  options.batch_size = batch_size;
+  options.prefetch_batches = prefetch;
+  options.seed = seed;
+  return options;
+}
+
+TEST(DataLoader, EpochsAreSeededPermutationsAndBatchesStayInsideEpochs) {
+  auto dataset = std::make_shared<CountingDataset>(10);
+  DataLoader loader(dataset, options_with(3, 0));
+  EXPECT_EQ(loader.batches_per_epoch(), 4);
+  const auto batches = take(loader, 8);  // two epochs: 3 + 3 + 3 + 1 each
+  std::vector<int64_t> epoch0, epoch1;
+  for (int b = 0; b < 4; ++b) epoch0.insert(epoch0.end(), batches[b].begin(), batches[b].end());
+  for (int b = 4; b < 8; ++b) epoch1.insert(epoch1.end(), batches[b].begin(), batches[b].end());
+  EXPECT_EQ(batches[3].size(), 1u);
+  EXPECT_EQ(epoch0, loader.epoch_order(0));
+  EXPECT_EQ(epoch1, loader.epoch_order(1));
+  EXPECT_NE(epoch0, epoch1);
+  std::vector<int64_t> sorted = epoch0;
+  std::sort(sorted.begin(), sorted.end());
+  EXPECT_EQ(sorted, (std::vector<int64_t>{0, 1, 2, 3, 4, 5, 6, 7, 8, 9}));
+  EXPECT_EQ(loader.position(), (LoaderPosition{2, 0}));
+  // Another seed, another order; the same seed, the same order.
+  EXPECT_NE(DataLoader(dataset, options_with(3, 0, 4)).epoch_order(0), epoch0);
+  EXPECT_EQ(DataLoader(dataset, options_with(3, 0, 3)).epoch_order(0), epoch0);
+}
+
+TEST(DataLoader, DropLastAndNoShuffle) {
+  auto dataset = std::make_shared<CountingDataset>(7);
+  LoaderOptions options = options_with(3, 0);
+  options.drop_last = true;
+  options.shuffle = false;
+  DataLoader loader(dataset, options);
+  EXPECT_EQ(loader.batches_per_epoch(), 2);
+  EXPECT_EQ(take(loader, 3), (std::vector<std::vector<int64_t>>{{0, 1, 2}, {3, 4, 5}, {0, 1, 2}}));
+}
+
+TEST(DataLoader, ResumingFromASavedPositionGivesTheSameBatches) {
+  auto dataset = std::make_shared<CountingDataset>(11);
+  for (int64_t prefetch : {0, 3}) {
+    SCOPED_TRACE(prefetch);
+    DataLoader first(dataset, options_with(2, prefetch));
+    take(first, 4);
+    const LoaderPosition saved = first.position();
+    EXPECT_EQ(saved, (LoaderPosition{0, 8}));
+    std::vector<Batch> expected;
+    for (int i = 0; i < 6; ++i) expected.push_back(first.next());  // crosses into epoch 1
+
+    DataLoader resumed(dataset, options_with(2, prefetch == 0 ? 3 : 0), saved);
+    for (int i = 0; i < 6; ++i) {
+      const Batch batch = resumed.next();
+      EXPECT_EQ(batch.indices, expected[i].indices);
+      EXPECT_EQ(batch.start, expected[i].start);
+      for (size_t k = 0; k < batch.images.size(); ++k) {
+        EXPECT_TRUE(torch::equal(batch.images[k], expected[i].images[k]));  // same flips too
+        EXPECT_TRUE(torch::equal(batch.targets[k].boxes, expected[i].targets[k].boxes));
+      }
+    }
+    EXPECT_EQ(resumed.position(), first.position());
+  }
+}
+
+TEST(DataLoader, PositionAtTheEndOfAnEpochStartsTheNext) {
+  auto dataset = std::make_shared<CountingDataset>(4);
+  DataLoader loader(dataset, options_with(2, 0), {5, 4});
+  EXPECT_EQ(loader.position(), (LoaderPosition{6, 0}));
+  EXPECT_EQ(loader.next().start, (LoaderPosition{6, 0}));
+}
+
+TEST(DataLoader, FlipsFollowTheProbability) {
+  auto dataset = std::make_shared<CountingDataset>(200);
+  LoaderOptions options = options_with(200, 0);
+  options.hflip_prob = 0.5;
+  const Batch batch = DataLoader(dataset, options).next();
+  int flipped = 0;
+  for (size_t k = 0; k < batch.images.size(); ++k) {
+    const float left = batch.images[k][0][0][0].item<float>(), right = batch.images[k][0][0][1].item<float>();
+    const bool is_flipped = left > right;
+    flipped += is_flipped;
+    // Box and mask move with the image: the one-pixel box sits over the marked column.
+    EXPECT_EQ(batch.targets[k].boxes[0][0].item<float>(), is_flipped ? 1.f : 0.f);
+    EXPECT_EQ(batch.targets[k].masks[0][0][1].item<int>(), is_flipped ? 1 : 0);
+  }
+  EXPECT_GT(flipped, 70);
+  EXPECT_LT(flipped, 130);
+  options.hflip_prob = 0;
+  const Batch unflipped = DataLoader(dataset, options).next();
+  for (const auto& image : unflipped.images) EXPECT_LT(image[0][0][0].item<float>(), image[0][0][1].item<float>());
+}
+
+TEST(DataLoader, LoadErrorsSurfaceForTheirBatchAndLoadingGoesOn) {
+  for (int64_t prefetch : {0, 2}) {
+    SCOPED_TRACE(prefetch);
+    auto dataset = std::make_shared<CountingDataset>(6, /*broken=*/3);
+    LoaderOptions options = options_with(2, prefetch);
+    options.shuffle = false;
+    DataLoader loader(dataset, options);
+    EXPECT_EQ(loader.next().indices, (std::vector<int64_t>{0, 1}));
+    try {
+      loader.next();
+      FAIL() << "expected InputError";
+    } catch (const InputError& e) {
+      EXPECT_THAT(e.what(), HasSubstr("image3.jpg"));
+    }
+    EXPECT_EQ(loader.position(), (LoaderPosition{0, 4}));
+    EXPECT_EQ(loader.next().indices, (std::vector<int64_t>{4, 5}));
+  }
+}
+
+TEST(DataLoader, RejectsBadOptionsAndPositions) {
+  auto dataset = std::make_shared<CountingDataset>(3);
+  try {
+    DataLoader(dataset, options_with(0, 0));
+    FAIL() << "expected ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("loader.batch_size"));
+  }
+  LoaderOptions options = options_with(4, 0);
+  options.drop_last = true;
+  EXPECT_THROW(DataLoader(dataset, options), ConfigError);
+  options = options_with(1, 0);
+  options.hflip_prob = 1.5;
+  EXPECT_THROW(DataLoader(dataset, options), ConfigError);
+  EXPECT_THROW(DataLoader(dataset, options_with(1, 0), {0, 4}), ConfigError);
+}
+
+}  // namespace
+}  // namespace instseg::data
