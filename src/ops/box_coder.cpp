@@ -13,8 +13,8 @@ torch::Tensor BoxCoder::encode(const torch::Tensor& matched_boxes,
   TORCH_CHECK(proposals.sizes() == matched_boxes.sizes(), "BoxCoder::encode: proposals ",
               proposals.sizes(), " must match matched_boxes ", matched_boxes.sizes());
   // Weights as a tensor of the boxes' dtype, as torchvision, so float math stays float.
-  const auto w = torch::tensor({weights[0], weights[1], weights[2], weights[3]},
-                               matched_boxes.options());
+  const auto w =
+      torch::tensor({weights[0], weights[1], weights[2], weights[3]}, matched_boxes.options());
   const auto col = [](const torch::Tensor& t, int64_t i) { return t.select(1, i).unsqueeze(1); };
   const auto ex_w = col(proposals, 2) - col(proposals, 0);  // [K, 1]
   const auto ex_h = col(proposals, 3) - col(proposals, 1);
@@ -32,8 +32,8 @@ torch::Tensor BoxCoder::encode(const torch::Tensor& matched_boxes,
 }
 
 torch::Tensor BoxCoder::decode(const torch::Tensor& deltas, const torch::Tensor& boxes) const {
-  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4, "BoxCoder::decode: boxes must be [K, 4], got ",
-              boxes.sizes());
+  TORCH_CHECK(boxes.dim() == 2 && boxes.size(1) == 4,
+              "BoxCoder::decode: boxes must be [K, 4], got ", boxes.sizes());
   TORCH_CHECK(deltas.dim() == 2 && deltas.size(0) == boxes.size(0) && deltas.size(1) % 4 == 0 &&
                   deltas.size(1) > 0,
               "BoxCoder::decode: deltas must be [K, 4 * C] with K = ", boxes.size(0), ", got ",

@@ -39,8 +39,8 @@ torch::Tensor box_iou(const torch::Tensor& boxes1, const torch::Tensor& boxes2) 
                              boxes2.index({Slice(), Slice(None, 2)}));  // [K1, K2, 2]
   const auto rb = torch::min(boxes1.index({Slice(), None, Slice(2, None)}),
                              boxes2.index({Slice(), Slice(2, None)}));  // [K1, K2, 2]
-  const auto wh = upcast(rb - lt).clamp_min(0);                        // [K1, K2, 2]
-  const auto inter = wh.select(2, 0) * wh.select(2, 1);                // [K1, K2]
+  const auto wh = upcast(rb - lt).clamp_min(0);                         // [K1, K2, 2]
+  const auto inter = wh.select(2, 0) * wh.select(2, 1);                 // [K1, K2]
   const auto uni = area1.unsqueeze(1) + area2 - inter;
   return inter / uni;
 }

@@ -36,8 +36,8 @@ torch::Tensor batched_nms_per_group(const torch::Tensor& boxes, const torch::Ten
   const auto ids = std::get<0>(torch::_unique(groups));
   for (int64_t g = 0; g < ids.size(0); ++g) {
     const auto members = torch::where(groups == ids[g])[0];
-    const auto kept = nms(boxes.index_select(0, members), scores.index_select(0, members),
-                          iou_threshold);
+    const auto kept =
+        nms(boxes.index_select(0, members), scores.index_select(0, members), iou_threshold);
     keep_mask.index_put_({members.index_select(0, kept)}, true);
   }
   const auto keep = torch::where(keep_mask)[0];
@@ -59,8 +59,7 @@ torch::Tensor batched_nms(const torch::Tensor& boxes, const torch::Tensor& score
                           const torch::Tensor& groups, double iou_threshold) {
   check_boxes_scores("batched_nms", boxes, scores);
   TORCH_CHECK(groups.dim() == 1 && groups.size(0) == boxes.size(0),
-              "batched_nms: groups must be [K] with K = ", boxes.size(0), ", got ",
-              groups.sizes());
+              "batched_nms: groups must be [K] with K = ", boxes.size(0), ", got ", groups.sizes());
   TORCH_CHECK(!groups.is_floating_point(), "batched_nms: groups must be integer, got ",
               groups.scalar_type());
   if (boxes.size(0) == 0) return torch::empty({0}, boxes.options().dtype(torch::kLong));

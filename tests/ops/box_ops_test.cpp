@@ -16,7 +16,8 @@ std::map<std::string, torch::Tensor> load(const std::string& name) {
 }
 
 TEST(BoxOps, AreaOfHandMadeBoxes) {
-  const auto boxes = torch::tensor({{0.0f, 0.0f, 4.0f, 3.0f}, {1.0f, 1.0f, 1.0f, 5.0f}, {-2.0f, -2.0f, 2.0f, 0.5f}});
+  const auto boxes = torch::tensor(
+      {{0.0f, 0.0f, 4.0f, 3.0f}, {1.0f, 1.0f, 1.0f, 5.0f}, {-2.0f, -2.0f, 2.0f, 0.5f}});
   EXPECT_TRUE(torch::equal(box_area(boxes), torch::tensor({12.0f, 0.0f, 10.0f})));
   // Small integer types are widened so products cannot overflow (torchvision's _upcast).
   const auto big = torch::tensor({{0, 0, 200, 200}}, torch::kShort);
@@ -39,7 +40,8 @@ TEST(BoxOps, ClipAndRemoveSmallMatchTorchvision) {
   EXPECT_LT(keep.size(0), d.at("boxes").size(0));
   // Clipping works on any [..., 4] layout, e.g. [K, C, 4] decoded boxes.
   const auto stacked = d.at("boxes").view({25, 2, 4});
-  EXPECT_TRUE(torch::equal(clip_boxes_to_image(stacked, 90, 110), d.at("clipped").view({25, 2, 4})));
+  EXPECT_TRUE(
+      torch::equal(clip_boxes_to_image(stacked, 90, 110), d.at("clipped").view({25, 2, 4})));
 }
 
 TEST(BoxCoder, EncodeAndDecodeMatchTorchvision) {

@@ -37,8 +37,8 @@ TEST(Nms, MatchesTorchvisionOnRandomBoxes) {
     const auto d = load(name);
     const auto keep = nms(d.at("boxes"), d.at("scores"), d.at("threshold").item<double>());
     EXPECT_EQ(keep.scalar_type(), torch::kLong);
-    EXPECT_TRUE(torch::equal(keep, d.at("keep"))) << name << ": " << keep.size(0) << " vs "
-                                                  << d.at("keep").size(0) << " kept";
+    EXPECT_TRUE(torch::equal(keep, d.at("keep")))
+        << name << ": " << keep.size(0) << " vs " << d.at("keep").size(0) << " kept";
     EXPECT_GT(keep.size(0), 10);
     EXPECT_LT(keep.size(0), 300);
   }
@@ -61,9 +61,8 @@ TEST(Nms, ExactScoreTiesMatchTorchvision) {
   std::vector<int64_t> order(d.at("scores").size(0));
   for (auto& i : order) i = by_index++;
   const auto s = d.at("scores").accessor<float, 1>();
-  std::sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return s[a] != s[b] ? s[a] > s[b] : a < b;
-  });
+  std::sort(order.begin(), order.end(),
+            [&](int64_t a, int64_t b) { return s[a] != s[b] ? s[a] > s[b] : a < b; });
   EXPECT_TRUE(torch::equal(keep, reference_nms(d.at("boxes"), torch::tensor(order), 0.5)));
 }
 
@@ -85,10 +84,10 @@ TEST(Nms, DoubleAndEmptyInputs) {
       reference_nms(d.at("boxes").to(torch::kDouble),
                     std::get<1>(d.at("scores").to(torch::kDouble).sort(true, 0, true)), 0.5)));
   EXPECT_EQ(nms(torch::zeros({0, 4}), torch::zeros({0}), 0.5).size(0), 0);
-  EXPECT_EQ(batched_nms(torch::zeros({0, 4}), torch::zeros({0}), torch::zeros({0}, torch::kLong),
-                        0.5)
-                .size(0),
-            0);
+  EXPECT_EQ(
+      batched_nms(torch::zeros({0, 4}), torch::zeros({0}), torch::zeros({0}, torch::kLong), 0.5)
+          .size(0),
+      0);
 }
 
 TEST(BatchedNms, MatchesTorchvisionOnBothSidesOfItsSizeSwitch) {

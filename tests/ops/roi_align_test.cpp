@@ -46,8 +46,10 @@ torch::Tensor roi_align(const torch::Tensor& input, const torch::Tensor& rois,
     double w = r[k][3] * o.spatial_scale - shift - x1, h = r[k][4] * o.spatial_scale - shift - y1;
     if (!o.aligned) w = std::max(w, 1.0), h = std::max(h, 1.0);
     const double bin_w = w / pw_n, bin_h = h / ph_n;
-    const int64_t grid_h = o.sampling_ratio > 0 ? o.sampling_ratio : std::max(0.0, std::ceil(bin_h));
-    const int64_t grid_w = o.sampling_ratio > 0 ? o.sampling_ratio : std::max(0.0, std::ceil(bin_w));
+    const int64_t grid_h =
+        o.sampling_ratio > 0 ? o.sampling_ratio : std::max(0.0, std::ceil(bin_h));
+    const int64_t grid_w =
+        o.sampling_ratio > 0 ? o.sampling_ratio : std::max(0.0, std::ceil(bin_w));
     for (int64_t c = 0; c < channels; ++c) {
       const auto plane = in[static_cast<int64_t>(r[k][0])][c];
       for (int64_t ph = 0; ph < ph_n; ++ph) {
@@ -131,18 +133,23 @@ TEST(RoIAlign, DoubleKernelMatchesSlowReference) {
   }
 }
 
-// Adaptive sampling on a large box: many samples per bin, still the reference.
-TEST(RoIAlign, AdaptiveSamplingOnLargeBoxMatchesReference) {
+// Large boxes (many samples per bin when adaptive) and a reversed box (x2 < x1, y2 < y1: with
+// aligned=true its bins have negative size and samples run backwards).
+TEST(RoIAlign, LargeAndReversedBoxesMatchReference) {
   torch::manual_seed(3);
   const auto input = torch::randn({1, 2, 40, 50}, torch::kDouble);
-  const auto rois = torch::tensor({{0.0, -7.3, 2.2, 48.9, 41.5}, {0.0, 3.0, 4.0, 3.2, 30.0}},
-                                  torch::kDouble);
+  const auto rois = torch::tensor(
+      {{0.0, -7.3, 2.2, 48.9, 41.5}, {0.0, 3.0, 4.0, 3.2, 30.0}, {0.0, 20.0, 30.0, 12.5, 21.0}},
+      torch::kDouble);
   for (bool aligned : {false, true}) {
-    RoiAlignOptions o;
-    o.pooled_height = o.pooled_width = 3;
-    o.sampling_ratio = 0;
-    o.aligned = aligned;
-    EXPECT_LT(max_abs_diff(roi_align(input, rois, o), reference::roi_align(input, rois, o)), 1e-12);
+    for (int64_t sampling : {0, 3}) {
+      RoiAlignOptions o;
+      o.pooled_height = o.pooled_width = 3;
+      o.sampling_ratio = sampling;
+      o.aligned = aligned;
+      EXPECT_LT(max_abs_diff(roi_align(input, rois, o), reference::roi_align(input, rois, o)),
+                1e-12);
+    }
   }
 }
 
@@ -178,8 +185,8 @@ TEST(RoIAlign, GradientMatchesFiniteDifferences) {
         numeric.view(-1)[i] = (f_plus - f_minus) / (2 * eps);
       }
       EXPECT_GT(analytic.abs().max().item<double>(), 0.1);
-      EXPECT_LT(max_abs_diff(analytic, numeric), 1e-8) << "aligned=" << aligned
-                                                       << " sampling=" << sampling;
+      EXPECT_LT(max_abs_diff(analytic, numeric), 1e-8)
+          << "aligned=" << aligned << " sampling=" << sampling;
     }
   }
 }
@@ -223,7 +230,9 @@ TEST(RoIAlign, RejectsBadArguments) {
   EXPECT_THAT(message([&] { roi_align(input[0], rois, {}); }), HasSubstr("[3, 8, 8]"));
   EXPECT_THAT(message([&] { roi_align(input, rois.narrow(1, 0, 4), {}); }), HasSubstr("[1, 4]"));
   EXPECT_THAT(message([&] { roi_align(input, rois.to(torch::kDouble), {}); }), HasSubstr("Double"));
-  EXPECT_THAT(message([&] { roi_align(input, torch::tensor({{2.0f, 1.0f, 1.0f, 5.0f, 5.0f}}), {}); }),
+  EXPECT_THAT(message([&] {
+                roi_align(input, torch::tensor({{2.0f, 1.0f, 1.0f, 5.0f, 5.0f}}), {});
+              }),
               HasSubstr("[0, 2), got [2, 2]"));
   RoiAlignOptions bad;
   bad.sampling_ratio = -1;

@@ -8,7 +8,8 @@ struct RoiAlignOptions {
   int64_t pooled_width = 7;
   double spatial_scale = 1.0;  // feature-map pixels per input pixel (1/4 .. 1/32 on an FPN)
   int64_t sampling_ratio = 2;  // sample points per bin side; 0 = adaptive ceil(roi_size / pooled)
-  bool aligned = false;        // true shifts boxes by -0.5 px (Detectron2); false is torchvision's default
+  // true shifts boxes by -0.5 px (Detectron2); false is torchvision's default
+  bool aligned = false;
 };
 
 // Bilinear RoI pooling, torchvision.ops.roi_align semantics, differentiable w.r.t. input.

@@ -50,9 +50,8 @@ torch::Tensor nms_impl(const torch::Tensor& boxes, const torch::Tensor& scores,
 torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold) {
   if (boxes.size(0) == 0) return torch::empty({0}, boxes.options().dtype(torch::kLong));
   torch::Tensor keep;
-  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms", [&] {
-    keep = nms_impl<scalar_t>(boxes, scores, iou_threshold);
-  });
+  AT_DISPATCH_FLOATING_TYPES(boxes.scalar_type(), "nms",
+                             [&] { keep = nms_impl<scalar_t>(boxes, scores, iou_threshold); });
   return keep;
 }
 

@@ -1,8 +1,8 @@
-// RoIAlign CPU kernel with torchvision's sampling rules, written so that float results equal
-// torchvision's bit for bit (same arithmetic in the same order), but parallel:
+// RoIAlign CPU kernel with torchvision's sampling rules (sample positions computed with the same
+// arithmetic), summed separably (see Span) and parallel:
 //  - forward over RoIs (each RoI writes its own output slice);
-//  - backward over channels (RoIs overlap in grad_input, channels never do), which also keeps
-//    torchvision's per-pixel summation order (RoI, bin, sample).
+//  - backward over channels (RoIs overlap in grad_input, channels never do), so results do not
+//    depend on the thread count.
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
 
@@ -19,10 +19,10 @@ namespace {
 template <typename T>
 struct RoiGeometry {
   int64_t batch_index;
-  T start_h, start_w;    // feature-map pixels
-  T bin_h, bin_w;        // bin size, feature-map pixels
+  T start_h, start_w;      // feature-map pixels
+  T bin_h, bin_w;          // bin size, feature-map pixels
   int64_t grid_h, grid_w;  // samples per bin side
-  T count;               // samples per bin, the averaging divisor (>= 1)
+  T count;                 // samples per bin, the averaging divisor (>= 1)
 };
 
 template <typename T>
@@ -53,87 +53,99 @@ RoiGeometry<T> roi_geometry(const T* roi, const RoiAlignOptions& o) {
   return g;
 }
 
-// One bilinear sample: four pixel offsets into an H*W plane and their weights.
-template <typename T>
-struct Sample {
-  int64_t p1, p2, p3, p4;
-  T w1, w2, w3, w4;
-  bool valid;  // false outside [-1, H] x [-1, W]: contributes nothing
+// Bilinear weights are separable and the sample grid is regular, so a bin's average is
+//   sum_r sum_c Wy[r] * Wx[c] * I[r][c] / count,
+// with Wy[r] summing the y-weights every sample row of the bin puts on feature row r (Wx alike).
+// A bin thus reads each pixel of its row/column span once, instead of 4 reads per sample (with
+// sampling 2 and ~2 px bins, 9 reads instead of 16), along contiguous rows.
+struct Span {
+  int64_t first = 0;   // first feature row (or column) touched
+  int64_t length = 0;  // rows (columns) touched; 0 when every sample lies outside the map
+  int64_t offset = 0;  // where its weights start in the RoI's weight array
 };
 
-// Fills `samples` for every (ph, pw, iy, ix) of the RoI, in that order (row-major).
+// Spans and weights for one axis of one RoI: pooled bins along an axis of `size` pixels.
+// Samples outside [-1, size] get no weight (they still count in the average, as torchvision).
 template <typename T>
-void compute_samples(const RoiGeometry<T>& g, const RoiAlignOptions& o, int64_t height,
-                     int64_t width, std::vector<Sample<T>>& samples) {
-  samples.resize(o.pooled_height * o.pooled_width * g.grid_h * g.grid_w);
-  size_t k = 0;
-  for (int64_t ph = 0; ph < o.pooled_height; ++ph) {
-    for (int64_t pw = 0; pw < o.pooled_width; ++pw) {
-      for (int64_t iy = 0; iy < g.grid_h; ++iy) {
-        const T yy = g.start_h + ph * g.bin_h +
-                     static_cast<T>(iy + .5f) * g.bin_h / static_cast<T>(g.grid_h);
-        for (int64_t ix = 0; ix < g.grid_w; ++ix, ++k) {
-          const T xx = g.start_w + pw * g.bin_w +
-                       static_cast<T>(ix + .5f) * g.bin_w / static_cast<T>(g.grid_w);
-          Sample<T>& s = samples[k];
-          // Written as !(inside) so NaN coordinates count as outside.
-          if (!(yy >= -1.0 && yy <= height && xx >= -1.0 && xx <= width)) {
-            s = Sample<T>{0, 0, 0, 0, 0, 0, 0, 0, false};
-            continue;
-          }
-          T y = yy <= 0 ? T(0) : yy;  // samples in [-1, 0] read the first row/column
-          T x = xx <= 0 ? T(0) : xx;
-          int64_t y_low = static_cast<int64_t>(y), x_low = static_cast<int64_t>(x);
-          int64_t y_high, x_high;
-          if (y_low >= height - 1) {  // samples in [H-1, H] read the last row
-            y_high = y_low = height - 1;
-            y = static_cast<T>(y_low);
-          } else {
-            y_high = y_low + 1;
-          }
-          if (x_low >= width - 1) {
-            x_high = x_low = width - 1;
-            x = static_cast<T>(x_low);
-          } else {
-            x_high = x_low + 1;
-          }
-          const T ly = y - y_low, lx = x - x_low;
-          const T hy = T(1) - ly, hx = T(1) - lx;
-          s = Sample<T>{y_low * width + x_low, y_low * width + x_high, y_high * width + x_low,
-                        y_high * width + x_high, hy * hx, hy * lx, ly * hx, ly * lx, true};
-        }
+void axis_weights(T start, T bin, int64_t grid, int64_t pooled, int64_t size,
+                  std::vector<Span>& spans, std::vector<T>& weights) {
+  spans.assign(pooled, Span{});
+  weights.clear();
+  for (int64_t p = 0; p < pooled; ++p) {
+    Span& span = spans[p];
+    span.offset = static_cast<int64_t>(weights.size());
+    for (int64_t i = 0; i < grid; ++i) {
+      T v = start + p * bin + static_cast<T>(i + .5f) * bin / static_cast<T>(grid);
+      if (!(v >= -1.0 && v <= size)) continue;  // written so that NaN counts as outside
+      if (v <= 0) v = 0;                        // [-1, 0] reads the first pixel
+      int64_t low = static_cast<int64_t>(v), high;
+      if (low >= size - 1) {  // [size - 1, size] reads the last pixel
+        high = low = size - 1;
+        v = static_cast<T>(low);
+      } else {
+        high = low + 1;
       }
+      const T l = v - low, h = T(1) - l;
+      if (span.length == 0) {
+        span.first = low;
+      } else if (low < span.first) {  // samples come in increasing order unless the bin is negative
+        weights.insert(weights.begin() + span.offset, span.first - low, T(0));
+        span.length += span.first - low;
+        span.first = low;
+      }
+      const int64_t needed = high - span.first + 1;
+      if (needed > span.length) {
+        weights.resize(span.offset + needed, T(0));
+        span.length = needed;
+      }
+      weights[span.offset + low - span.first] += h;
+      weights[span.offset + high - span.first] += l;
     }
   }
 }
 
+// Per-RoI sampling layout shared by all channels.
 template <typename T>
-void forward_impl(const torch::Tensor& input, const torch::Tensor& rois,
-                  const RoiAlignOptions& o, torch::Tensor& output) {
+struct RoiLayout {
+  std::vector<Span> rows, cols;
+  std::vector<T> row_weights, col_weights;
+  void build(const RoiGeometry<T>& g, const RoiAlignOptions& o, int64_t height, int64_t width) {
+    axis_weights(g.start_h, g.bin_h, g.grid_h, o.pooled_height, height, rows, row_weights);
+    axis_weights(g.start_w, g.bin_w, g.grid_w, o.pooled_width, width, cols, col_weights);
+  }
+};
+
+template <typename T>
+void forward_impl(const torch::Tensor& input, const torch::Tensor& rois, const RoiAlignOptions& o,
+                  torch::Tensor& output) {
   const int64_t channels = input.size(1), height = input.size(2), width = input.size(3);
   const int64_t bins = o.pooled_height * o.pooled_width;
   const T* in = input.data_ptr<T>();
   const T* roi_data = rois.data_ptr<T>();
   T* out = output.data_ptr<T>();
   at::parallel_for(0, rois.size(0), 1, [&](int64_t begin, int64_t end) {
-    std::vector<Sample<T>> samples;
+    RoiLayout<T> layout;
     for (int64_t n = begin; n < end; ++n) {
       const RoiGeometry<T> g = roi_geometry(roi_data + n * 5, o);
-      compute_samples(g, o, height, width, samples);
-      const int64_t per_bin = g.grid_h * g.grid_w;
+      layout.build(g, o, height, width);
       for (int64_t c = 0; c < channels; ++c) {
         const T* plane = in + (g.batch_index * channels + c) * height * width;
         T* out_c = out + (n * channels + c) * bins;
-        const Sample<T>* s = samples.data();
-        for (int64_t b = 0; b < bins; ++b) {
-          T sum = 0;
-          for (int64_t k = 0; k < per_bin; ++k, ++s) {
-            if (s->valid) {
-              sum += s->w1 * plane[s->p1] + s->w2 * plane[s->p2] + s->w3 * plane[s->p3] +
-                     s->w4 * plane[s->p4];
+        for (int64_t ph = 0; ph < o.pooled_height; ++ph) {
+          const Span& ry = layout.rows[ph];
+          const T* wy = layout.row_weights.data() + ry.offset;
+          for (int64_t pw = 0; pw < o.pooled_width; ++pw) {
+            const Span& cx = layout.cols[pw];
+            const T* wx = layout.col_weights.data() + cx.offset;
+            T sum = 0;
+            for (int64_t r = 0; r < ry.length; ++r) {
+              const T* row = plane + (ry.first + r) * width + cx.first;
+              T row_sum = 0;
+              for (int64_t k = 0; k < cx.length; ++k) row_sum += wx[k] * row[k];
+              sum += wy[r] * row_sum;
             }
+            out_c[ph * o.pooled_width + pw] = sum / g.count;
           }
-          out_c[b] = sum / g.count;
         }
       }
     }
@@ -151,23 +163,25 @@ void backward_impl(const torch::Tensor& grad_output, const torch::Tensor& rois,
   const T* roi_data = rois.data_ptr<T>();
   T* gi = grad_input.data_ptr<T>();
   at::parallel_for(0, channels, 1, [&](int64_t c_begin, int64_t c_end) {
-    std::vector<Sample<T>> samples;
+    RoiLayout<T> layout;
     for (int64_t n = 0; n < num_rois; ++n) {
       const RoiGeometry<T> g = roi_geometry(roi_data + n * 5, o);
-      compute_samples(g, o, height, width, samples);
-      const int64_t per_bin = g.grid_h * g.grid_w;
+      layout.build(g, o, height, width);
       for (int64_t c = c_begin; c < c_end; ++c) {
         T* plane = gi + (g.batch_index * channels + c) * height * width;
         const T* go_c = go + (n * channels + c) * bins;
-        const Sample<T>* s = samples.data();
-        for (int64_t b = 0; b < bins; ++b) {
-          const T grad_bin = go_c[b];
-          for (int64_t k = 0; k < per_bin; ++k, ++s) {
-            if (!s->valid) continue;
-            plane[s->p1] += grad_bin * s->w1 / g.count;
-            plane[s->p2] += grad_bin * s->w2 / g.count;
-            plane[s->p3] += grad_bin * s->w3 / g.count;
-            plane[s->p4] += grad_bin * s->w4 / g.count;
+        for (int64_t ph = 0; ph < o.pooled_height; ++ph) {
+          const Span& ry = layout.rows[ph];
+          const T* wy = layout.row_weights.data() + ry.offset;
+          for (int64_t pw = 0; pw < o.pooled_width; ++pw) {
+            const Span& cx = layout.cols[pw];
+            const T* wx = layout.col_weights.data() + cx.offset;
+            const T grad_bin = go_c[ph * o.pooled_width + pw] / g.count;
+            for (int64_t r = 0; r < ry.length; ++r) {
+              T* row = plane + (ry.first + r) * width + cx.first;
+              const T grad_row = grad_bin * wy[r];
+              for (int64_t k = 0; k < cx.length; ++k) row[k] += grad_row * wx[k];
+            }
           }
         }
       }
@@ -179,15 +193,13 @@ void backward_impl(const torch::Tensor& grad_output, const torch::Tensor& rois,
 
 torch::Tensor roi_align_forward(const torch::Tensor& input, const torch::Tensor& rois,
                                 const RoiAlignOptions& options) {
-  auto output = torch::zeros({rois.size(0), input.size(1), options.pooled_height,
-                              options.pooled_width},
-                             input.options());
+  auto output = torch::zeros(
+      {rois.size(0), input.size(1), options.pooled_height, options.pooled_width}, input.options());
   if (output.numel() == 0) return output;
   const auto input_c = input.contiguous();
   const auto rois_c = rois.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_align_forward", [&] {
-    forward_impl<scalar_t>(input_c, rois_c, options, output);
-  });
+  AT_DISPATCH_FLOATING_TYPES(input.scalar_type(), "roi_align_forward",
+                             [&] { forward_impl<scalar_t>(input_c, rois_c, options, output); });
   return output;
 }
 
@@ -197,9 +209,8 @@ torch::Tensor roi_align_backward(const torch::Tensor& grad_output, const torch::
   if (grad_output.numel() == 0 || grad_input.numel() == 0) return grad_input;
   const auto grad_c = grad_output.contiguous();
   const auto rois_c = rois.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "roi_align_backward", [&] {
-    backward_impl<scalar_t>(grad_c, rois_c, options, grad_input);
-  });
+  AT_DISPATCH_FLOATING_TYPES(grad_output.scalar_type(), "roi_align_backward",
+                             [&] { backward_impl<scalar_t>(grad_c, rois_c, options, grad_input); });
   return grad_input;
 }
 
