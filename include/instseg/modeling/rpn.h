@@ -1,0 +1,131 @@
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/conv.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <array>
+#include <utility>
+#include <vector>
+
+#include "instseg/modeling/anchor_generator.h"
+#include "instseg/modeling/matcher.h"
+#include "instseg/modeling/sampler.h"
+#include "instseg/structures/image_list.h"
+
+namespace instseg {
+
+struct RpnOptions {
+  int64_t pre_nms_top_n_train = 2000;  // candidates kept per FPN level before NMS
+  int64_t pre_nms_top_n_test = 1000;
+  int64_t post_nms_top_n_train = 2000;  // proposals kept per image after NMS
+  int64_t post_nms_top_n_test = 1000;
+  double nms_thresh = 0.7;
+  double score_thresh = 0.0;  // on sigmoid(objectness)
+  double min_size = 1e-3;     // boxes narrower or shorter than this (resized pixels) are dropped
+  double fg_iou_thresh = 0.7;  // training: anchors with IoU >= this are positives
+  double bg_iou_thresh = 0.3;  // training: anchors with IoU < this are negatives
+  int64_t batch_size_per_image = 256;  // training: anchors sampled per image for the losses
+  double positive_fraction = 0.5;
+  int conv_depth = 1;  // 3x3 conv + ReLU layers in the head: 1 for v1, 2 for v2
+  void validate() const;  // throws ConfigError naming the rpn.* field
+};
+
+// Shared head over every FPN level: conv3x3+ReLU (x conv_depth), then per-anchor objectness
+// logits and box deltas. Children conv."i"."0", cls_logits, bbox_pred, as torchvision's RPNHead.
+class RpnHeadImpl : public torch::nn::Module {
+ public:
+  RpnHeadImpl(int64_t in_channels, int64_t num_anchors, int conv_depth = 1);
+
+  // features: [N, C, H_l, W_l] per level -> (objectness [N, A, H_l, W_l], deltas [N, 4A, H_l, W_l])
+  // per level.
+  std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> forward(
+      const std::vector<torch::Tensor>& features);
+
+  torch::nn::Sequential conv{nullptr};
+  torch::nn::Conv2d cls_logits{nullptr}, bbox_pred{nullptr};
+};
+TORCH_MODULE(RpnHead);
+
+// Head outputs flattened to the anchors' order (level, row, column, anchor) and batched:
+// objectness [N * T, 1] -> [N, T] here, deltas [N, T, 4], with T = sum_l H_l * W_l * A.
+struct RpnPredictions {
+  torch::Tensor objectness;                  // [N, T] logits
+  torch::Tensor deltas;                      // [N, T, 4]
+  std::vector<int64_t> anchors_per_level;    // H_l * W_l * A per level, summing to T
+};
+RpnPredictions flatten_rpn_outputs(const std::vector<torch::Tensor>& objectness,
+                                   const std::vector<torch::Tensor>& deltas);
+
+// The RPN's two loss terms over the sampled anchors of the whole batch, as torchvision's
+// RegionProposalNetwork.compute_loss. Indices are into the batch-flattened anchors, so a test can
+// pass exactly the anchors another implementation sampled.
+//   objectness [T'] logits, deltas [T', 4], labels [T'] float (1 fg, 0 bg, -1 ignored),
+//   regression_targets [T', 4], sampled_pos [P], sampled_neg [Q] int64 with T' = N * T.
+struct RpnLosses {
+  torch::Tensor objectness;  // BCE-with-logits, mean over the P + Q sampled anchors
+  torch::Tensor box_reg;     // smooth-L1 (beta 1/9) summed over positives, / (P + Q)
+};
+RpnLosses rpn_losses(const torch::Tensor& objectness, const torch::Tensor& deltas,
+                     const torch::Tensor& labels, const torch::Tensor& regression_targets,
+                     const torch::Tensor& sampled_pos, const torch::Tensor& sampled_neg);
+
+struct RpnTrainOutput {
+  std::vector<torch::Tensor> proposals;  // [K_i, 4] per image, detached
+  RpnLosses losses;
+};
+
+// Region proposal network: head + anchors + torchvision's proposal selection. Child `head`.
+// Top-n limits follow is_training(), as torchvision.
+class RegionProposalNetworkImpl : public torch::nn::Module {
+ public:
+  RegionProposalNetworkImpl(int64_t in_channels, AnchorGeneratorOptions anchors, RpnOptions options);
+
+  // -> proposals [K_i, 4] (x1, y1, x2, y2) per image, in the resized image's pixels, by
+  // decreasing objectness within each level's NMS result (K_i <= post_nms_top_n).
+  std::vector<torch::Tensor> forward(const ImageList& images, const FeatureMaps& features);
+
+  // Training: proposals as forward() (with the training top-n when is_training()) and the two
+  // losses. gt_boxes: [G_i, 4] per image in the resized image's pixels (G_i may be 0). Anchors
+  // are sampled with torch's default generator, so seeding torch reproduces torchvision's choice.
+  RpnTrainOutput forward_train(const ImageList& images, const FeatureMaps& features,
+                               const std::vector<torch::Tensor>& gt_boxes);
+
+  // Labels of one image's anchors [T, 4] against gt_boxes [G, 4], as torchvision's
+  // assign_targets_to_anchors: (labels [T] float 1 fg / 0 bg / -1 ignored, matched boxes [T, 4]).
+  std::pair<torch::Tensor, torch::Tensor> assign_targets(const torch::Tensor& anchors,
+                                                         const torch::Tensor& gt_boxes) const;
+
+  // Proposal selection alone: per level top-k on objectness, decode, clip, remove small, score
+  // threshold, NMS per level, keep post_nms_top_n. proposals [N, T, 4], objectness [N, T].
+  // Returns (boxes [K_i, 4], sigmoid scores [K_i]) per image.
+  std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> select_proposals(
+      const torch::Tensor& proposals, const torch::Tensor& objectness,
+      const std::vector<std::array<int64_t, 2>>& image_sizes,
+      const std::vector<int64_t>& anchors_per_level) const;
+
+  const RpnOptions& options() const { return options_; }
+  AnchorGenerator& anchor_generator() { return anchor_generator_; }
+
+  RpnHead head{nullptr};
+
+ private:
+  // Head outputs, anchors and decoded (detached) boxes of one batch, shared by both forwards.
+  struct Pass {
+    RpnPredictions predictions;
+    std::vector<torch::Tensor> anchors;  // [T, 4] per image
+    std::vector<torch::Tensor> proposals;
+  };
+  Pass run(const ImageList& images, const FeatureMaps& features);
+  int64_t pre_nms_top_n() const;
+  int64_t post_nms_top_n() const;
+
+  RpnOptions options_;
+  AnchorGenerator anchor_generator_;
+  Matcher matcher_;
+  BalancedPositiveNegativeSampler sampler_;
+};
+TORCH_MODULE(RegionProposalNetwork);
+
+}  // namespace instseg
