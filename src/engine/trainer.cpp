@@ -12,6 +12,7 @@
 #include <sstream>
 #include <thread>
 
+#include "instseg/checkpoint/load.h"
 #include "instseg/checkpoint/state_dict.h"
 #include "instseg/common/atomic_file.h"
 #include "instseg/common/progress_bar.h"
@@ -67,7 +68,7 @@ void save_train_state(const std::string& path, const MaskRcnnImpl& model, const 
   for (const auto& [name, tensor] : module_state_dict(model)) weights.insert(name, tensor);
   c10::Dict<std::string, at::Tensor> momentum;
   for (const auto& [name, tensor] : sgd.momentum_buffers()) momentum.insert(name, tensor);
-  c10::Dict<std::string, c10::IValue> archive;
+  c10::impl::GenericDict archive(c10::StringType::get(), c10::AnyType::get());
   archive.insert("iteration", static_cast<int64_t>(state.iteration));
   archive.insert("total_iterations", static_cast<int64_t>(state.total_iterations));
   archive.insert("best_score", state.best_score);
@@ -95,7 +96,8 @@ TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Sgd& s
     momentum[entry.key().toStringRef()] = entry.value().toTensor();
   }
   sgd.set_momentum_buffers(std::move(momentum));
-  at::detail::getDefaultCPUGenerator().set_state(get("torch_rng").toTensor());
+  auto generator = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
+  generator.set_state(get("torch_rng").toTensor());
   TrainState state;
   state.iteration = static_cast<int>(get("iteration").toInt());
   state.total_iterations = static_cast<int>(get("total_iterations").toInt());

@@ -10,6 +10,7 @@
 #include "instseg/data/coco_dataset.h"
 #include "instseg/data/folder_dataset.h"
 #include "instseg/data/synthetic.h"
+#include "instseg/errors.h"
 
 namespace instseg {
 
