@@ -1,13 +1,9 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing, builds, and segments the tiny_coco validation images.
-# Usage: scripts/run.sh --weights maskrcnn_resnet50_fpn_coco.pth [more predict options]
+# The main job: installs what is missing, builds, then runs `instseg demo` (trains a small
+# Mask R-CNN on generated shapes, evaluates it and draws its predictions into out/demo).
+# Extra arguments go to the demo, e.g. scripts/run.sh --minutes 3
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh --target instseg
-if [[ $# -eq 0 ]]; then
-  echo "usage: scripts/run.sh --weights MODEL.pth   (a torchvision Mask R-CNN checkpoint; see README)" >&2
-  exit 2
-fi
-exec build/instseg predict --input ../shared/data/tiny_coco/val2017 \
-  --coco-gt ../shared/data/tiny_coco/annotations/instances_val2017.json --out out/predict "$@"
+exec build/instseg demo --out out/demo "$@"
