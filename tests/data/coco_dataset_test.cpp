@@ -18,6 +18,7 @@ namespace instseg::data {
 namespace {
 
 using ::instseg::testing::shared_path;
+using ::instseg::testing::input_error_of;
 using ::instseg::testing::TempDir;
 using ::testing::HasSubstr;
 using torch::indexing::Slice;
@@ -128,36 +129,27 @@ TEST(CocoDataset, BadAnnotationsAreDroppedCountedOrClipped) {
   EXPECT_TRUE(torch::equal(a.targets.masks, expected));
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no error";
-}
-
 TEST(CocoDataset, MissingImagesAndBadFilesAreInputErrors) {
   TempDir dir;
   write_images(dir);
   std::filesystem::remove(dir.file("img/b.png"));
   std::filesystem::remove(dir.file("img/c.png"));
   const std::string ann = dir.write("ann.json", broken_json());
-  EXPECT_THAT(error_of([&] { CocoDataset(ann, dir.file("img")); }),
+  EXPECT_THAT(input_error_of([&] { CocoDataset(ann, dir.file("img")); }),
               HasSubstr(dir.file("img/b.png") + ": image file not found (listed in " + ann + "); 1 more missing"));
 
-  EXPECT_THAT(error_of([&] { CocoDataset(dir.write("cut.json", broken_json().substr(0, 100)), dir.file("img")); }),
+  EXPECT_THAT(input_error_of([&] { CocoDataset(dir.write("cut.json", broken_json().substr(0, 100)), dir.file("img")); }),
               HasSubstr("cut.json: not valid JSON"));
   std::string odd = broken_json();
   odd.replace(odd.find("[1, 1, 5, 1, 5, 5, 1, 5]"), 24, "[1, 1, 5, 1, 5, 5, 1]");
-  EXPECT_THAT(error_of([&] { CocoDataset(dir.write("odd.json", odd), dir.file("img")); }),
+  EXPECT_THAT(input_error_of([&] { CocoDataset(dir.write("odd.json", odd), dir.file("img")); }),
               HasSubstr("odd.json: annotations[1]"));
-  EXPECT_THAT(error_of([&] { CocoDataset(dir.file("none.json"), dir.file("img")); }), HasSubstr("none.json"));
+  EXPECT_THAT(input_error_of([&] { CocoDataset(dir.file("none.json"), dir.file("img")); }), HasSubstr("none.json"));
 
   write_images(dir);
   write_image_png(dir.file("img/a.png"), torch::rand({3, 11, 20}));
   const CocoDataset dataset(ann, dir.file("img"));
-  EXPECT_THAT(error_of([&] { dataset.get(1); }), HasSubstr("a.png: image is 20x11 but " + ann + " gives 20x10"));
+  EXPECT_THAT(input_error_of([&] { dataset.get(1); }), HasSubstr("a.png: image is 20x11 but " + ann + " gives 20x10"));
 }
 
 }  // namespace

@@ -13,6 +13,7 @@
 namespace instseg::data {
 namespace {
 
+using ::instseg::testing::input_error_of;
 using ::instseg::testing::TempDir;
 using ::testing::HasSubstr;
 
@@ -29,15 +30,6 @@ void add_pair(const TempDir& dir, const std::string& folder, const std::string& 
   std::filesystem::create_directories(dir.file(folder + "/masks"));
   write_image_png(dir.file(folder + "/images/" + stem + ".png"), torch::rand({3, ids.size(0), ids.size(1)}));
   write_label_png(dir.file(folder + "/masks/" + stem + ".png"), ids);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no error";
 }
 
 TEST(FolderDataset, OneClassLayoutWithSixteenBitIds) {
@@ -75,19 +67,19 @@ TEST(FolderDataset, MissingOrMismatchedMasksNameBothFiles) {
   TempDir dir;
   add_pair(dir, ".", "good", two_instances(1, 2));
   write_image_png(dir.file("images/lonely.png"), torch::rand({3, 6, 8}));
-  EXPECT_THAT(error_of([&] { FolderDataset{dir.file("")}; }),
+  EXPECT_THAT(input_error_of([&] { FolderDataset{dir.file("")}; }),
               HasSubstr("images/lonely.png: no instance mask (expected " + dir.file("masks/lonely.png") + ")"));
 
   std::filesystem::remove(dir.file("images/lonely.png"));
   write_label_png(dir.file("masks/good.png"), torch::zeros({5, 8}, torch::kInt64));
   const FolderDataset dataset(dir.file(""));
-  const std::string message = error_of([&] { dataset.get(0); });
+  const std::string message = input_error_of([&] { dataset.get(0); });
   EXPECT_THAT(message, HasSubstr("masks/good.png: mask is 8x5 but its image"));
   EXPECT_THAT(message, HasSubstr("images/good.png is 8x6"));
 
-  EXPECT_THAT(error_of([&] { FolderDataset{dir.file("nowhere")}; }), HasSubstr("dataset folder not found"));
+  EXPECT_THAT(input_error_of([&] { FolderDataset{dir.file("nowhere")}; }), HasSubstr("dataset folder not found"));
   std::filesystem::create_directories(dir.file("empty/sub"));
-  EXPECT_THAT(error_of([&] { FolderDataset{dir.file("empty")}; }), HasSubstr("no images/ folder"));
+  EXPECT_THAT(input_error_of([&] { FolderDataset{dir.file("empty")}; }), HasSubstr("no images/ folder"));
 }
 
 }  // namespace

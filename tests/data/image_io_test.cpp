@@ -17,12 +17,7 @@ using ::testing::HasSubstr;
 const std::string kCocoJpg = "data/tiny_coco/train2017/000000005802.jpg";
 
 std::string error_of(const std::string& path) {
-  try {
-    read_image_rgb(path);
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no error";
+  return instseg::testing::input_error_of([&] { read_image_rgb(path); });
 }
 
 TEST(ReadImage, JpegMatchesTorchvisionsPilReading) {
