@@ -34,8 +34,27 @@ uint32_t get_size(const json& object, const char* field, const Entry& at) {
 Dataset Dataset::load(const std::string& path) { return parse(detail::read_text(path), path); }
 
 Dataset Dataset::parse(const std::string& json_text, const std::string& source) {
-  const json root = detail::parse_json(json_text, source);
-  if (!root.is_object()) throw InputError(source + ": expected a JSON object with images, annotations, categories");
+  // Annotations (most of a large file) are split off and parsed one by one on all cores.
+  std::vector<std::pair<std::string, detail::Span>> members;
+  std::vector<detail::Span> annotation_spans;
+  json root = json::object();
+  bool has_annotations = false;
+  if (detail::split_object(json_text, members)) {
+    for (const auto& [key, span] : members) {
+      if (key == "annotations" && detail::split_array(json_text, span, annotation_spans)) {
+        has_annotations = true;
+      } else if (key == "images" || key == "categories" || key == "annotations") {
+        try {
+          root[key] = json::parse(json_text.begin() + long(span.begin), json_text.begin() + long(span.end));
+        } catch (const json::parse_error& e) {
+          throw InputError(source + ": not valid JSON in \"" + key + "\": " + e.what());
+        }
+      }
+    }
+  } else {
+    root = detail::parse_json(json_text, source);
+    if (!root.is_object()) throw InputError(source + ": expected a JSON object with images, annotations, categories");
+  }
   Dataset dataset;
   dataset.source_ = source;
 
@@ -74,45 +93,52 @@ Dataset Dataset::parse(const std::string& json_text, const std::string& source) 
     dataset.categories_.push_back(std::move(category));
   }
 
-  const json& annotations = top_array(root, "annotations", source, false);
-  dataset.annotations_.reserve(annotations.size());
-  for (size_t i = 0; i < annotations.size(); ++i) {
-    const Entry at{source, "annotations", i};
-    const json& entry = annotations[i];
-    if (!entry.is_object()) detail::fail(at, "", "expected an object");
-    Annotation a;
-    a.id = detail::get_int(entry, "id", at);
-    a.image_id = detail::get_int(entry, "image_id", at);
-    const auto image = dataset.image_index_.find(a.image_id);
-    if (image == dataset.image_index_.end()) {
-      detail::fail(at, "image_id", "unknown image id " + std::to_string(a.image_id));
-    }
-    a.category_id = detail::get_int(entry, "category_id", at);
-    if (!dataset.category_index_.count(a.category_id)) {
-      detail::fail(at, "category_id", "unknown category id " + std::to_string(a.category_id));
-    }
-    a.bbox = detail::get_box(entry, "bbox", at);
-    a.area = detail::get_number(entry, "area", at);
-    if (a.area < 0) detail::fail(at, "area", "negative");
-    const auto crowd = entry.find("iscrowd");
-    if (crowd != entry.end()) {
-      if (crowd->is_boolean()) {
-        a.iscrowd = crowd->get<bool>();
-      } else if (crowd->is_number_integer() && (crowd->get<int64_t>() == 0 || crowd->get<int64_t>() == 1)) {
-        a.iscrowd = crowd->get<int64_t>() == 1;
-      } else {
-        detail::fail(at, "iscrowd", "expected 0 or 1, got " + crowd->dump());
-      }
-    }
-    const auto segmentation = entry.find("segmentation");
-    if (segmentation != entry.end()) {
-      const Image& im = dataset.images_[size_t(image->second)];
-      a.segmentation = detail::get_segmentation(*segmentation, im.height, im.width, at);
-    }
-    dataset.annotations_.push_back(std::move(a));
+  if (!has_annotations) {
+    const json& annotations = top_array(root, "annotations", source, false);
+    dataset.annotations_.resize(annotations.size());
+    for (size_t i = 0; i < annotations.size(); ++i) dataset.annotations_[i] = dataset.read_annotation(annotations[i], i);
+  } else {
+    dataset.annotations_.resize(annotation_spans.size());
+    detail::for_each_element(
+        json_text, annotation_spans,
+        [&](const json& entry, size_t i) { dataset.annotations_[i] = dataset.read_annotation(entry, i); }, source,
+        "annotations");
   }
   dataset.build_index();
   return dataset;
+}
+
+Annotation Dataset::read_annotation(const nlohmann::json& entry, size_t i) const {
+  const Entry at{source_, "annotations", i};
+  if (!entry.is_object()) detail::fail(at, "", "expected an object");
+  Annotation a;
+  a.id = detail::get_int(entry, "id", at);
+  a.image_id = detail::get_int(entry, "image_id", at);
+  const auto image = image_index_.find(a.image_id);
+  if (image == image_index_.end()) detail::fail(at, "image_id", "unknown image id " + std::to_string(a.image_id));
+  a.category_id = detail::get_int(entry, "category_id", at);
+  if (!category_index_.count(a.category_id)) {
+    detail::fail(at, "category_id", "unknown category id " + std::to_string(a.category_id));
+  }
+  a.bbox = detail::get_box(entry, "bbox", at);
+  a.area = detail::get_number(entry, "area", at);
+  if (a.area < 0) detail::fail(at, "area", "negative");
+  const auto crowd = entry.find("iscrowd");
+  if (crowd != entry.end()) {
+    if (crowd->is_boolean()) {
+      a.iscrowd = crowd->get<bool>();
+    } else if (crowd->is_number_integer() && (crowd->get<int64_t>() == 0 || crowd->get<int64_t>() == 1)) {
+      a.iscrowd = crowd->get<int64_t>() == 1;
+    } else {
+      detail::fail(at, "iscrowd", "expected 0 or 1, got " + crowd->dump());
+    }
+  }
+  const auto segmentation = entry.find("segmentation");
+  if (segmentation != entry.end()) {
+    const Image& im = images_[size_t(image->second)];
+    a.segmentation = detail::get_segmentation(*segmentation, im.height, im.width, at);
+  }
+  return a;
 }
 
 Dataset::Dataset(std::vector<Image> images, std::vector<Category> categories,

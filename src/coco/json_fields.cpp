@@ -4,6 +4,7 @@
 #include <fstream>
 #include <sstream>
 
+#include "coco/parallel_for.h"
 #include "instseg/errors.h"
 
 namespace instseg::coco::detail {
@@ -128,6 +129,116 @@ json parse_json(const std::string& text, const std::string& file) {
     throw InputError(file + ": not valid JSON: " + e.what() +
                      (non_finite ? " (NaN / Infinity are not JSON numbers: scores and boxes must be finite)" : ""));
   }
+}
+
+}  // namespace instseg::coco::detail
+
+namespace instseg::coco::detail {
+namespace {
+
+size_t skip_space(const std::string& s, size_t p, size_t end) {
+  while (p < end && (s[p] == ' ' || s[p] == '\n' || s[p] == '\r' || s[p] == '\t')) ++p;
+  return p;
+}
+
+// End of the value starting at p (p itself when it does not scan).
+size_t skip_value(const std::string& s, size_t p, size_t end) {
+  int depth = 0;
+  const size_t start = p;
+  while (p < end) {
+    const char c = s[p];
+    if (c == '"') {
+      for (++p; p < end && s[p] != '"'; ++p) {
+        if (s[p] == '\\') ++p;
+      }
+      if (p >= end) return start;
+      ++p;
+    } else if (c == '[' || c == '{') {
+      ++depth;
+      ++p;
+    } else if (c == ']' || c == '}') {
+      if (depth == 0) return p;  // end of an enclosing container after a scalar
+      --depth;
+      ++p;
+    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
+      return p;
+    } else {
+      ++p;
+    }
+    if (depth == 0 && (c == ']' || c == '}' || c == '"')) return p;
+  }
+  return depth == 0 ? p : start;
+}
+
+}  // namespace
+
+bool split_array(const std::string& text, Span array, std::vector<Span>& elements) {
+  size_t p = skip_space(text, array.begin, array.end);
+  if (p >= array.end || text[p] != '[') return false;
+  p = skip_space(text, p + 1, array.end);
+  if (p < array.end && text[p] == ']') return true;
+  while (p < array.end) {
+    const size_t e = skip_value(text, p, array.end);
+    if (e == p) return false;
+    elements.push_back({p, e});
+    p = skip_space(text, e, array.end);
+    if (p < array.end && text[p] == ']') return true;
+    if (p >= array.end || text[p] != ',') return false;
+    p = skip_space(text, p + 1, array.end);
+  }
+  return false;
+}
+
+bool split_object(const std::string& text, std::vector<std::pair<std::string, Span>>& members) {
+  size_t p = skip_space(text, 0, text.size());
+  const size_t end = text.size();
+  if (p >= end || text[p] != '{') return false;
+  p = skip_space(text, p + 1, end);
+  if (p < end && text[p] == '}') return true;
+  while (p < end) {
+    const size_t key_end = skip_value(text, p, end);
+    if (key_end == p || text[p] != '"') return false;
+    std::string key;
+    try {
+      key = json::parse(text.begin() + long(p), text.begin() + long(key_end)).get<std::string>();
+    } catch (const json::exception&) {
+      return false;
+    }
+    p = skip_space(text, key_end, end);
+    if (p >= end || text[p] != ':') return false;
+    p = skip_space(text, p + 1, end);
+    const size_t value_end = skip_value(text, p, end);
+    if (value_end == p) return false;
+    members.emplace_back(std::move(key), Span{p, value_end});
+    p = skip_space(text, value_end, end);
+    if (p < end && text[p] == '}') return skip_space(text, p + 1, end) == end;
+    if (p >= end || text[p] != ',') return false;
+    p = skip_space(text, p + 1, end);
+  }
+  return false;
+}
+
+json parse_span(const std::string& text, Span span, const Entry& at) {
+  try {
+    return json::parse(text.begin() + long(span.begin), text.begin() + long(span.end));
+  } catch (const json::parse_error& e) {
+    const std::string part = text.substr(span.begin, span.end - span.begin);
+    const bool non_finite = part.find("NaN") != std::string::npos || part.find("Infinity") != std::string::npos;
+    fail(at, "", std::string("not valid JSON: ") + e.what() +
+                     (non_finite ? " (NaN / Infinity are not JSON numbers: scores and boxes must be finite)" : ""));
+  }
+}
+
+void for_each_element(const std::string& text, const std::vector<Span>& elements,
+                      const std::function<void(const json&, size_t)>& convert, const std::string& file,
+                      const char* array) {
+  constexpr size_t kChunk = 512;
+  const size_t chunks = (elements.size() + kChunk - 1) / kChunk;
+  instseg::detail::parallel_for(chunks, instseg::detail::resolve_threads(0), [&](size_t c) {
+    for (size_t i = c * kChunk; i < std::min(elements.size(), (c + 1) * kChunk); ++i) {
+      convert(parse_span(text, elements[i], {file, array, i}), i);
+    }
+  });
 }
 
 }  // namespace instseg::coco::detail

@@ -6,7 +6,7 @@
 #include <limits>
 #include <numeric>
 
-#include "evaluation/parallel_for.h"
+#include "coco/parallel_for.h"
 #include "instseg/errors.h"
 
 namespace instseg::evaluation {
@@ -321,8 +321,8 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
   const Groups gt_groups = group_by(gt_keys, I * K), dt_groups = group_by(dt_keys, I * K);
 
   std::vector<Cell> cells(I * K);
-  const int threads = detail::resolve_threads(options.num_threads);
-  detail::parallel_for(I, threads, [&](size_t i) {
+  const int threads = instseg::detail::resolve_threads(options.num_threads);
+  instseg::detail::parallel_for(I, threads, [&](size_t i) {
     std::vector<size_t> dt;
     std::vector<coco::Rle> gt_masks, dt_masks;
     std::vector<std::array<double, 4>> gt_boxes, dt_boxes;
@@ -390,7 +390,7 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
 
   result.precision.assign(size_t(T) * R * K * A * M, -1);
   result.recall.assign(size_t(T) * K * A * M, -1);
-  detail::parallel_for(K, threads, [&](size_t k) {
+  instseg::detail::parallel_for(K, threads, [&](size_t k) {
     accumulate_category(cells, I, K, k, result.precision, result.recall);
   });
 

@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 #include "instseg/coco/rle.h"
 
 namespace instseg::coco {
@@ -72,6 +74,8 @@ class Dataset {
 
  private:
   void build_index();
+  // One "annotations" entry, validated against images_ and categories_ (already read).
+  Annotation read_annotation(const nlohmann::json& entry, size_t index) const;
   std::vector<Image> images_;
   std::vector<Category> categories_;
   std::vector<Annotation> annotations_;

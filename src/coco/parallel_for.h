@@ -1,4 +1,5 @@
 #pragma once
+// Used by the readers (parsing entries in parallel) and the evaluator.
 // Runs body(i) for i in [0, n) on up to `threads` std::threads pulling indices from a shared
 // counter. If bodies throw, the exception of the lowest index is rethrown after all threads end,
 // so the error reported does not depend on scheduling.
@@ -10,7 +11,7 @@
 #include <thread>
 #include <vector>
 
-namespace instseg::evaluation::detail {
+namespace instseg::detail {
 
 inline int resolve_threads(int requested) {
   if (requested > 0) return requested;
@@ -44,4 +45,4 @@ void parallel_for(size_t n, int threads, Body&& body) {
   if (failure) std::rethrow_exception(failure);
 }
 
-}  // namespace instseg::evaluation::detail
+}  // namespace instseg::detail
