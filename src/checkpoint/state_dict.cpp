@@ -29,11 +29,12 @@ constexpr size_t kLegacyMagicSize = sizeof(kLegacyMagic) - 1;
 constexpr int64_t kLegacyProtocolVersion = 1001;
 
 std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
   if (!in) throw CheckpointError(path + ": cannot open file");
-  std::ostringstream bytes;
-  bytes << in.rdbuf();
-  return bytes.str();
+  std::string bytes(static_cast<size_t>(in.tellg()), '\0');
+  in.seekg(0);
+  if (!in.read(bytes.data(), bytes.size())) throw CheckpointError(path + ": read failed");
+  return bytes;
 }
 
 std::string hex_bytes(const std::string& bytes, size_t n) {

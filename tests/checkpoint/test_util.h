@@ -1,0 +1,35 @@
+#pragma once
+// Helpers shared by the checkpoint tests: reference files and the checksum tests/reference/checkpoint.py writes.
+#include <torch/torch.h>
+
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "support/reference.h"
+
+namespace instseg::testing {
+
+inline std::string checkpoint_ref(const std::string& name) { return reference_dir("checkpoint") + "/" + name; }
+
+// [byte-word sum, position-weighted sum, ndim, *shape] in int64, as checksum() in checkpoint.py.
+inline torch::Tensor checksum(const torch::Tensor& tensor) {
+  auto t = tensor.contiguous();
+  if (t.scalar_type() == torch::kBool) t = t.view(torch::kUInt8);
+  auto words = t.reshape(-1).view(torch::kUInt8);
+  if (words.numel() % 4 == 0) words = words.view(torch::kInt);
+  words = words.to(torch::kLong);
+  const auto weights = torch::arange(1, words.numel() + 1, torch::kLong);
+  std::vector<int64_t> out = {words.sum().item<int64_t>(), (words * weights).sum().item<int64_t>(), t.dim()};
+  for (auto s : t.sizes()) out.push_back(s);
+  return torch::tensor(out, torch::kLong);
+}
+
+inline std::vector<std::string> read_lines(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+}  // namespace instseg::testing
