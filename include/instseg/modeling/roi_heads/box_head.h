@@ -1,0 +1,54 @@
+#pragma once
+#include <torch/nn/module.h>
+#include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/container/sequential.h>
+#include <torch/nn/modules/linear.h>
+#include <torch/nn/pimpl.h>
+#include <torch/types.h>
+
+#include <array>
+#include <vector>
+
+#include "instseg/modeling/backbone/frozen_batch_norm.h"
+
+namespace instseg {
+
+enum class BoxHeadKind {
+  kTwoMlp,  // v1: flatten, fc6 + ReLU, fc7 + ReLU (torchvision's TwoMLPHead)
+  kConvFc,  // v2: four conv3x3 + norm + ReLU, flatten, one fc + ReLU (FastRCNNConvFCHead)
+};
+
+// torchvision's TwoMLPHead. Children fc6, fc7.
+class TwoMlpHeadImpl : public torch::nn::Module {
+ public:
+  TwoMlpHeadImpl(int64_t in_features, int64_t representation_size);
+  // x: [R, C, S, S] -> [R, representation_size]
+  torch::Tensor forward(const torch::Tensor& x);
+
+  torch::nn::Linear fc6{nullptr}, fc7{nullptr};
+};
+TORCH_MODULE(TwoMlpHead);
+
+// torchvision's FastRCNNConvFCHead. Children "0".."n-1" (each "0" conv3x3, "1" norm, "2" ReLU;
+// the conv has a bias only without norm), "n" flatten, then "n+1", "n+3", ... Linear + ReLU, so
+// state dict keys read box_head.0.0.weight, box_head.5.weight as torchvision's.
+class ConvFcHeadImpl : public torch::nn::Module {
+ public:
+  // input: (C, S, S) of the pooled features
+  ConvFcHeadImpl(std::array<int64_t, 3> input, const std::vector<int64_t>& conv_channels,
+                 const std::vector<int64_t>& fc_features, NormKind norm);
+  // x: [R, C, S, S] -> [R, fc_features.back()]
+  torch::Tensor forward(const torch::Tensor& x);
+
+ private:
+  std::vector<torch::nn::Sequential> convs_;
+  std::vector<torch::nn::Linear> fcs_;
+};
+TORCH_MODULE(ConvFcHead);
+
+// The box head of a kind with torchvision's sizes for 256 x 7 x 7 pooled features: TwoMLPHead
+// (1024) or ConvFc (4 x 256 conv, 1 x 1024 fc). Output width in *out_features.
+torch::nn::AnyModule make_box_head(BoxHeadKind kind, NormKind norm, int64_t in_channels,
+                                   int64_t pooled_size, int64_t* out_features);
+
+}  // namespace instseg

@@ -1,0 +1,62 @@
+// Composition only: transform -> backbone -> RPN -> RoI heads -> back to each image's pixels.
+#include "instseg/modeling/mask_rcnn.h"
+
+#include <torch/torch.h>
+
+#include "instseg/errors.h"
+#include "instseg/modeling/roi_heads/paste_masks.h"
+
+namespace instseg {
+namespace {
+
+// The architecture choices a variant fixes; everything else stays as the user set it.
+MaskRcnnOptions with_variant(MaskRcnnOptions o) {
+  const bool v2 = o.variant == MaskRcnnVariant::kV2;
+  o.backbone.fpn_norm = v2 ? NormKind::kBatchNorm : NormKind::kNone;
+  o.rpn.conv_depth = v2 ? 2 : 1;
+  o.roi_heads.box_head = v2 ? BoxHeadKind::kConvFc : BoxHeadKind::kTwoMlp;
+  o.roi_heads.head_norm = v2 ? NormKind::kBatchNorm : NormKind::kNone;
+  return o;
+}
+
+}  // namespace
+
+void MaskRcnnOptions::validate() const {
+  if (num_classes < 2) {
+    throw ConfigError("num_classes must be >= 2 (background + at least one class), got " +
+                      std::to_string(num_classes));
+  }
+  backbone.validate();
+  transform.validate();
+  anchors.validate();
+  rpn.validate();
+  roi_heads.validate();
+}
+
+MaskRcnnImpl::MaskRcnnImpl(MaskRcnnOptions options)
+    : options_(with_variant(std::move(options))), transform_(options_.transform) {
+  options_.validate();
+  backbone_ = register_module("backbone", ResnetFpn(options_.backbone));
+  const int64_t channels = backbone_->out_channels();
+  rpn_ = register_module("rpn", RegionProposalNetwork(channels, options_.anchors, options_.rpn));
+  roi_heads_ = register_module("roi_heads",
+                               RoiHeads(channels, options_.num_classes, options_.roi_heads));
+}
+
+std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& images) {
+  TORCH_CHECK(!is_training(), "MaskRcnn::predict: the model is in training mode; call eval()");
+  torch::NoGradGuard no_grad;
+  const auto batch = transform_.forward(images);
+  const auto features = backbone_(batch.tensors);
+  const auto proposals = rpn_(batch, features);
+  auto detections = roi_heads_(features, proposals, batch.image_sizes);
+  for (size_t i = 0; i < detections.size(); ++i) {
+    const std::array<int64_t, 2> original{images[i].size(1), images[i].size(2)};
+    auto& d = detections[i];
+    d.boxes = resize_boxes(d.boxes, batch.image_sizes[i], original);
+    d.masks = paste_masks_in_image(d.masks, d.boxes, original[0], original[1]);
+  }
+  return detections;
+}
+
+}  // namespace instseg

@@ -1,0 +1,60 @@
+#include "instseg/modeling/roi_heads/box_head.h"
+
+#include <torch/torch.h>
+
+#include "modeling/roi_heads/conv_block.h"
+
+namespace instseg {
+
+namespace nn = torch::nn;
+
+TwoMlpHeadImpl::TwoMlpHeadImpl(int64_t in_features, int64_t representation_size) {
+  fc6 = register_module("fc6", nn::Linear(in_features, representation_size));
+  fc7 = register_module("fc7", nn::Linear(representation_size, representation_size));
+}
+
+torch::Tensor TwoMlpHeadImpl::forward(const torch::Tensor& x) {
+  return torch::relu(fc7(torch::relu(fc6(x.flatten(1)))));
+}
+
+ConvFcHeadImpl::ConvFcHeadImpl(std::array<int64_t, 3> input,
+                               const std::vector<int64_t>& conv_channels,
+                               const std::vector<int64_t>& fc_features, NormKind norm) {
+  // Children are numbered as torchvision's nn.Sequential: convs, flatten (no parameters), then
+  // each Linear followed by its ReLU.
+  int64_t child = 0;
+  int64_t channels = input[0];
+  for (const int64_t c : conv_channels) {
+    convs_.push_back(register_module(std::to_string(child++),
+                                     detail::conv3x3_norm_relu(channels, c, 1, norm)));
+    channels = c;
+  }
+  ++child;  // flatten
+  int64_t features = channels * input[1] * input[2];
+  for (const int64_t f : fc_features) {
+    fcs_.push_back(register_module(std::to_string(child), nn::Linear(features, f)));
+    child += 2;  // Linear, ReLU
+    features = f;
+  }
+}
+
+torch::Tensor ConvFcHeadImpl::forward(const torch::Tensor& x) {
+  auto y = x;
+  for (auto& conv : convs_) y = conv->forward(y);  // [R, C, S, S]
+  y = y.flatten(1);
+  for (auto& fc : fcs_) y = torch::relu(fc(y));
+  return y;
+}
+
+torch::nn::AnyModule make_box_head(BoxHeadKind kind, NormKind norm, int64_t in_channels,
+                                   int64_t pooled_size, int64_t* out_features) {
+  *out_features = 1024;  // torchvision's representation size for both heads
+  if (kind == BoxHeadKind::kTwoMlp) {
+    return nn::AnyModule(TwoMlpHead(in_channels * pooled_size * pooled_size, *out_features));
+  }
+  return nn::AnyModule(ConvFcHead(std::array<int64_t, 3>{in_channels, pooled_size, pooled_size},
+                                  std::vector<int64_t>{256, 256, 256, 256},
+                                  std::vector<int64_t>{*out_features}, norm));
+}
+
+}  // namespace instseg

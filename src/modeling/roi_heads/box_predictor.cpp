@@ -1,0 +1,17 @@
+#include "instseg/modeling/roi_heads/box_predictor.h"
+
+#include <torch/torch.h>
+
+namespace instseg {
+
+FastRcnnPredictorImpl::FastRcnnPredictorImpl(int64_t in_features, int64_t num_classes) {
+  cls_score = register_module("cls_score", torch::nn::Linear(in_features, num_classes));
+  bbox_pred = register_module("bbox_pred", torch::nn::Linear(in_features, num_classes * 4));
+}
+
+std::pair<torch::Tensor, torch::Tensor> FastRcnnPredictorImpl::forward(const torch::Tensor& x) {
+  const auto flat = x.flatten(1);  // [R, F]
+  return {cls_score(flat), bbox_pred(flat)};
+}
+
+}  // namespace instseg

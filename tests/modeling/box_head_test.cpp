@@ -1,0 +1,59 @@
+#include "instseg/modeling/roi_heads/box_head.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "instseg/modeling/roi_heads/box_predictor.h"
+#include "modeling/rcnn_reference.h"
+
+namespace instseg {
+namespace {
+
+using testing::max_abs_diff;
+
+TEST(BoxHead, ConvFcHeadHasTorchvisionStateDictNames) {
+  ConvFcHead head(std::array<int64_t, 3>{256, 7, 7}, {256, 256, 256, 256}, {1024}, NormKind::kBatchNorm);
+  const auto params = head->named_parameters();
+  EXPECT_TRUE(params.contains("0.0.weight"));
+  EXPECT_FALSE(params.contains("0.0.bias"));  // the norm makes the bias redundant
+  EXPECT_TRUE(params.contains("3.1.weight"));
+  EXPECT_EQ(params["5.weight"].sizes(), (std::vector<int64_t>{1024, 256 * 7 * 7}));
+  EXPECT_TRUE(head->named_buffers().contains("2.1.running_var"));
+}
+
+TEST(BoxHead, TwoMlpOutputsMatchTorchvision) {
+  const auto stages = testing::end_to_end_reference("stages_v1");
+  const auto weights = testing::end_to_end_reference("weights_v1");
+  int64_t features = 0;
+  auto head = make_box_head(BoxHeadKind::kTwoMlp, NormKind::kNone, 256, 7, &features);
+  ASSERT_EQ(features, 1024);
+  EXPECT_EQ(testing::assign_state(*head.ptr(), weights, "roi_heads.box_head."), 4);
+  FastRcnnPredictor predictor(features, 91);
+  EXPECT_EQ(testing::assign_state(*predictor, weights, "roi_heads.box_predictor."), 4);
+  head.ptr()->eval();
+
+  torch::NoGradGuard no_grad;
+  const auto out = head.forward(stages.at("box_pool"));
+  EXPECT_LT(max_abs_diff(out, stages.at("box_feat")), 1e-4);
+  const auto [logits, deltas] = predictor(out);
+  EXPECT_LT(max_abs_diff(logits, stages.at("class_logits")), 1e-3);
+  EXPECT_LT(max_abs_diff(deltas, stages.at("box_regression")), 1e-4);
+}
+
+TEST(BoxHead, ConvFcOutputsMatchTorchvision) {
+  const auto stages = testing::end_to_end_reference("stages_v2");
+  const auto weights = testing::end_to_end_reference("weights_v2");
+  int64_t features = 0;
+  auto head = make_box_head(BoxHeadKind::kConvFc, NormKind::kBatchNorm, 256, 7, &features);
+  // 4 x (conv weight + 4 BN tensors) + fc weight and bias
+  EXPECT_EQ(testing::assign_state(*head.ptr(), weights, "roi_heads.box_head."), 22);
+  head.ptr()->eval();
+
+  torch::NoGradGuard no_grad;
+  const auto out = head.forward(stages.at("box_pool"));
+  EXPECT_LT(max_abs_diff(out, stages.at("box_feat")), 1e-4);
+  EXPECT_GT(out.abs().max().item<double>(), 0.1);  // not a trivially zero comparison
+}
+
+}  // namespace
+}  // namespace instseg

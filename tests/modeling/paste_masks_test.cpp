@@ -1,0 +1,47 @@
+#include "instseg/modeling/roi_heads/paste_masks.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include "modeling/rcnn_reference.h"
+
+namespace instseg {
+namespace {
+
+TEST(PasteMasks, MatchesTorchvisionOnBorderCrossingTinyAndWholeImageBoxes) {
+  const auto ref = testing::end_to_end_reference("paste");
+  const auto size = ref.at("size");
+  const auto pasted = paste_masks_in_image(ref.at("masks"), ref.at("boxes"), size[0].item<int64_t>(),
+                                           size[1].item<int64_t>());
+  const auto& expected = ref.at("pasted");
+  ASSERT_EQ(pasted.sizes(), expected.sizes());
+  for (int64_t k = 0; k < expected.size(0); ++k) {
+    EXPECT_LT(testing::max_abs_diff(pasted[k], expected[k]), 1e-6) << "mask " << k;
+    // Same support: a pixel is written exactly where torchvision writes one.
+    EXPECT_TRUE(torch::equal(pasted[k] != 0, expected[k] != 0)) << "mask " << k;
+  }
+}
+
+TEST(PasteMasks, ConstantMaskFillsItsEnlargedBox) {
+  // A box of 28 px enlarged by 30/28 spans 30 px: x 10 - 1 .. 38 + 1 -> pixels 9..39 inclusive.
+  const auto masks = torch::ones({1, 1, 28, 28});
+  const auto boxes = torch::tensor({10.f, 20.f, 38.f, 48.f}).view({1, 4});
+  const auto pasted = paste_masks_in_image(masks, boxes, 64, 64)[0][0];
+  // Inside, away from the zero padding's influence, the mask is 1; outside the box it is 0.
+  EXPECT_FLOAT_EQ(pasted[34][24].item<float>(), 1.f);
+  EXPECT_EQ(pasted[18].sum().item<float>(), 0.f);
+  EXPECT_EQ(pasted.index({torch::indexing::Slice(), 40}).sum().item<float>(), 0.f);
+  // The corner pixel samples the zero padding; its neighbour blends padding and mask with the
+  // half-pixel rule: source 1.5 * 30 / 31 - 0.5 along each axis.
+  EXPECT_EQ(pasted[19][9].item<float>(), 0.f);
+  const float w = 1.5f * 30 / 31 - 0.5f;
+  EXPECT_NEAR(pasted[20][10].item<float>(), w * w, 1e-6);
+}
+
+TEST(PasteMasks, NoDetectionsGiveAnEmptyBatch) {
+  const auto pasted = paste_masks_in_image(torch::zeros({0, 1, 28, 28}), torch::zeros({0, 4}), 5, 7);
+  EXPECT_EQ(pasted.sizes(), (std::vector<int64_t>{0, 1, 5, 7}));
+}
+
+}  // namespace
+}  // namespace instseg

@@ -1,0 +1,270 @@
+"""Reference values for the Mask R-CNN RoI heads, mask pasting and the whole model (v1 and v2).
+
+Usage: /usr/bin/python3 end_to_end.py OUTDIR
+
+Random-init torchvision models are made to give meaningful outputs: BatchNorm running statistics
+and affine parameters are randomised (so a port that ignores them fails), and the classifier and
+mask logits are rescaled so several classes pass the 0.05 score threshold and masks are not flat.
+Writes plain dicts of tensors (torch.save) that the C++ tests read:
+  weights_{v1,v2}.pt   state dicts (without num_batches_tracked)
+  stages_{v1,v2}.pt    FPN features + proposals of a 2-image batch and each RoI-head stage's output
+  e2e_{v1,v2}.pt       3 images and torchvision's final detections
+  paste.pt             paste_masks_in_image on hand-made boxes (border-crossing, tiny, large)
+  levels.pt            MultiScaleRoIAlign level mapping of hand-made boxes
+  training_{v1,v2}.pt  RoI-head losses given sampled proposals (explicit indices)
+"""
+import copy
+import os
+import sys
+
+import torch
+import torch.nn.functional as F
+import torchvision
+from torchvision.io import read_image
+from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection import roi_heads as tv_roi_heads
+from torchvision.ops import poolers
+
+OUT = sys.argv[1]
+IMAGES = ["000000006818.jpg", "000000017627.jpg", "000000025560.jpg"]
+IMAGE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "tiny_coco", "val2017")
+# Sizes used by the C++ tests: the first image at torchvision's defaults, the other two batched
+# smaller (exercises padding and per-image sizes while keeping the test fast).
+LARGE = (800, 1333)
+SMALL = (384, 640)
+STAGE = (256, 400)
+STAGE_PROPOSALS = 150  # per image, for the stage tests
+TRAINING_SAMPLE = 64  # RoI-head sample per image in the training reference
+
+
+def save(name, tensors):
+    # clone: torch.save writes a view's whole storage
+    torch.save({k: v.clone() for k, v in tensors.items()}, os.path.join(OUT, name))
+
+
+def randomise(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, (torch.nn.BatchNorm2d, torchvision.ops.FrozenBatchNorm2d)):
+                n = m.running_mean.numel()
+                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
+                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
+                m.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
+                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+
+
+def calibrate(model, image):
+    """Rescales the predictors so logits have a useful spread on a real image."""
+    seen = {}
+    hooks = [
+        model.roi_heads.box_predictor.register_forward_hook(lambda m, i, o: seen.__setitem__("box", i[0])),
+        model.roi_heads.mask_predictor.register_forward_hook(lambda m, i, o: seen.__setitem__("mask", o)),
+    ]
+    with torch.no_grad():
+        model([image])
+        pred = model.roi_heads.box_predictor
+        # Random features share a large common component; centring the logits on it lets the
+        # per-proposal differences pick the class, so detections spread over several labels.
+        features = seen["box"].flatten(1)
+        mean = features.mean(0)
+        for layer, spread in [(pred.cls_score, 3.0), (pred.bbox_pred, 0.3)]:
+            layer.weight.mul_(spread / F.linear(features - mean, layer.weight).std())
+            layer.bias.copy_(-layer.weight @ mean)
+        pred.cls_score.bias[0] += 3.0  # background wins for most proposals, as in a trained model
+        model([image])
+        conv = model.roi_heads.mask_predictor.mask_fcn_logits
+        logits = seen["mask"]
+        conv.weight.mul_(3.0 / logits.std())
+        conv.bias.copy_(conv.bias * 3.0 / logits.std() - logits.mean((0, 2, 3)) * 3.0 / logits.std())
+    for h in hooks:
+        h.remove()
+
+
+def load_image(name):
+    return read_image(os.path.join(IMAGE_DIR, name)).float() / 255.0
+
+
+def set_size(model, size):
+    model.transform.min_size = (size[0],)
+    model.transform.max_size = size[1]
+
+
+def state_dict(model):
+    return {k: v for k, v in model.state_dict().items() if not k.endswith("num_batches_tracked")}
+
+
+def stages(model, images):
+    """Runs transform, backbone and RPN, then each RoI-head stage on a subset of the proposals."""
+    rh = model.roi_heads
+    out = {}
+    with torch.no_grad():
+        image_list, _ = model.transform(images)
+        features = model.backbone(image_list.tensors)
+        proposals, _ = model.rpn(image_list, features)
+        proposals = [p[:STAGE_PROPOSALS] for p in proposals]
+        sizes = image_list.image_sizes
+        for name in ["0", "1", "2", "3"]:
+            out["feat_" + name] = features[name]
+        out["image_sizes"] = torch.tensor(sizes, dtype=torch.int64)
+        for i, p in enumerate(proposals):
+            out[f"proposals_{i}"] = p
+        box_pool = rh.box_roi_pool(features, proposals, sizes)
+        box_feat = rh.box_head(box_pool)
+        class_logits, box_regression = rh.box_predictor(box_feat)
+        out.update(box_pool=box_pool, box_feat=box_feat, class_logits=class_logits, box_regression=box_regression)
+        boxes, scores, labels = rh.postprocess_detections(class_logits, box_regression, proposals, sizes)
+        for i in range(len(boxes)):
+            out[f"det_boxes_{i}"], out[f"det_scores_{i}"], out[f"det_labels_{i}"] = boxes[i], scores[i], labels[i]
+        mask_pool = rh.mask_roi_pool(features, boxes, sizes)
+        mask_feat = rh.mask_head(mask_pool)
+        mask_logits = rh.mask_predictor(mask_feat)
+        probs = tv_roi_heads.maskrcnn_inference(mask_logits, labels)
+        out.update(mask_pool=mask_pool, mask_feat=mask_feat)
+        for i, p in enumerate(probs):
+            out[f"det_masks_{i}"] = p
+        # The whole RoI-heads forward on the same inputs must agree with the stage-by-stage path.
+        result, _ = rh(features, proposals, sizes)
+        assert all(torch.equal(r["boxes"], b) for r, b in zip(result, boxes))
+    return out
+
+
+PASTED_MASKS = 8  # per image: the full-image masks are large, so keep the first few
+
+
+def end_to_end(model, images):
+    out = {}
+    with torch.no_grad():
+        set_size(model, LARGE)
+        results = model([images[0]])
+        set_size(model, SMALL)
+        results += model(images[1:])
+    for i, (image, r) in enumerate(zip(images, results)):
+        out[f"image_{i}"] = image
+        out[f"boxes_{i}"], out[f"scores_{i}"], out[f"labels_{i}"] = r["boxes"], r["scores"], r["labels"]
+        out[f"masks_{i}"] = r["masks"][:PASTED_MASKS]
+    return out
+
+
+def paste_case():
+    g = torch.Generator().manual_seed(3)
+    h, w = 60, 80
+    boxes = torch.tensor(
+        [
+            [10.0, 12.0, 50.0, 40.0],  # inside
+            [-8.6, -5.2, 20.3, 18.9],  # crosses the top-left corner (negative truncation)
+            [60.2, 45.5, 95.0, 70.0],  # crosses the bottom-right corner
+            [30.0, 30.0, 30.4, 30.3],  # smaller than a pixel
+            [0.0, 0.0, 80.0, 60.0],  # the whole image
+            [5.5, 40.25, 77.75, 41.0],  # thin
+        ]
+    )
+    masks = torch.rand(len(boxes), 1, 28, 28, generator=g)
+    pasted = tv_roi_heads.paste_masks_in_image(masks, boxes, (h, w), padding=1)
+    return {"masks": masks, "boxes": boxes, "size": torch.tensor([h, w]), "pasted": pasted}
+
+
+def levels_case():
+    # Sides around the level boundaries 112, 224, 448 (levels 3|4|5) and beyond the clamps.
+    sides = torch.tensor([8.0, 56.0, 111.9, 112.0, 160.0, 223.99, 224.0, 447.0, 448.0, 900.0, 2000.0])
+    boxes = torch.stack([torch.zeros_like(sides), torch.zeros_like(sides), sides, sides], dim=1)
+    boxes = torch.cat([boxes, torch.tensor([[3.0, 4.0, 70.0, 400.0], [0.0, 0.0, 0.0, 0.0]])])
+    mapper = poolers.initLevelMapper(2, 5)
+    return {"boxes": boxes, "levels": mapper([boxes]) + 2}
+
+
+def make_targets(sizes, proposals, seed):
+    """Three ground-truth objects per image near RPN proposals (so some proposals match), each with
+    an elliptical mask inside its box, at the resized image size (as the transform leaves them)."""
+    g = torch.Generator().manual_seed(seed)
+    targets = []
+    for (h, w), p in zip(sizes, proposals):
+        boxes = p[[0, 5, 11]] + torch.randn(3, 4, generator=g) * 2.0
+        boxes = torchvision.ops.clip_boxes_to_image(boxes, (h, w))
+        ys = torch.arange(h, dtype=torch.float32)[:, None] + 0.5
+        xs = torch.arange(w, dtype=torch.float32)[None, :] + 0.5
+        masks = []
+        for x1, y1, x2, y2 in boxes.tolist():
+            cx, cy, rx, ry = (x1 + x2) / 2, (y1 + y2) / 2, max((x2 - x1) / 2, 1), max((y2 - y1) / 2, 1)
+            masks.append((((xs - cx) / rx) ** 2 + ((ys - cy) / ry) ** 2 <= 1).to(torch.uint8))
+        labels = torch.randint(1, 91, (3,), generator=g)
+        targets.append({"boxes": boxes, "labels": labels, "masks": torch.stack(masks)})
+    return targets
+
+
+def training(model, images, seed):
+    """RoI-head losses in training mode for the proposals torchvision sampled, saved with the
+    sample (explicit indices) so the C++ losses can be fed the same rows."""
+    rh = model.roi_heads
+    out = {}
+    with torch.no_grad():
+        image_list, _ = model.transform(images)
+        features = model.backbone(image_list.tensors)
+        proposals, _ = model.rpn(image_list, features)
+    proposals = [p[:STAGE_PROPOSALS].clone() for p in proposals]
+    sizes = image_list.image_sizes
+    targets = make_targets(sizes, proposals, seed)
+    for name in ["0", "1", "2", "3"]:
+        out["feat_" + name] = features[name]
+    out["image_sizes"] = torch.tensor(sizes, dtype=torch.int64)
+    for i, (p, t) in enumerate(zip(proposals, targets)):
+        out[f"proposals_{i}"] = p
+        out[f"gt_boxes_{i}"], out[f"gt_labels_{i}"], out[f"gt_masks_{i}"] = t["boxes"], t["labels"], t["masks"]
+    # The deterministic part: matching of proposals + GT boxes to GT boxes.
+    gt_boxes = [t["boxes"] for t in targets]
+    with_gt = rh.add_gt_proposals(proposals, gt_boxes)
+    matched, labels = rh.assign_targets_to_proposals(with_gt, gt_boxes, [t["labels"] for t in targets])
+    for i in range(len(images)):
+        out[f"assigned_matched_{i}"], out[f"assigned_labels_{i}"] = matched[i], labels[i]
+
+    model.train()  # BatchNorm in the v2 heads uses batch statistics, as in training
+    # A sample smaller than the proposals (16 of ~20 positives, 48 of ~130 negatives per image),
+    # so the sampler really chooses; the C++ test sets the same batch size.
+    rh.fg_bg_sampler.batch_size_per_image = TRAINING_SAMPLE
+    torch.manual_seed(seed)
+    sampled, matched, labels, regression_targets = rh.select_training_samples(list(proposals), targets)
+    for i in range(len(images)):
+        out[f"sampled_proposals_{i}"], out[f"sampled_matched_{i}"] = sampled[i], matched[i]
+        out[f"sampled_labels_{i}"], out[f"regression_targets_{i}"] = labels[i], regression_targets[i]
+    box_features = rh.box_head(rh.box_roi_pool(features, sampled, sizes))
+    class_logits, box_regression = rh.box_predictor(box_features)
+    loss_classifier, loss_box_reg = tv_roi_heads.fastrcnn_loss(class_logits, box_regression, labels, regression_targets)
+    positive = [torch.where(lab > 0)[0] for lab in labels]
+    mask_proposals = [p[k] for p, k in zip(sampled, positive)]
+    mask_matched = [m[k] for m, k in zip(matched, positive)]
+    mask_logits = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, mask_proposals, sizes)))
+    loss_mask = tv_roi_heads.maskrcnn_loss(
+        mask_logits, mask_proposals, [t["masks"] for t in targets], [t["labels"] for t in targets], mask_matched
+    )
+    # The module's own training forward draws the same sample under the same seed.
+    torch.manual_seed(seed)
+    _, losses = rh(features, list(proposals), sizes, targets)
+    assert torch.allclose(losses["loss_mask"], loss_mask)
+    out.update(loss_classifier=loss_classifier, loss_box_reg=loss_box_reg, loss_mask=loss_mask)
+    out["mask_targets"] = torch.cat(
+        [tv_roi_heads.project_masks_on_boxes(t["masks"], p, m, 28) for t, p, m in zip(targets, mask_proposals, mask_matched)]
+    )
+    return {k: v.detach() for k, v in out.items()}
+
+
+def main():
+    os.makedirs(OUT, exist_ok=True)
+    torch.set_num_threads(2)
+    images = [load_image(n) for n in IMAGES]
+    save("paste.pt", paste_case())
+    save("levels.pt", levels_case())
+    for tag, builder, seed in [("v1", maskrcnn_resnet50_fpn, 1), ("v2", maskrcnn_resnet50_fpn_v2, 2)]:
+        torch.manual_seed(seed)
+        model = builder(weights=None, weights_backbone=None).eval()
+        randomise(model, seed)
+        set_size(model, STAGE)
+        calibrate(model, images[0])
+        save(f"weights_{tag}.pt", state_dict(model))
+        save(f"stages_{tag}.pt", stages(model, images[1:]))
+        # A copy: training mode updates the BatchNorm running statistics of the v2 heads.
+        save(f"training_{tag}.pt", training(copy.deepcopy(model), images[1:], seed))
+        save(f"e2e_{tag}.pt", end_to_end(model, images))
+
+
+if __name__ == "__main__":
+    main()
