@@ -1,0 +1,67 @@
+#pragma once
+// The tiny synthetic training run the engine tests share: ResNet-18-FPN v1 with trainable batch
+// norm on 128x128 synthetic shapes (4 classes), small RPN/RoI budgets, two threads, no progress bar.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "instseg/engine/train_config.h"
+
+namespace instseg::testing {
+
+inline TrainConfig tiny_train_config() {
+  TrainConfig c;
+  c.data.kind = "synthetic";
+  c.data.synthetic_image_size = 128;
+  c.data.synthetic_train_images = 64;
+  c.data.synthetic_val_images = 8;
+  c.model.depth = 18;
+  c.model.norm = "batch";
+  c.model.trainable_layers = 5;
+  c.model.min_sizes = {128};
+  c.model.max_size = 128;
+  c.model.rpn_post_nms_top_n_train = 100;
+  c.model.rpn_post_nms_top_n_test = 100;
+  c.model.box_batch_size_per_image = 64;
+  c.optim.batch_size = 2;
+  c.optim.iterations = 20;
+  c.optim.warmup_iterations = 5;
+  c.optim.lr = 0.01;
+  c.run.progress = false;
+  c.run.threads = 2;
+  c.run.log_every = 5;
+  c.run.eval_every = 0;
+  c.run.checkpoint_every = 1000;
+  return c;
+}
+
+// A fresh folder for one test (removed at the end), named after the test and the process.
+class RunDir {
+ public:
+  RunDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::temp_directory_path() / ("instseg_" + std::string(info->test_suite_name()) + "_" +
+                                                      info->name() + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~RunDir() { std::filesystem::remove_all(path_); }
+  RunDir(const RunDir&) = delete;
+  RunDir& operator=(const RunDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+inline std::string file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace instseg::testing

@@ -1,0 +1,259 @@
+// The training loop on tiny synthetic runs: exact resume, killed runs, non-finite losses, the run
+// folder's files, and (CI-sized) that the demo actually learns.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "instseg/checkpoint/state_dict.h"
+#include "instseg/engine/demo.h"
+#include "instseg/engine/model_factory.h"
+#include "instseg/engine/trainer.h"
+#include "instseg/errors.h"
+#include "tiny_training.h"
+
+namespace instseg {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using ::testing::AllOf;
+using ::testing::ContainsRegex;
+using ::testing::HasSubstr;
+using testing::RunDir;
+using testing::tiny_train_config;
+
+std::vector<json> read_log(const std::string& path) {
+  std::ifstream in(path);
+  std::vector<json> records;
+  std::string line;
+  while (std::getline(in, line)) {
+    json record = json::parse(line, nullptr, /*allow_exceptions=*/false);
+    EXPECT_FALSE(record.is_discarded()) << "log line is not JSON: " << line;
+    if (record.is_discarded()) continue;
+    EXPECT_TRUE(record.contains("type")) << line;
+    records.push_back(record);
+  }
+  return records;
+}
+
+void expect_same_weights(const std::string& a_path, const std::string& b_path, double tol) {
+  const StateDict a = read_state_dict(a_path), b = read_state_dict(b_path);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    ASSERT_EQ(a[i].first, b[i].first);
+    ASSERT_EQ(a[i].second.sizes(), b[i].second.sizes()) << a[i].first;
+    const auto x = a[i].second.to(torch::kDouble), y = b[i].second.to(torch::kDouble);
+    const double diff = x.numel() ? (x - y).abs().max().item<double>() : 0.0;
+    EXPECT_LE(diff, tol) << a[i].first;
+  }
+}
+
+TEST(Trainer, ResumeAfterStopContinuesExactly) {
+  RunDir dir;
+  const TrainConfig config = tiny_train_config();  // 20 iterations, checkpoints only at the end
+  const TrainOutcome straight = train(config, dir / "straight", /*resume=*/false);
+  EXPECT_EQ(straight.iterations_done, 20);
+
+  TrainConfig first_half = config;
+  first_half.run.stop_after = 10;
+  const TrainOutcome paused = train(first_half, dir / "split", false);
+  EXPECT_EQ(paused.iterations_done, 10);
+  EXPECT_TRUE(paused.validations.empty()) << "a paused run is validated only when it finishes";
+  EXPECT_TRUE(fs::exists(dir / "split/train_state.pth"));
+  TrainConfig second_half = config;
+  second_half.run.stop_after = 0;
+  const TrainOutcome resumed = train(second_half, dir / "split", /*resume=*/true);
+  EXPECT_EQ(resumed.iterations_done, 20);
+
+  expect_same_weights(dir / "straight/model_last.pth", dir / "split/model_last.pth", 1e-6);
+  // Same losses at the same iterations, and the same final validation.
+  std::map<int, double> straight_loss, split_loss;
+  for (const auto& r : read_log(dir / "straight/log.jsonl")) {
+    if (r["type"] == "train") straight_loss[r["iteration"].get<int>()] = r["loss"].get<double>();
+  }
+  for (const auto& r : read_log(dir / "split/log.jsonl")) {
+    if (r["type"] == "train") split_loss[r["iteration"].get<int>()] = r["loss"].get<double>();
+  }
+  ASSERT_EQ(straight_loss.size(), 4u);  // log_every 5
+  for (const auto& [iteration, loss] : straight_loss) {
+    ASSERT_TRUE(split_loss.count(iteration)) << "iteration " << iteration << " missing from the resumed log";
+    EXPECT_NEAR(split_loss[iteration], loss, 1e-5 * std::abs(loss)) << "iteration " << iteration;
+  }
+  ASSERT_EQ(straight.validations.size(), 1u);
+  ASSERT_EQ(resumed.validations.size(), 1u);
+  for (int k = 0; k < 12; ++k) {
+    EXPECT_NEAR(resumed.validations[0].segm_stats[k], straight.validations[0].segm_stats[k], 1e-6) << "segm stat " << k;
+    EXPECT_NEAR(resumed.validations[0].bbox_stats[k], straight.validations[0].bbox_stats[k], 1e-6) << "bbox stat " << k;
+  }
+}
+
+TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {
+  RunDir dir;
+  TrainConfig config = tiny_train_config();
+  config.optim.iterations = 6;
+  config.run.stop_after = 3;
+  train(config, dir.str(), false);
+  const std::string state = dir / "train_state.pth";
+  const std::string good = testing::file_bytes(state);
+  ASSERT_GT(good.size(), 1000u);
+  // A run killed while writing its next checkpoint leaves half a temp file beside the good one.
+  std::ofstream(dir / "train_state.pth.tmp", std::ios::binary) << good.substr(0, good.size() / 2);
+  config.run.stop_after = 0;
+  const TrainOutcome resumed = train(config, dir.str(), true);
+  EXPECT_EQ(resumed.iterations_done, 6);
+  int first_logged = -1;
+  for (const auto& r : read_log(dir / "log.jsonl")) {
+    if (r["type"] == "train" && first_logged < 0) first_logged = r["iteration"].get<int>();
+  }
+  EXPECT_EQ(first_logged, 3) << "the first (paused) invocation logs its last iteration";
+
+  // A damaged train_state.pth is a CheckpointError naming it, not a crash or a silent restart.
+  std::ofstream(state, std::ios::binary | std::ios::trunc) << "this is not a checkpoint";
+  EXPECT_THAT([&] { train(config, dir.str(), true); },
+              ::testing::ThrowsMessage<CheckpointError>(HasSubstr("train_state.pth")));
+  std::ofstream(state, std::ios::binary | std::ios::trunc) << good.substr(0, good.size() / 2);
+  EXPECT_THAT([&] { train(config, dir.str(), true); },
+              ::testing::ThrowsMessage<CheckpointError>(HasSubstr("train_state.pth")));
+}
+
+TEST(Trainer, NonFiniteLossNamesIterationAndImagesAndKeepsLastGoodCheckpoint) {
+  RunDir dir;
+  TrainConfig config = tiny_train_config();
+  config.optim.lr = 1e6;
+  config.optim.warmup_iterations = 0;
+  config.optim.clip_grad_norm = 0.0;
+  config.optim.iterations = 30;
+  config.run.checkpoint_every = 1;
+  std::string message;
+  try {
+    train(config, dir.str(), false);
+  } catch (const TrainingError& e) {
+    message = e.what();
+  }
+  ASSERT_FALSE(message.empty()) << "lr 1e6 trained 30 iterations without a non-finite loss";
+  EXPECT_THAT(message, AllOf(ContainsRegex("iteration [0-9]+"), HasSubstr("images"), HasSubstr(dir.str())));
+  const int failed_at = std::stoi(message.substr(message.find("iteration ") + 10));
+  EXPECT_GE(failed_at, 2) << "the first iteration's loss is that of a fresh model";
+  // model_last.pth is an earlier checkpoint: complete, loadable, and with finite weights.
+  ASSERT_TRUE(fs::exists(dir / "model_last.pth"));
+  EXPECT_NO_THROW(load_mask_rcnn(dir / "model_last.pth"));
+  for (const auto& [name, tensor] : read_state_dict(dir / "model_last.pth")) {
+    if (tensor.is_floating_point()) EXPECT_TRUE(torch::isfinite(tensor).all().item<bool>()) << name;
+  }
+}
+
+TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
+  RunDir dir;
+  TrainConfig config = tiny_train_config();
+  config.optim.iterations = 6;
+  config.run.log_every = 2;
+  config.run.eval_every = 3;
+  const TrainOutcome outcome = train(config, dir.str(), false);
+  EXPECT_EQ(outcome.iterations_done, 6);
+  ASSERT_EQ(outcome.validations.size(), 2u);  // at 3 and at the end
+  EXPECT_EQ(outcome.validations[0].iteration, 3);
+  EXPECT_EQ(outcome.validations[1].iteration, 6);
+  EXPECT_EQ(outcome.loss_history.size(), 3u);
+
+  // config.json: every key, and it reproduces the configuration.
+  TrainConfig reread;
+  reread.apply_json(testing::file_bytes(dir / "config.json"), "config.json");
+  EXPECT_EQ(reread.to_json(), config.to_json());
+
+  const json categories = json::parse(testing::file_bytes(dir / "categories.json"));
+  ASSERT_EQ(categories["categories"].size(), 4u);
+  std::set<int64_t> category_ids;
+  for (const auto& c : categories["categories"]) {
+    category_ids.insert(c["id"].get<int64_t>());
+    EXPECT_FALSE(c["name"].get<std::string>().empty());
+  }
+
+  std::vector<int> train_iterations, val_iterations;
+  for (const auto& r : read_log(dir / "log.jsonl")) {
+    if (r["type"] == "train") {
+      train_iterations.push_back(r["iteration"]);
+      EXPECT_TRUE(std::isfinite(r["loss"].get<double>()));
+      for (const char* k : {"lr", "loss_classifier", "loss_box_reg", "loss_mask", "loss_objectness", "loss_rpn_box_reg"}) {
+        EXPECT_TRUE(r.contains(k)) << k;
+      }
+    } else if (r["type"] == "val") {
+      val_iterations.push_back(r["iteration"]);
+      EXPECT_EQ(r["bbox"].size(), 12u);
+      EXPECT_EQ(r["segm"].size(), 12u);
+    } else {
+      ADD_FAILURE() << "unexpected record type " << r["type"];
+    }
+  }
+  EXPECT_EQ(train_iterations, (std::vector<int>{2, 4, 6}));
+  EXPECT_EQ(val_iterations, (std::vector<int>{3, 6}));
+
+  const json metrics = json::parse(testing::file_bytes(dir / "metrics.json"));
+  for (const char* type : {"bbox", "segm"}) {
+    ASSERT_TRUE(metrics.contains(type)) << type << " missing from metrics.json: " << metrics.dump();
+    ASSERT_EQ(metrics[type]["stats"].size(), 12u) << type;
+    for (int k = 0; k < 12; ++k) {
+      const double v = metrics[type]["stats"][k].get<double>();
+      EXPECT_TRUE((v >= 0 && v <= 1) || v == -1) << type << " stat " << k << " = " << v;
+    }
+  }
+  for (int k = 0; k < 12; ++k) {
+    EXPECT_DOUBLE_EQ(metrics["segm"]["stats"][k].get<double>(), outcome.validations.back().segm_stats[k]);
+  }
+
+  const json gt = json::parse(testing::file_bytes(dir / "val_annotations.json"));
+  ASSERT_EQ(gt["images"].size(), 8u);
+  std::set<int64_t> image_ids;
+  for (const auto& image : gt["images"]) {
+    image_ids.insert(image["id"].get<int64_t>());
+    EXPECT_EQ(image["width"], 128);
+    EXPECT_EQ(image["height"], 128);
+  }
+  EXPECT_GT(gt["annotations"].size(), 8u);
+  for (const auto& a : gt["annotations"]) {
+    EXPECT_TRUE(image_ids.count(a["image_id"].get<int64_t>()));
+    EXPECT_TRUE(category_ids.count(a["category_id"].get<int64_t>()));
+    EXPECT_TRUE(a["segmentation"].contains("counts"));
+  }
+  const json predictions = json::parse(testing::file_bytes(dir / "val_predictions.json"));
+  ASSERT_TRUE(predictions.is_array());
+  EXPECT_GT(predictions.size(), 0u);
+  for (const auto& p : predictions) {
+    EXPECT_TRUE(image_ids.count(p["image_id"].get<int64_t>()));
+    EXPECT_TRUE(category_ids.count(p["category_id"].get<int64_t>()));
+    EXPECT_EQ(p["bbox"].size(), 4u);
+    EXPECT_GE(p["score"].get<double>(), 0.05);
+    EXPECT_EQ(p["segmentation"]["size"], json::array({128, 128}));
+  }
+  EXPECT_TRUE(fs::exists(dir / "model_last.pth"));
+  EXPECT_TRUE(fs::exists(dir / "model_best.pth"));
+  EXPECT_TRUE(fs::exists(dir / "train_state.pth"));
+  EXPECT_FALSE(fs::exists(dir / "train_state.pth.tmp"));
+}
+
+// CI-sized learning check: the demo's configuration trained for 2.5 minutes of wall time on the
+// 2-core machine. The threshold sits well below the mask AP observed there (see the report in
+// the commit message); a model that does not learn scores ~0.
+TEST(Trainer, DemoLearnsWithinMinutes) {
+  RunDir dir;
+  DemoOptions options;
+  options.out_dir = dir / "demo";
+  options.minutes = 2.5;
+  options.threads = 2;
+  options.overlays = 2;
+  const DemoOutcome outcome = run_demo(options);
+  std::cout << "demo: " << outcome.iterations << " iterations, box AP " << outcome.box_ap << ", mask AP "
+            << outcome.mask_ap << "\n";
+  EXPECT_GT(outcome.iterations, 50);
+  EXPECT_GE(outcome.mask_ap, 0.02);
+  EXPECT_TRUE(fs::exists(dir / "demo/curves_loss.png"));
+  EXPECT_TRUE(fs::exists(dir / "demo/overlays"));
+}
+
+}  // namespace
+}  // namespace instseg
