@@ -1,0 +1,82 @@
+#pragma once
+// Running the instseg program as a user would: arguments in, exit code, stdout and stderr out.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+#include <string>
+#include <vector>
+
+namespace instseg::testing {
+
+struct ProgramResult {
+  int exit_code = -1;
+  std::string out, err;
+  // Lines of stderr that start with "error:" (progress bars use \r, so split on both).
+  std::vector<std::string> error_lines() const {
+    std::vector<std::string> lines;
+    std::string line;
+    for (char c : err + "\n") {
+      if (c == '\n' || c == '\r') {
+        if (line.rfind("error:", 0) == 0) lines.push_back(line);
+        line.clear();
+      } else {
+        line += c;
+      }
+    }
+    return lines;
+  }
+};
+
+inline std::string shell_quote(const std::string& s) {
+  std::string q = "'";
+  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+inline std::string slurp(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+// Runs INSTSEG_BINARY_DIR/instseg with `args`; `scratch` is a folder for the captured streams.
+inline ProgramResult run_instseg(const std::vector<std::string>& args, const std::string& scratch) {
+  std::filesystem::create_directories(scratch);
+  const std::string out = scratch + "/stdout.txt", err = scratch + "/stderr.txt";
+  std::string command = shell_quote(INSTSEG_BINARY_DIR "/instseg");
+  for (const auto& a : args) command += " " + shell_quote(a);
+  command += " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
+  const int status = std::system(command.c_str());
+  ProgramResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.out = slurp(out);
+  result.err = slurp(err);
+  return result;
+}
+
+// A fresh folder for one test (removed at the end), named after the test and the process.
+class ScratchDir {
+ public:
+  ScratchDir() {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = std::filesystem::temp_directory_path() / ("instseg_" + std::string(info->test_suite_name()) + "_" +
+                                                      info->name() + "_" + std::to_string(::getpid()));
+    std::filesystem::remove_all(path_);
+    std::filesystem::create_directories(path_);
+  }
+  ~ScratchDir() { std::filesystem::remove_all(path_); }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  std::string str() const { return path_.string(); }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace instseg::testing

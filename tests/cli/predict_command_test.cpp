@@ -1,0 +1,215 @@
+// `instseg predict` run as a program: COCO results out, overlays, image ids from --coco-gt, bad
+// images reported by name while the good ones are predicted, bad checkpoints rejected before
+// anything is written, and the legacy checkpoint format predicting exactly like the zip one.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "cli_support.h"
+#include "support/reference.h"
+
+namespace instseg {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using testing::run_instseg;
+using testing::ScratchDir;
+
+std::string input(const std::string& name) { return testing::reference_dir("interop_cli") + "/" + name; }
+std::string coco_image(const std::string& file) { return testing::shared_path("data/tiny_coco/val2017/" + file); }
+std::string coco_gt() { return testing::shared_path("data/tiny_coco/annotations/instances_val2017.json"); }
+
+// Small sizes keep a ResNet-50 Mask R-CNN at a few seconds per image on a loaded 2-core machine.
+std::vector<std::string> predict_args(const std::string& weights, const std::vector<std::string>& inputs,
+                                      const std::string& out) {
+  std::vector<std::string> args = {"predict", "--weights", weights, "--out", out, "--min-size", "320", "--max-size", "512",
+                                   "--threads", "2"};
+  for (const auto& i : inputs) {
+    args.push_back("--input");
+    args.push_back(i);
+  }
+  return args;
+}
+
+json read_json(const std::string& path) { return json::parse(testing::slurp(path)); }
+
+// Checks one COCO results entry and returns its file_name.
+std::string check_entry(const json& e, const std::map<std::string, std::pair<int, int>>& sizes) {
+  EXPECT_TRUE(e["image_id"].is_number_integer());
+  EXPECT_TRUE(e["category_id"].is_number_integer());
+  EXPECT_GE(e["category_id"].get<int>(), 1);
+  EXPECT_LE(e["category_id"].get<int>(), 90);
+  EXPECT_EQ(e["bbox"].size(), 4u);
+  const double score = e["score"].get<double>();
+  EXPECT_GE(score, 0.05);
+  EXPECT_LE(score, 1.0);
+  const std::string file = e["file_name"].get<std::string>();
+  const auto it = sizes.find(file);
+  EXPECT_NE(it, sizes.end()) << "unexpected file_name " << file;
+  if (it != sizes.end()) {
+    const auto [h, w] = it->second;
+    EXPECT_EQ(e["segmentation"]["size"], json::array({h, w})) << file;
+    const auto& b = e["bbox"];
+    EXPECT_GE(b[0].get<double>(), -1e-3);
+    EXPECT_GE(b[1].get<double>(), -1e-3);
+    EXPECT_LE(b[0].get<double>() + b[2].get<double>(), w + 1e-3);
+    EXPECT_LE(b[1].get<double>() + b[3].get<double>(), h + 1e-3);
+  }
+  EXPECT_TRUE(e["segmentation"]["counts"].is_string());
+  EXPECT_FALSE(e["segmentation"]["counts"].get<std::string>().empty());
+  return file;
+}
+
+TEST(PredictCommand, WritesCocoResultsWithGroundTruthImageIdsAndOverlays) {
+  ScratchDir dir;
+  auto args = predict_args(input("v1.pth"), {coco_image("000000037777.jpg"), coco_image("000000087038.jpg")}, dir / "out");
+  args.insert(args.end(), {"--coco-gt", coco_gt()});
+  const auto run = run_instseg(args, dir.str());
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(run.error_lines().empty()) << run.err;
+  const json predictions = read_json(dir / "out/predictions.json");
+  ASSERT_TRUE(predictions.is_array());
+  const std::map<std::string, std::pair<int, int>> sizes = {{"000000037777.jpg", {230, 352}}, {"000000087038.jpg", {480, 640}}};
+  const std::map<std::string, int64_t> ids = {{"000000037777.jpg", 37777}, {"000000087038.jpg", 87038}};
+  std::map<std::string, int> per_file;
+  for (const auto& e : predictions) {
+    const std::string file = check_entry(e, sizes);
+    ++per_file[file];
+    if (ids.count(file)) EXPECT_EQ(e["image_id"].get<int64_t>(), ids.at(file)) << "image id not taken from --coco-gt";
+  }
+  EXPECT_GT(per_file["000000037777.jpg"], 0);
+  EXPECT_GT(per_file["000000087038.jpg"], 0);
+  for (const char* stem : {"000000037777", "000000087038"}) {
+    const fs::path overlay = fs::path(dir / "out") / (std::string(stem) + ".overlay.jpg");
+    ASSERT_TRUE(fs::exists(overlay)) << overlay;
+    EXPECT_GT(fs::file_size(overlay), 1000u);
+  }
+}
+
+TEST(PredictCommand, LegacyCheckpointPredictsLikeTheZipOne) {
+  ScratchDir dir;
+  // No --coco-gt: image ids are 1, 2, ... in input order.
+  const std::vector<std::string> images = {coco_image("000000037777.jpg"), input("gray.png")};
+  auto zip_args = predict_args(input("v1.pth"), images, dir / "zip");
+  auto legacy_args = predict_args(input("v1_legacy.pth"), images, dir / "legacy");
+  zip_args.push_back("--no-overlays");
+  legacy_args.push_back("--no-overlays");
+  const auto zip = run_instseg(zip_args, dir / "zip_streams");
+  const auto legacy = run_instseg(legacy_args, dir / "legacy_streams");
+  ASSERT_EQ(zip.exit_code, 0) << zip.err;
+  ASSERT_EQ(legacy.exit_code, 0) << legacy.err;
+  const json a = read_json(dir / "zip/predictions.json"), b = read_json(dir / "legacy/predictions.json");
+  ASSERT_GT(a.size(), 0u);
+  ASSERT_EQ(a.size(), b.size());
+  for (size_t i = 0; i < a.size(); ++i) {
+    EXPECT_EQ(a[i]["image_id"], b[i]["image_id"]);
+    EXPECT_EQ(a[i]["category_id"], b[i]["category_id"]);
+    EXPECT_EQ(a[i]["segmentation"], b[i]["segmentation"]);
+    EXPECT_NEAR(a[i]["score"].get<double>(), b[i]["score"].get<double>(), 1e-6);
+    for (int k = 0; k < 4; ++k) EXPECT_NEAR(a[i]["bbox"][k].get<double>(), b[i]["bbox"][k].get<double>(), 1e-4);
+  }
+  std::set<int64_t> image_ids;
+  for (const auto& e : a) image_ids.insert(e["image_id"].get<int64_t>());
+  EXPECT_EQ(image_ids, (std::set<int64_t>{1, 2}));
+  EXPECT_FALSE(fs::exists(dir / "zip/000000037777.overlay.jpg")) << "--no-overlays still drew";
+}
+
+TEST(PredictCommand, MissingInputIsOneErrorAndWritesNothing) {
+  ScratchDir dir;
+  const std::string missing = dir / "nope/absent.jpg";
+  const auto run = run_instseg(predict_args(input("v1.pth"), {missing}, dir / "out"), dir.str());
+  EXPECT_EQ(run.exit_code, 1);
+  const auto lines = run.error_lines();
+  ASSERT_EQ(lines.size(), 1u) << run.err;
+  EXPECT_THAT(lines[0], HasSubstr(missing));
+  EXPECT_FALSE(fs::exists(dir / "out/predictions.json"));
+}
+
+TEST(PredictCommand, EmptyFileAloneIsReportedByNameAndExitsOne) {
+  ScratchDir dir;
+  const std::string empty = dir / "empty.jpg";
+  std::ofstream(empty).close();
+  const auto run = run_instseg(predict_args(input("v1.pth"), {empty}, dir / "out"), dir.str());
+  EXPECT_EQ(run.exit_code, 1);
+  int naming = 0;
+  for (const auto& line : run.error_lines()) naming += line.find("empty.jpg") != std::string::npos;
+  EXPECT_EQ(naming, 1) << run.err;
+  EXPECT_THAT(run.err, HasSubstr("0 bytes"));
+  // Documented: predictions.json is written once all images are done; here it lists nothing.
+  const json predictions = read_json(dir / "out/predictions.json");
+  EXPECT_TRUE(predictions.is_array());
+  EXPECT_EQ(predictions.size(), 0u);
+}
+
+TEST(PredictCommand, FolderMixingGoodAndBadImagesPredictsTheGoodOnesAndNamesEachBadOne) {
+  ScratchDir dir;
+  const std::string images = dir / "images";
+  fs::create_directories(images);
+  const std::string jpeg = testing::slurp(coco_image("000000037777.jpg"));
+  std::ofstream(images + "/bad_empty.jpg").close();
+  std::ofstream(images + "/bad_text.jpg") << "this is a text file, not a JPEG\n";
+  std::ofstream(images + "/bad_truncated.jpg", std::ios::binary) << jpeg.substr(0, jpeg.size() / 2);
+  std::ofstream(images + "/good.jpg", std::ios::binary) << jpeg;
+  fs::copy_file(input("gray.png"), images + "/gray.png");
+  fs::copy_file(input("rgba.png"), images + "/rgba.png");
+  std::ofstream(images + "/notes.txt") << "not an image: skipped\n";
+  const auto run = run_instseg(predict_args(input("v1.pth"), {images}, dir / "out"), dir.str());
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  const auto lines = run.error_lines();
+  for (const char* bad : {"bad_empty.jpg", "bad_text.jpg", "bad_truncated.jpg"}) {
+    int naming = 0;
+    for (const auto& line : lines) naming += line.find(bad) != std::string::npos;
+    EXPECT_EQ(naming, 1) << bad << " is not reported exactly once:\n" << run.err;
+  }
+  EXPECT_THAT(run.err, HasSubstr("truncated JPEG"));
+  for (const char* good : {"good.jpg", "gray.png", "rgba.png", "notes.txt"}) {
+    for (const auto& line : lines) EXPECT_EQ(line.find(good), std::string::npos) << line;
+  }
+  const json predictions = read_json(dir / "out/predictions.json");
+  const std::map<std::string, std::pair<int, int>> sizes = {{"good.jpg", {230, 352}}, {"gray.png", {230, 352}}, {"rgba.png", {230, 352}}};
+  std::map<std::string, int> per_file;
+  std::map<std::string, std::set<int64_t>> ids;
+  for (const auto& e : predictions) {
+    const std::string file = check_entry(e, sizes);
+    ++per_file[file];
+    ids[file].insert(e["image_id"].get<int64_t>());
+  }
+  EXPECT_EQ(per_file.size(), 3u);
+  for (const char* good : {"good.jpg", "gray.png", "rgba.png"}) {
+    EXPECT_GT(per_file[good], 0) << good << " has no predictions";
+    EXPECT_EQ(ids[good].size(), 1u) << good;
+    EXPECT_TRUE(fs::exists(dir / ("out/" + fs::path(good).stem().string() + ".overlay.jpg"))) << good;
+  }
+}
+
+void expect_checkpoint_rejected(const std::string& weights, const std::string& named) {
+  ScratchDir dir;
+  const auto run = run_instseg(predict_args(weights, {coco_image("000000037777.jpg")}, dir / "out"), dir.str());
+  EXPECT_EQ(run.exit_code, 1);
+  const auto lines = run.error_lines();
+  ASSERT_EQ(lines.size(), 1u) << run.err;
+  EXPECT_THAT(lines[0], HasSubstr(named));
+  EXPECT_FALSE(fs::exists(dir / "out/predictions.json"));
+}
+
+TEST(PredictCommand, TruncatedCheckpointIsOneErrorNamingIt) {
+  expect_checkpoint_rejected(input("truncated.pth"), "truncated.pth");
+}
+
+TEST(PredictCommand, CheckpointOfAnotherArchitectureIsOneErrorNamingIt) {
+  expect_checkpoint_rejected(input("resnet18_cls.pth"), "resnet18_cls.pth");
+}
+
+TEST(PredictCommand, MissingCheckpointIsOneErrorNamingIt) {
+  ScratchDir dir;
+  expect_checkpoint_rejected(dir / "absent_model.pth", "absent_model.pth");
+}
+
+}  // namespace
+}  // namespace instseg
