@@ -5,6 +5,7 @@
 
 #include "instseg/errors.h"
 #include "instseg/modeling/roi_heads/paste_masks.h"
+#include "instseg/modeling/roi_heads/training_samples.h"
 
 namespace instseg {
 namespace {
@@ -57,6 +58,21 @@ std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& 
     d.masks = paste_masks_in_image(d.masks, d.boxes, original[0], original[1]);
   }
   return detections;
+}
+
+std::map<std::string, torch::Tensor> MaskRcnnImpl::losses(const std::vector<torch::Tensor>& images,
+                                                         const std::vector<Targets>& targets) {
+  TORCH_CHECK(is_training(), "MaskRcnn::losses: the model is in eval mode; call train()");
+  const auto [batch, resized_targets] = transform_.forward_train(images, targets);
+  const auto features = backbone_(batch.tensors);
+  std::vector<torch::Tensor> gt_boxes;
+  for (const auto& t : resized_targets) gt_boxes.push_back(t.boxes);
+  const auto rpn = rpn_->forward_train(batch, features, gt_boxes);
+  const auto samples = select_training_samples(rpn.proposals, resized_targets, options_.roi_heads);
+  auto losses = roi_heads_->losses(features, batch.image_sizes, samples, resized_targets);
+  losses["loss_objectness"] = rpn.losses.objectness;
+  losses["loss_rpn_box_reg"] = rpn.losses.box_reg;
+  return losses;
 }
 
 }  // namespace instseg
