@@ -51,8 +51,10 @@ std::array<int64_t, 2> GeneralizedRcnnTransform::resized_size(int64_t height, in
   // double (recompute_scale_factor=True); both roundings decide the output size, so keep them.
   const float shorter = static_cast<float>(std::min(height, width));
   const float longer = static_cast<float>(std::max(height, width));
-  const float scale = std::min(static_cast<float>(min_size) / shorter,
-                               static_cast<float>(options_.max_size) / longer);
+  // Python's `800.0 / tensor` is tensor.reciprocal() * 800, so the float32 steps are 1 / side, then
+  // the product: a plain 800.0f / 427.0f would give 1199 x 800 where torchvision gives 1199 x 799.
+  const float scale = std::min((1.0f / shorter) * static_cast<float>(min_size),
+                               (1.0f / longer) * static_cast<float>(options_.max_size));
   return {static_cast<int64_t>(std::floor(static_cast<double>(height) * scale)),
           static_cast<int64_t>(std::floor(static_cast<double>(width) * scale))};
 }

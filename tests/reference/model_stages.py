@@ -156,11 +156,13 @@ for _ in range(40):
     transform.eval()
     resized, _ = transform.resize(torch.zeros(1, h, w), None)
     rows.append([h, w, min_size, 1333, resized.shape[-2], resized.shape[-1]])
-save("resize_sizes", {"rows": torch.tensor(rows)})
+rows = torch.tensor(rows)
+# Two keys: a one-entry dict pickles with SETITEM, which LibTorch 1.13's unpickler rejects.
+save("resize_sizes", {"inputs": rows[:, :4], "expected": rows[:, 4:]})
 
 # Training-mode resize of targets: boxes scaled, masks resized with nearest interpolation.
 train_transform = GeneralizedRCNNTransform(320, 1333, [0.485, 0.456, 0.406], [0.229, 0.224, 0.225]).train()
-masks = (torch.rand(2, 352, 230, generator=g) > 0.5).to(torch.uint8)
+masks = (torch.rand(2, 230, 352, generator=g) > 0.5).to(torch.uint8)  # [G, H, W] of images[1]
 boxes = torch.tensor([[10.5, 20.25, 100.0, 300.75], [0.0, 0.0, 229.0, 351.0]])
 batch_t, targets_t = train_transform([images[1]], [{"boxes": boxes.clone(), "masks": masks.clone()}])
 save("resize_train", {"image": images[1], "boxes": boxes, "masks": masks, "batch": batch_t.tensors,
