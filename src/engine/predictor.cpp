@@ -119,13 +119,13 @@ PredictSummary run_predict(const PredictOptions& options) {
     const std::string& path = image_paths[i];
     try {
       const std::string file_name = fs::path(path).filename().string();
+      const torch::Tensor image = data::read_image_rgb(path);
       int64_t image_id = static_cast<int64_t>(i) + 1;
       if (!options.coco_gt.empty()) {
         const auto it = image_ids.find(file_name);
         if (it == image_ids.end()) throw InputError(path + ": file name not found in " + options.coco_gt);
         image_id = it->second;
       }
-      const torch::Tensor image = data::read_image_rgb(path);
       const auto start = std::chrono::steady_clock::now();
       const Detections detections = model->predict({image})[0];
       const Detections labelled = categories ? with_category_ids(detections, *categories) : detections;

@@ -69,8 +69,9 @@ std::string ResultsJsonWriter::dump() const {
 }
 
 std::map<std::string, int64_t> image_ids_by_file_name(const std::string& instances_json) {
+  const coco::Dataset dataset = coco::Dataset::load(instances_json);  // must outlive the loop
   std::map<std::string, int64_t> ids;
-  for (const auto& image : coco::Dataset::load(instances_json).images()) ids[image.file_name] = image.id;
+  for (const auto& image : dataset.images()) ids[image.file_name] = image.id;
   return ids;
 }
 

@@ -97,7 +97,7 @@ RoiHeadsImpl::RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOpt
   register_module("box_head", box_head.ptr());
   box_predictor = register_module("box_predictor", FastRcnnPredictor(box_features, num_classes));
   mask_head = register_module(
-      "mask_head", MaskRcnnHeads(in_channels, {256, 256, 256, 256}, 1, options_.head_norm));
+      "mask_head", MaskRcnnHeads(in_channels, std::vector<int64_t>{256, 256, 256, 256}, 1, options_.head_norm));
   mask_predictor = register_module("mask_predictor", MaskRcnnPredictor(256, 256, num_classes));
 }
 
