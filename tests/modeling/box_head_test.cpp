@@ -12,7 +12,7 @@ namespace {
 using testing::max_abs_diff;
 
 TEST(BoxHead, ConvFcHeadHasTorchvisionStateDictNames) {
-  ConvFcHead head(std::array<int64_t, 3>{256, 7, 7}, {256, 256, 256, 256}, {1024}, NormKind::kBatchNorm);
+  ConvFcHead head(std::array<int64_t, 3>{256, 7, 7}, std::vector<int64_t>{256, 256, 256, 256}, std::vector<int64_t>{1024}, NormKind::kBatchNorm);
   const auto params = head->named_parameters();
   EXPECT_TRUE(params.contains("0.0.weight"));
   EXPECT_FALSE(params.contains("0.0.bias"));  // the norm makes the bias redundant

@@ -18,7 +18,7 @@ TEST_P(MaskHeadParity, FeaturesAndClassMasksMatchTorchvision) {
   const auto stages = testing::end_to_end_reference("stages_" + variant);
   const auto weights = testing::end_to_end_reference("weights_" + variant);
   const auto norm = variant == "v2" ? NormKind::kBatchNorm : NormKind::kNone;
-  MaskRcnnHeads head(256, {256, 256, 256, 256}, 1, norm);
+  MaskRcnnHeads head(256, std::vector<int64_t>{256, 256, 256, 256}, 1, norm);
   // v1: conv weight + bias per block; v2: conv weight + 4 BN tensors per block
   EXPECT_EQ(testing::assign_state(*head, weights, "roi_heads.mask_head."), variant == "v2" ? 20 : 8);
   MaskRcnnPredictor predictor(256, 256, 91);
