@@ -31,6 +31,7 @@ inline TrainConfig tiny_train_config() {
   c.optim.iterations = 20;
   c.optim.warmup_iterations = 5;
   c.optim.lr = 0.01;
+  c.optim.clip_grad_norm = 10.0;  // as the demo: from-scratch runs have early loss spikes
   c.run.progress = false;
   c.run.threads = 2;
   c.run.log_every = 5;
