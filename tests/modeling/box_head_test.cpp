@@ -27,9 +27,9 @@ TEST(BoxHead, TwoMlpOutputsMatchTorchvision) {
   int64_t features = 0;
   auto head = make_box_head(BoxHeadKind::kTwoMlp, NormKind::kNone, 256, 7, &features);
   ASSERT_EQ(features, 1024);
-  EXPECT_EQ(testing::assign_state(*head.ptr(), weights, "roi_heads.box_head."), 4);
+  EXPECT_EQ(testing::copy_state_counted(*head.ptr(), weights, "roi_heads.box_head."), 4);
   FastRcnnPredictor predictor(features, 91);
-  EXPECT_EQ(testing::assign_state(*predictor, weights, "roi_heads.box_predictor."), 4);
+  EXPECT_EQ(testing::copy_state_counted(*predictor, weights, "roi_heads.box_predictor."), 4);
   head.ptr()->eval();
 
   torch::NoGradGuard no_grad;
@@ -46,7 +46,7 @@ TEST(BoxHead, ConvFcOutputsMatchTorchvision) {
   int64_t features = 0;
   auto head = make_box_head(BoxHeadKind::kConvFc, NormKind::kBatchNorm, 256, 7, &features);
   // 4 x (conv weight + 4 BN tensors) + fc weight and bias
-  EXPECT_EQ(testing::assign_state(*head.ptr(), weights, "roi_heads.box_head."), 22);
+  EXPECT_EQ(testing::copy_state_counted(*head.ptr(), weights, "roi_heads.box_head."), 22);
   head.ptr()->eval();
 
   torch::NoGradGuard no_grad;

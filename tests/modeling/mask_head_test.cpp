@@ -20,9 +20,9 @@ TEST_P(MaskHeadParity, FeaturesAndClassMasksMatchTorchvision) {
   const auto norm = variant == "v2" ? NormKind::kBatchNorm : NormKind::kNone;
   MaskRcnnHeads head(256, std::vector<int64_t>{256, 256, 256, 256}, 1, norm);
   // v1: conv weight + bias per block; v2: conv weight + 4 BN tensors per block
-  EXPECT_EQ(testing::assign_state(*head, weights, "roi_heads.mask_head."), variant == "v2" ? 20 : 8);
+  EXPECT_EQ(testing::copy_state_counted(*head, weights, "roi_heads.mask_head."), variant == "v2" ? 20 : 8);
   MaskRcnnPredictor predictor(256, 256, 91);
-  EXPECT_EQ(testing::assign_state(*predictor, weights, "roi_heads.mask_predictor."), 4);
+  EXPECT_EQ(testing::copy_state_counted(*predictor, weights, "roi_heads.mask_predictor."), 4);
   head->eval();
 
   torch::NoGradGuard no_grad;

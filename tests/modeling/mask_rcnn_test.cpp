@@ -76,14 +76,14 @@ TEST_P(MaskRcnnParity, DetectionsAndMasksMatchTorchvision) {
 
   // torchvision's default size for the first image; the other two batched at a smaller size.
   auto large = make_model(variant, 800, 1333);
-  testing::assign_state(*large, weights);
+  testing::copy_state_counted(*large, weights);
   large->eval();
   const auto first = large->predict({images[0]});
   ASSERT_EQ(first.size(), 1u);
   expect_matches_reference(first[0], ref, 0);
 
   auto small = make_model(variant, 384, 640);
-  testing::assign_state(*small, weights);
+  testing::copy_state_counted(*small, weights);
   small->eval();
   const auto rest = small->predict({images[1], images[2]});
   ASSERT_EQ(rest.size(), 2u);

@@ -27,7 +27,7 @@ inline bool is_batch_counter(const std::string& key) {
 
 // Copies state[prefix + name] into every parameter and buffer of `module` (num_batches_tracked
 // excepted). Fails the test on a missing key or a shape mismatch; returns the number copied.
-inline int assign_state(torch::nn::Module& module, const TensorDict& state,
+inline int copy_state_counted(torch::nn::Module& module, const TensorDict& state,
                         const std::string& prefix = "") {
   torch::NoGradGuard no_grad;
   int copied = 0;

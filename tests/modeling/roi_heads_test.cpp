@@ -83,7 +83,7 @@ TEST_P(RoiHeadsParity, ForwardFromFeaturesAndProposalsMatches) {
   RoiHeadsOptions options;
   if (variant_ == "v2") options.box_head = BoxHeadKind::kConvFc, options.head_norm = NormKind::kBatchNorm;
   RoiHeads heads(256, 91, options);
-  testing::assign_state(*heads, testing::end_to_end_reference("weights_" + variant_), "roi_heads.");
+  testing::copy_state_counted(*heads, testing::end_to_end_reference("weights_" + variant_), "roi_heads.");
   heads->eval();
   torch::NoGradGuard no_grad;
   const auto dets = heads(testing::stage_features(stages_), testing::per_image(stages_, "proposals_"), sizes_);
@@ -108,7 +108,7 @@ TEST_P(RoiHeadsLossParity, LossesOfTheSameSampleMatchTorchvision) {
   RoiHeadsOptions options;
   if (variant == "v2") options.box_head = BoxHeadKind::kConvFc, options.head_norm = NormKind::kBatchNorm;
   RoiHeads heads(256, 91, options);
-  testing::assign_state(*heads, testing::end_to_end_reference("weights_" + variant), "roi_heads.");
+  testing::copy_state_counted(*heads, testing::end_to_end_reference("weights_" + variant), "roi_heads.");
   heads->train();
 
   std::vector<RoiSample> samples;
