@@ -16,8 +16,11 @@ int main(int argc, char** argv) {
   instseg::cli::register_demo(app);
   try {
     app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
+  } catch (const CLI::Success& e) {  // --help
     return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::cerr << "error: " << e.what() << "\n";
+    return 1;
   } catch (const instseg::CommandFailed& e) {
     // Details were already reported item by item; this is the summary line.
     std::cerr << "error: " << e.what() << "\n";

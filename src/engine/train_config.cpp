@@ -1,5 +1,6 @@
 #include "instseg/engine/train_config.h"
 
+#include <algorithm>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -21,9 +22,26 @@ struct Field {
   std::function<json()> get;
 };
 
+// JSON's own conversions would turn 1000.5 into 1000 and true into 1: reject those instead.
+template <class T>
+bool has_type(const json& j) {
+  if constexpr (std::is_same_v<T, bool>) return j.is_boolean();
+  if constexpr (std::is_same_v<T, int>) return j.is_number_integer();
+  if constexpr (std::is_same_v<T, double>) return j.is_number();
+  if constexpr (std::is_same_v<T, std::string>) return j.is_string();
+  if constexpr (std::is_same_v<T, std::vector<int>>) {
+    return j.is_array() && std::all_of(j.begin(), j.end(), [](const json& e) { return e.is_number_integer(); });
+  }
+  return false;
+}
+
 template <class T>
 Field field(T& value) {
-  return {[&value](const json& j) { value = j.get<T>(); }, [&value] { return json(value); }};
+  return {[&value](const json& j) {
+            if (!has_type<T>(j)) throw json::type_error::create(302, "wrong type", &j);
+            value = j.get<T>();
+          },
+          [&value] { return json(value); }};
 }
 
 std::map<std::string, Field> fields(TrainConfig& c) {
