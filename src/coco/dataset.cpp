@@ -1,144 +1,223 @@
 #include "instseg/coco/dataset.h"
 
-#include <nlohmann/json.hpp>
-
 #include "coco/json_fields.h"
+#include "coco/json_reader.h"
+#include "coco/mapped_file.h"
 #include "instseg/errors.h"
 
 namespace instseg::coco {
 
 using detail::Entry;
-using nlohmann::json;
+using detail::Field;
+using detail::JsonReader;
+using detail::JsonType;
+using detail::Span;
 
 namespace {
 
-const json& top_array(const json& root, const char* name, const std::string& file, bool required) {
-  static const json empty = json::array();
-  const auto it = root.find(name);
-  if (it == root.end()) {
-    if (required) throw InputError(file + ": missing top-level \"" + name + "\" list");
-    return empty;
+// A top-level member of the instances file, found by one pass over the document.
+struct Member {
+  bool present = false;
+  JsonType type = JsonType::kNull;
+  Span span;                       // the value
+  std::vector<Span> elements;      // when it is the annotations list: its entries
+};
+
+struct Members {
+  Member images, categories, annotations;
+};
+
+Members scan_members(std::string_view text, const std::string& source) {
+  JsonReader in(text, source);
+  if (in.peek() != JsonType::kObject) {
+    throw InputError(source + ": expected a JSON object with images, annotations, categories");
   }
-  if (!it->is_array()) throw InputError(file + ": \"" + name + "\" must be a list");
-  return *it;
+  Members members;
+  in.begin_object();
+  for (std::string_view key; in.next_key(key);) {
+    Member* member = key == "images"        ? &members.images
+                     : key == "categories"  ? &members.categories
+                     : key == "annotations" ? &members.annotations
+                                            : nullptr;
+    const JsonType type = in.peek();
+    const size_t begin = in.offset();
+    if (member == &members.annotations && type == JsonType::kArray) {
+      // Most of a large file: only split into entries here, read on all cores later.
+      size_t end = 0;
+      member->elements = detail::split_array(text, begin, source, end);
+      in.seek(end);
+    } else {
+      in.skip();
+    }
+    if (member) {
+      member->present = true;
+      member->type = type;
+      member->span = {begin, in.offset()};
+    }
+  }
+  in.finish();
+  return members;
 }
 
-uint32_t get_size(const json& object, const char* field, const Entry& at) {
-  const int64_t value = detail::get_int(object, field, at);
-  if (value <= 0 || value > (int64_t(1) << 20)) detail::fail(at, field, "must be a positive size");
+const Member& top_list(const Member& member, const char* name, const std::string& file) {
+  if (!member.present) throw InputError(file + ": missing top-level \"" + name + "\" list");
+  if (member.type != JsonType::kArray) throw InputError(file + ": \"" + name + "\" must be a list");
+  return member;
+}
+
+uint32_t get_size(const Field<int64_t>& field, const char* name, const Entry& at) {
+  const int64_t value = field.get(at, name);
+  if (value <= 0 || value > (int64_t(1) << 20)) detail::fail(at, name, "must be a positive size");
   return uint32_t(value);
+}
+
+// Calls read(in, index) for every entry of a (small) top-level list, in order.
+template <typename Read>
+void for_each_in_list(std::string_view text, const Member& list, const std::string& file, Read&& read) {
+  JsonReader in(text, file, list.span.begin, list.span.end);
+  in.begin_array();
+  for (size_t i = 0; in.next_element(); ++i) read(in, i);
+  in.finish();
+}
+
+Image read_image(JsonReader& in, const Entry& at) {
+  if (in.peek() != JsonType::kObject) detail::fail(at, "", "expected an object");
+  Field<int64_t> id, width, height;
+  Field<std::string> file_name;
+  in.begin_object();
+  for (std::string_view key; in.next_key(key);) {
+    if (key == "id") {
+      detail::read_field(in, id, [](JsonReader& r) { return detail::read_int(r, "id"); });
+    } else if (key == "file_name") {
+      detail::read_field(in, file_name, [](JsonReader& r) { return detail::read_string(r, "file_name"); });
+    } else if (key == "width") {
+      detail::read_field(in, width, [](JsonReader& r) { return detail::read_int(r, "width"); });
+    } else if (key == "height") {
+      detail::read_field(in, height, [](JsonReader& r) { return detail::read_int(r, "height"); });
+    } else {
+      in.skip();
+    }
+  }
+  Image image;
+  image.id = id.get(at, "id");
+  image.file_name = file_name.get(at, "file_name");
+  image.width = get_size(width, "width", at);
+  image.height = get_size(height, "height", at);
+  return image;
+}
+
+Category read_category(JsonReader& in, const Entry& at) {
+  if (in.peek() != JsonType::kObject) detail::fail(at, "", "expected an object");
+  Field<int64_t> id;
+  Field<std::string> name;
+  in.begin_object();
+  for (std::string_view key; in.next_key(key);) {
+    if (key == "id") {
+      detail::read_field(in, id, [](JsonReader& r) { return detail::read_int(r, "id"); });
+    } else if (key == "name") {
+      detail::read_field(in, name, [](JsonReader& r) { return detail::read_string(r, "name"); });
+    } else {
+      in.skip();
+    }
+  }
+  return Category{id.get(at, "id"), name.get(at, "name")};
+}
+
+// One "annotations" entry, validated against the dataset's images and categories (read before).
+// Fields are checked in a fixed order, whatever their order in the file.
+Annotation read_annotation(JsonReader& in, const Entry& at, const Dataset& dataset) {
+  if (in.peek() != JsonType::kObject) detail::fail(at, "", "expected an object");
+  Field<int64_t> id, image_id, category_id;
+  Field<std::array<double, 4>> bbox;
+  Field<double> area;
+  Field<bool> iscrowd;
+  Field<detail::SegmentationValue> segmentation;
+  in.begin_object();
+  for (std::string_view key; in.next_key(key);) {
+    if (key == "segmentation") {
+      detail::read_field(in, segmentation, detail::read_segmentation);
+    } else if (key == "bbox") {
+      detail::read_field(in, bbox, [](JsonReader& r) { return detail::read_box(r, "bbox"); });
+    } else if (key == "area") {
+      detail::read_field(in, area, [](JsonReader& r) { return detail::read_finite(r, "area"); });
+    } else if (key == "id") {
+      detail::read_field(in, id, [](JsonReader& r) { return detail::read_int(r, "id"); });
+    } else if (key == "image_id") {
+      detail::read_field(in, image_id, [](JsonReader& r) { return detail::read_int(r, "image_id"); });
+    } else if (key == "category_id") {
+      detail::read_field(in, category_id, [](JsonReader& r) { return detail::read_int(r, "category_id"); });
+    } else if (key == "iscrowd") {
+      detail::read_field(in, iscrowd, detail::read_crowd);
+    } else {
+      in.skip();
+    }
+  }
+  Annotation a;
+  a.id = id.get(at, "id");
+  a.image_id = image_id.get(at, "image_id");
+  const int64_t image = dataset.image_index(a.image_id);
+  if (image < 0) detail::fail(at, "image_id", "unknown image id " + std::to_string(a.image_id));
+  a.category_id = category_id.get(at, "category_id");
+  if (dataset.category_index(a.category_id) < 0) {
+    detail::fail(at, "category_id", "unknown category id " + std::to_string(a.category_id));
+  }
+  a.bbox = bbox.get(at, "bbox");
+  a.area = area.get(at, "area");
+  if (a.area < 0) detail::fail(at, "area", "negative");
+  if (iscrowd.present) a.iscrowd = iscrowd.get(at, "iscrowd");
+  if (segmentation.present) {
+    segmentation.get(at, "segmentation");
+    const Image& im = dataset.images()[size_t(image)];
+    try {
+      a.segmentation = detail::to_segmentation(std::move(segmentation.value), im.height, im.width);
+    } catch (const detail::FieldError& e) {
+      detail::fail(at, e.field, e.what);
+    }
+  }
+  return a;
 }
 
 }  // namespace
 
-Dataset Dataset::load(const std::string& path) { return parse(detail::read_text(path), path); }
+Dataset Dataset::load(const std::string& path) {
+  const detail::MappedFile file(path);
+  return parse(file.text(), path);
+}
 
-Dataset Dataset::parse(const std::string& json_text, const std::string& source) {
-  // Annotations (most of a large file) are split off and parsed one by one on all cores.
-  std::vector<std::pair<std::string, detail::Span>> members;
-  std::vector<detail::Span> annotation_spans;
-  json root = json::object();
-  bool has_annotations = false;
-  if (detail::split_object(json_text, members)) {
-    for (const auto& [key, span] : members) {
-      if (key == "annotations" && detail::split_array(json_text, span, annotation_spans)) {
-        has_annotations = true;
-      } else if (key == "images" || key == "categories" || key == "annotations") {
-        try {
-          root[key] = json::parse(json_text.begin() + long(span.begin), json_text.begin() + long(span.end));
-        } catch (const json::parse_error& e) {
-          throw InputError(source + ": not valid JSON in \"" + key + "\": " + e.what());
-        }
-      }
-    }
-  } else {
-    root = detail::parse_json(json_text, source);
-    if (!root.is_object()) throw InputError(source + ": expected a JSON object with images, annotations, categories");
-  }
+Dataset Dataset::parse(std::string_view json_text, const std::string& source) {
+  const Members members = scan_members(json_text, source);
   Dataset dataset;
   dataset.source_ = source;
 
-  const json& images = top_array(root, "images", source, true);
-  dataset.images_.reserve(images.size());
-  for (size_t i = 0; i < images.size(); ++i) {
+  for_each_in_list(json_text, top_list(members.images, "images", source), source, [&](JsonReader& in, size_t i) {
     const Entry at{source, "images", i};
-    const json& entry = images[i];
-    if (!entry.is_object()) detail::fail(at, "", "expected an object");
-    Image image;
-    image.id = detail::get_int(entry, "id", at);
-    const json& name = detail::require(entry, "file_name", at);
-    if (!name.is_string()) detail::fail(at, "file_name", "expected a string");
-    image.file_name = name.get<std::string>();
-    image.width = get_size(entry, "width", at);
-    image.height = get_size(entry, "height", at);
+    Image image = read_image(in, at);
     if (!dataset.image_index_.emplace(image.id, int64_t(dataset.images_.size())).second) {
       detail::fail(at, "id", "duplicate image id " + std::to_string(image.id));
     }
     dataset.images_.push_back(std::move(image));
-  }
+  });
 
-  const json& categories = top_array(root, "categories", source, true);
-  for (size_t i = 0; i < categories.size(); ++i) {
-    const Entry at{source, "categories", i};
-    const json& entry = categories[i];
-    if (!entry.is_object()) detail::fail(at, "", "expected an object");
-    Category category;
-    category.id = detail::get_int(entry, "id", at);
-    const json& name = detail::require(entry, "name", at);
-    if (!name.is_string()) detail::fail(at, "name", "expected a string");
-    category.name = name.get<std::string>();
-    if (!dataset.category_index_.emplace(category.id, int64_t(dataset.categories_.size())).second) {
-      detail::fail(at, "id", "duplicate category id " + std::to_string(category.id));
-    }
-    dataset.categories_.push_back(std::move(category));
-  }
+  for_each_in_list(json_text, top_list(members.categories, "categories", source), source,
+                   [&](JsonReader& in, size_t i) {
+                     const Entry at{source, "categories", i};
+                     Category category = read_category(in, at);
+                     if (!dataset.category_index_.emplace(category.id, int64_t(dataset.categories_.size())).second) {
+                       detail::fail(at, "id", "duplicate category id " + std::to_string(category.id));
+                     }
+                     dataset.categories_.push_back(std::move(category));
+                   });
 
-  if (!has_annotations) {
-    const json& annotations = top_array(root, "annotations", source, false);
-    dataset.annotations_.resize(annotations.size());
-    for (size_t i = 0; i < annotations.size(); ++i) dataset.annotations_[i] = dataset.read_annotation(annotations[i], i);
-  } else {
-    dataset.annotations_.resize(annotation_spans.size());
-    detail::for_each_element(
-        json_text, annotation_spans,
-        [&](const json& entry, size_t i) { dataset.annotations_[i] = dataset.read_annotation(entry, i); }, source,
-        "annotations");
+  // No annotations at all is allowed (an image list to predict on); a non-list is not.
+  if (members.annotations.present) {
+    top_list(members.annotations, "annotations", source);
+    dataset.annotations_.resize(members.annotations.elements.size());
+    detail::for_each_entry(json_text, members.annotations.elements, source, [&](JsonReader& in, size_t i) {
+      dataset.annotations_[i] = read_annotation(in, {source, "annotations", i}, dataset);
+    });
   }
   dataset.build_index();
   return dataset;
-}
-
-Annotation Dataset::read_annotation(const nlohmann::json& entry, size_t i) const {
-  const Entry at{source_, "annotations", i};
-  if (!entry.is_object()) detail::fail(at, "", "expected an object");
-  Annotation a;
-  a.id = detail::get_int(entry, "id", at);
-  a.image_id = detail::get_int(entry, "image_id", at);
-  const auto image = image_index_.find(a.image_id);
-  if (image == image_index_.end()) detail::fail(at, "image_id", "unknown image id " + std::to_string(a.image_id));
-  a.category_id = detail::get_int(entry, "category_id", at);
-  if (!category_index_.count(a.category_id)) {
-    detail::fail(at, "category_id", "unknown category id " + std::to_string(a.category_id));
-  }
-  a.bbox = detail::get_box(entry, "bbox", at);
-  a.area = detail::get_number(entry, "area", at);
-  if (a.area < 0) detail::fail(at, "area", "negative");
-  const auto crowd = entry.find("iscrowd");
-  if (crowd != entry.end()) {
-    if (crowd->is_boolean()) {
-      a.iscrowd = crowd->get<bool>();
-    } else if (crowd->is_number_integer() && (crowd->get<int64_t>() == 0 || crowd->get<int64_t>() == 1)) {
-      a.iscrowd = crowd->get<int64_t>() == 1;
-    } else {
-      detail::fail(at, "iscrowd", "expected 0 or 1, got " + crowd->dump());
-    }
-  }
-  const auto segmentation = entry.find("segmentation");
-  if (segmentation != entry.end()) {
-    const Image& im = images_[size_t(image->second)];
-    a.segmentation = detail::get_segmentation(*segmentation, im.height, im.width, at);
-  }
-  return a;
 }
 
 Dataset::Dataset(std::vector<Image> images, std::vector<Category> categories,

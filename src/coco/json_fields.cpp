@@ -1,242 +1,214 @@
 #include "coco/json_fields.h"
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
 #include "coco/parallel_for.h"
 #include "instseg/errors.h"
 
 namespace instseg::coco::detail {
+namespace {
 
-using nlohmann::json;
+// The value's text for "got ..." in messages; skips it.
+std::string skip_excerpt(JsonReader& in) {
+  in.peek();
+  const size_t begin = in.offset();
+  in.skip();
+  return in.excerpt(begin, in.offset());
+}
+
+// A JSON number that is a non-negative integer up to `max`, else nothing (the value is consumed).
+std::optional<uint64_t> read_count(JsonReader& in, uint64_t max) {
+  if (in.peek() != JsonType::kNumber) {
+    in.skip();
+    return std::nullopt;
+  }
+  const JsonNumber n = in.number();
+  if (n.kind != JsonNumber::Kind::kUnsigned || n.u > max) return std::nullopt;
+  return n.u;
+}
+
+}  // namespace
 
 void fail(const Entry& at, const std::string& field, const std::string& what) {
   throw InputError(at.file + ": " + at.array + "[" + std::to_string(at.index) + "]" +
                    (field.empty() ? "" : "." + field) + ": " + what);
 }
 
-const json& require(const json& object, const char* field, const Entry& at) {
-  const auto it = object.find(field);
-  if (it == object.end()) fail(at, field, "missing");
-  return *it;
-}
-
-int64_t get_int(const json& object, const char* field, const Entry& at) {
-  const json& value = require(object, field, at);
-  if (!value.is_number_integer()) fail(at, field, "expected an integer, got " + value.dump());
-  return value.get<int64_t>();
-}
-
-double get_number(const json& object, const char* field, const Entry& at) {
-  const json& value = require(object, field, at);
-  if (!value.is_number()) fail(at, field, "expected a number, got " + value.dump());
-  const double number = value.get<double>();
-  if (!std::isfinite(number)) fail(at, field, "not a finite number");
-  return number;
-}
-
-std::array<double, 4> get_box(const json& object, const char* field, const Entry& at) {
-  const json& value = require(object, field, at);
-  if (!value.is_array() || value.size() != 4) fail(at, field, "expected 4 numbers [x, y, width, height]");
-  std::array<double, 4> box{};
-  for (size_t i = 0; i < 4; ++i) {
-    if (!value[i].is_number()) fail(at, field, "expected 4 numbers [x, y, width, height]");
-    box[i] = value[i].get<double>();
-    if (!std::isfinite(box[i])) fail(at, field, "not finite");
+int64_t read_int(JsonReader& in, const char* name) {
+  const JsonReader::Mark mark = in.mark();
+  if (in.peek() == JsonType::kNumber) {
+    const JsonNumber n = in.number();
+    // Beyond int64 (only an unsigned one can be) is not an id COCO tools could hold either.
+    if (n.kind == JsonNumber::Kind::kSigned || (n.kind == JsonNumber::Kind::kUnsigned && n.u <= uint64_t(INT64_MAX))) {
+      return n.i;
+    }
   }
-  if (box[2] < 0 || box[3] < 0) fail(at, field, "negative width or height");
+  in.reset(mark);
+  throw FieldError{name, "expected an integer, got " + skip_excerpt(in)};
+}
+
+double read_finite(JsonReader& in, const char* name) {
+  const JsonReader::Mark mark = in.mark();
+  if (in.peek() != JsonType::kNumber) throw FieldError{name, "expected a number, got " + skip_excerpt(in)};
+  const double value = in.number().value;
+  if (!std::isfinite(value)) {
+    in.reset(mark);
+    throw FieldError{name, "not a finite number"};
+  }
+  return value;
+}
+
+std::string read_string(JsonReader& in, const char* name) {
+  if (in.peek() != JsonType::kString) throw FieldError{name, "expected a string"};
+  std::string scratch;
+  return std::string(in.string(scratch));
+}
+
+bool read_crowd(JsonReader& in) {
+  const JsonReader::Mark mark = in.mark();
+  const JsonType type = in.peek();
+  if (type == JsonType::kBool) return in.boolean();
+  if (type == JsonType::kNumber) {
+    const JsonNumber n = in.number();
+    if (n.is_integer() && (n.i == 0 || n.i == 1) && (n.kind == JsonNumber::Kind::kSigned || n.u <= 1)) return n.i == 1;
+  }
+  in.reset(mark);
+  throw FieldError{"iscrowd", "expected 0 or 1, got " + skip_excerpt(in)};
+}
+
+std::array<double, 4> read_box(JsonReader& in, const char* name) {
+  const FieldError shape{name, "expected 4 numbers [x, y, width, height]"};
+  if (in.peek() != JsonType::kArray) throw shape;
+  std::array<double, 4> box{};
+  size_t n = 0;
+  in.begin_array();
+  while (in.next_element()) {
+    if (n == 4 || in.peek() != JsonType::kNumber) throw shape;
+    box[n++] = in.number().value;
+  }
+  if (n != 4) throw shape;
+  for (double v : box) {
+    if (!std::isfinite(v)) throw FieldError{name, "not finite"};
+  }
+  if (box[2] < 0 || box[3] < 0) throw FieldError{name, "negative width or height"};
   return box;
 }
 
-Segmentation get_segmentation(const json& value, uint32_t h, uint32_t w, const Entry& at) {
-  Segmentation segmentation;
-  if (value.is_array()) {
+SegmentationValue read_segmentation(JsonReader& in) {
+  SegmentationValue s;
+  const JsonType type = in.peek();
+  if (type == JsonType::kArray) {
     // Polygons: pycocotools decides on the first one (4 values: a box, fewer: unsupported).
-    if (value.empty()) fail(at, "segmentation", "empty polygon list");
-    segmentation.kind = Segmentation::Kind::kPolygons;
-    for (size_t p = 0; p < value.size(); ++p) {
-      const std::string field = "segmentation[" + std::to_string(p) + "]";
-      const json& polygon = value[p];
-      if (!polygon.is_array()) fail(at, field, "expected a list of numbers [x0, y0, x1, y1, ...]");
-      if (polygon.size() % 2 != 0) fail(at, field, "odd number of coordinates");
-      if (p == 0 && polygon.size() < 6) {
-        fail(at, field, "a polygon needs at least 3 points (pycocotools rejects fewer on the first)");
+    s.kind = Segmentation::Kind::kPolygons;
+    in.begin_array();
+    while (in.next_element()) {
+      const size_t p = s.polygons.size();
+      const auto field = [p] { return "segmentation[" + std::to_string(p) + "]"; };
+      if (in.peek() != JsonType::kArray) throw FieldError{field(), "expected a list of numbers [x0, y0, x1, y1, ...]"};
+      std::vector<double>& xy = s.polygons.emplace_back();
+      in.begin_array();
+      while (in.next_element()) {
+        if (in.peek() != JsonType::kNumber) throw FieldError{field(), "coordinates must be finite numbers"};
+        const double v = in.number().value;
+        if (!std::isfinite(v)) throw FieldError{field(), "coordinates must be finite numbers"};
+        xy.push_back(v);
       }
-      std::vector<double> xy;
-      xy.reserve(polygon.size());
-      for (const json& v : polygon) {
-        if (!v.is_number() || !std::isfinite(v.get<double>())) fail(at, field, "coordinates must be finite numbers");
-        xy.push_back(v.get<double>());
+      if (xy.size() % 2 != 0) throw FieldError{field(), "odd number of coordinates"};
+      if (p == 0 && xy.size() < 6) {
+        throw FieldError{field(), "a polygon needs at least 3 points (pycocotools rejects fewer on the first)"};
       }
-      segmentation.polygons.push_back(std::move(xy));
     }
+    if (s.polygons.empty()) throw FieldError{"segmentation", "empty polygon list"};
+    return s;
+  }
+  if (type != JsonType::kObject) throw FieldError{"segmentation", "expected polygons or an RLE object {size, counts}"};
+  s.kind = Segmentation::Kind::kRle;
+  const FieldError bad_size{"segmentation.size", "expected [height, width]"};
+  const FieldError bad_runs{"segmentation.counts", "uncompressed runs must be non-negative integers"};
+  // A size of the wrong form is reported here, counts errors only after the size was compared
+  // with the image's (to_segmentation), whatever the key order.
+  std::optional<FieldError> size_error = bad_size;
+  in.begin_object();
+  for (std::string_view key; in.next_key(key);) {
+    if (key == "size") {
+      size_error.reset();
+      if (in.peek() != JsonType::kArray) {
+        in.skip();
+        size_error = bad_size;
+        continue;
+      }
+      size_t n = 0;
+      in.begin_array();
+      while (in.next_element()) {
+        const auto v = read_count(in, UINT64_MAX);
+        if (!v || n >= 2) size_error = bad_size;
+        if (v && n < 2) (n == 0 ? s.h : s.w) = *v;
+        ++n;
+      }
+      if (n != 2) size_error = bad_size;
+    } else if (key == "counts") {
+      s.has_counts = true;
+      s.counts_error.reset();
+      s.runs.clear();
+      const JsonType counts = in.peek();
+      if (counts == JsonType::kString) {
+        s.counts_is_text = true;
+        const std::string_view text = in.string(s.counts_decoded);
+        s.counts_escaped = text.data() == s.counts_decoded.data();
+        if (!s.counts_escaped) s.counts_text = text;
+      } else if (counts == JsonType::kArray) {
+        s.counts_is_text = false;
+        in.begin_array();
+        while (in.next_element()) {
+          const auto v = read_count(in, UINT32_MAX);
+          if (!v) s.counts_error = bad_runs;
+          s.runs.push_back(uint32_t(v.value_or(0)));
+        }
+      } else {
+        in.skip();
+        s.counts_error = FieldError{"segmentation.counts", "expected a string (compressed RLE) or a list of runs"};
+      }
+    } else {
+      in.skip();
+    }
+  }
+  if (size_error) throw *size_error;
+  return s;
+}
+
+Segmentation to_segmentation(SegmentationValue&& value, uint32_t h, uint32_t w) {
+  Segmentation segmentation;
+  segmentation.kind = value.kind;
+  if (value.kind == Segmentation::Kind::kPolygons) {
+    segmentation.polygons = std::move(value.polygons);
     return segmentation;
   }
-  if (!value.is_object()) fail(at, "segmentation", "expected polygons or an RLE object {size, counts}");
-  const json* size = value.contains("size") ? &value["size"] : nullptr;
-  if (!size || !size->is_array() || size->size() != 2 || !(*size)[0].is_number_unsigned() ||
-      !(*size)[1].is_number_unsigned()) {
-    fail(at, "segmentation.size", "expected [height, width]");
+  if (value.h != h || value.w != w) {
+    throw FieldError{"segmentation.size", "[" + std::to_string(value.h) + ", " + std::to_string(value.w) +
+                                              "] differs from the image size [" + std::to_string(h) + ", " +
+                                              std::to_string(w) + "]"};
   }
-  const auto rh = (*size)[0].get<uint64_t>(), rw = (*size)[1].get<uint64_t>();
-  if (rh != h || rw != w) {
-    fail(at, "segmentation.size", "[" + std::to_string(rh) + ", " + std::to_string(rw) +
-                                      "] differs from the image size [" + std::to_string(h) + ", " +
-                                      std::to_string(w) + "]");
-  }
-  const auto counts = value.find("counts");
-  if (counts == value.end()) fail(at, "segmentation.counts", "missing");
-  segmentation.kind = Segmentation::Kind::kRle;
+  if (!value.has_counts) throw FieldError{"segmentation.counts", "missing"};
+  if (value.counts_error) throw *value.counts_error;
   try {
-    if (counts->is_string()) {
-      segmentation.rle = from_string(counts->get_ref<const std::string&>(), h, w);
-    } else if (counts->is_array()) {
-      std::vector<uint32_t> runs;
-      runs.reserve(counts->size());
-      for (const json& c : *counts) {
-        if (!c.is_number_unsigned() || c.get<uint64_t>() > UINT32_MAX) {
-          fail(at, "segmentation.counts", "uncompressed runs must be non-negative integers");
-        }
-        runs.push_back(c.get<uint32_t>());
-      }
-      segmentation.rle = from_uncompressed(runs, h, w);
-    } else {
-      fail(at, "segmentation.counts", "expected a string (compressed RLE) or a list of runs");
-    }
+    const std::string_view counts = value.counts();
+    segmentation.rle = value.counts_is_text ? from_string(counts.data(), counts.size(), h, w)
+                                            : from_uncompressed(value.runs, h, w);
   } catch (const InputError& e) {
-    if (std::string(e.what()).rfind(at.file + ":", 0) == 0) throw;
-    fail(at, "segmentation.counts", e.what());
+    throw FieldError{"segmentation.counts", e.what()};
   }
   return segmentation;
 }
 
-std::string read_text(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw InputError(path + ": read failed");
-  return std::move(buffer).str();
-}
-
-json parse_json(const std::string& text, const std::string& file) {
-  try {
-    return json::parse(text);
-  } catch (const json::parse_error& e) {
-    // Python's json module writes NaN / Infinity for non-finite floats; say so, it is the usual cause.
-    const bool non_finite = text.find("NaN") != std::string::npos || text.find("Infinity") != std::string::npos;
-    throw InputError(file + ": not valid JSON: " + e.what() +
-                     (non_finite ? " (NaN / Infinity are not JSON numbers: scores and boxes must be finite)" : ""));
-  }
-}
-
-}  // namespace instseg::coco::detail
-
-namespace instseg::coco::detail {
-namespace {
-
-size_t skip_space(const std::string& s, size_t p, size_t end) {
-  while (p < end && (s[p] == ' ' || s[p] == '\n' || s[p] == '\r' || s[p] == '\t')) ++p;
-  return p;
-}
-
-// End of the value starting at p (p itself when it does not scan).
-size_t skip_value(const std::string& s, size_t p, size_t end) {
-  int depth = 0;
-  const size_t start = p;
-  while (p < end) {
-    const char c = s[p];
-    if (c == '"') {
-      for (++p; p < end && s[p] != '"'; ++p) {
-        if (s[p] == '\\') ++p;
-      }
-      if (p >= end) return start;
-      ++p;
-    } else if (c == '[' || c == '{') {
-      ++depth;
-      ++p;
-    } else if (c == ']' || c == '}') {
-      if (depth == 0) return p;  // end of an enclosing container after a scalar
-      --depth;
-      ++p;
-    } else if (depth == 0 && (c == ',' || c == ' ' || c == '\n' || c == '\r' || c == '\t')) {
-      return p;
-    } else {
-      ++p;
-    }
-    if (depth == 0 && (c == ']' || c == '}' || c == '"')) return p;
-  }
-  return depth == 0 ? p : start;
-}
-
-}  // namespace
-
-bool split_array(const std::string& text, Span array, std::vector<Span>& elements) {
-  size_t p = skip_space(text, array.begin, array.end);
-  if (p >= array.end || text[p] != '[') return false;
-  p = skip_space(text, p + 1, array.end);
-  if (p < array.end && text[p] == ']') return true;
-  while (p < array.end) {
-    const size_t e = skip_value(text, p, array.end);
-    if (e == p) return false;
-    elements.push_back({p, e});
-    p = skip_space(text, e, array.end);
-    if (p < array.end && text[p] == ']') return true;
-    if (p >= array.end || text[p] != ',') return false;
-    p = skip_space(text, p + 1, array.end);
-  }
-  return false;
-}
-
-bool split_object(const std::string& text, std::vector<std::pair<std::string, Span>>& members) {
-  size_t p = skip_space(text, 0, text.size());
-  const size_t end = text.size();
-  if (p >= end || text[p] != '{') return false;
-  p = skip_space(text, p + 1, end);
-  if (p < end && text[p] == '}') return true;
-  while (p < end) {
-    const size_t key_end = skip_value(text, p, end);
-    if (key_end == p || text[p] != '"') return false;
-    std::string key;
-    try {
-      key = json::parse(text.begin() + long(p), text.begin() + long(key_end)).get<std::string>();
-    } catch (const json::exception&) {
-      return false;
-    }
-    p = skip_space(text, key_end, end);
-    if (p >= end || text[p] != ':') return false;
-    p = skip_space(text, p + 1, end);
-    const size_t value_end = skip_value(text, p, end);
-    if (value_end == p) return false;
-    members.emplace_back(std::move(key), Span{p, value_end});
-    p = skip_space(text, value_end, end);
-    if (p < end && text[p] == '}') return skip_space(text, p + 1, end) == end;
-    if (p >= end || text[p] != ',') return false;
-    p = skip_space(text, p + 1, end);
-  }
-  return false;
-}
-
-json parse_span(const std::string& text, Span span, const Entry& at) {
-  try {
-    return json::parse(text.begin() + long(span.begin), text.begin() + long(span.end));
-  } catch (const json::parse_error& e) {
-    const std::string part = text.substr(span.begin, span.end - span.begin);
-    const bool non_finite = part.find("NaN") != std::string::npos || part.find("Infinity") != std::string::npos;
-    fail(at, "", std::string("not valid JSON: ") + e.what() +
-                     (non_finite ? " (NaN / Infinity are not JSON numbers: scores and boxes must be finite)" : ""));
-  }
-}
-
-void for_each_element(const std::string& text, const std::vector<Span>& elements,
-                      const std::function<void(const json&, size_t)>& convert, const std::string& file,
-                      const char* array) {
-  constexpr size_t kChunk = 512;
+void for_each_entry(std::string_view text, const std::vector<Span>& elements, const std::string& file,
+                    const std::function<void(JsonReader&, size_t)>& read) {
+  constexpr size_t kChunk = 256;
   const size_t chunks = (elements.size() + kChunk - 1) / kChunk;
   instseg::detail::parallel_for(chunks, instseg::detail::resolve_threads(0), [&](size_t c) {
     for (size_t i = c * kChunk; i < std::min(elements.size(), (c + 1) * kChunk); ++i) {
-      convert(parse_span(text, elements[i], {file, array, i}), i);
+      JsonReader in(text, file, elements[i].begin, elements[i].end);
+      read(in, i);
+      in.finish();
     }
   });
 }

@@ -1,14 +1,17 @@
 #pragma once
-// Typed field access on nlohmann::json entries, throwing InputError that names the file, the
-// entry ("annotations[12]") and the field. Shared by the dataset and results readers.
-#include <nlohmann/json.hpp>
-
+// Typed fields of COCO entries read with a JsonReader. A value of the wrong type or range is a
+// FieldError kept in its Field, so an entry reports its errors in a fixed field order whatever the
+// key order of the file; the caller turns it into an InputError naming the file, the entry
+// ("annotations[12]") and the field. Shared by the dataset and results readers.
 #include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
+#include "coco/json_reader.h"
 #include "instseg/coco/dataset.h"
 
 namespace instseg::coco::detail {
@@ -22,38 +25,71 @@ struct Entry {
 
 [[noreturn]] void fail(const Entry& at, const std::string& field, const std::string& what);
 
-const nlohmann::json& require(const nlohmann::json& object, const char* field, const Entry& at);
-int64_t get_int(const nlohmann::json& object, const char* field, const Entry& at);
-// A finite number (integers accepted).
-double get_number(const nlohmann::json& object, const char* field, const Entry& at);
-// [x, y, width, height]: 4 finite numbers, width and height >= 0.
-std::array<double, 4> get_box(const nlohmann::json& object, const char* field, const Entry& at);
-// A COCO segmentation (polygon list or RLE object) for an image of height h and width w.
-Segmentation get_segmentation(const nlohmann::json& value, uint32_t h, uint32_t w, const Entry& at);
-// Reads a whole file into memory; InputError naming the path when it cannot.
-std::string read_text(const std::string& path);
-// Parses JSON text, InputError "<file>: not valid JSON: ..." when it is not.
-nlohmann::json parse_json(const std::string& text, const std::string& file);
-
-}  // namespace instseg::coco::detail
-
-namespace instseg::coco::detail {
-
-// Byte ranges [begin, end) of JSON values inside a text, found by a scan that tracks strings and
-// nesting only, so large files can be parsed element by element on several threads.
-struct Span {
-  size_t begin = 0, end = 0;
+// What is wrong with a value; `field` may be deeper than the key ("segmentation.size").
+struct FieldError {
+  std::string field;
+  std::string what;
 };
-// The elements of the array spanning `array`, or false when the text does not scan as one.
-bool split_array(const std::string& text, Span array, std::vector<Span>& elements);
-// The top-level object's values by key, or false when the text does not scan as an object.
-bool split_object(const std::string& text, std::vector<std::pair<std::string, Span>>& members);
-// Parses one span; InputError "<file>: <array>[<index>]: not valid JSON: ..." when it is not.
-nlohmann::json parse_span(const std::string& text, Span span, const Entry& at);
-// Calls convert(json, index) for every element of `elements`, on all cores, in chunks; the error
-// of the lowest index wins.
-void for_each_element(const std::string& text, const std::vector<Span>& elements,
-                      const std::function<void(const nlohmann::json&, size_t)>& convert,
-                      const std::string& file, const char* array);
+
+// One field of an entry: absent, read, or wrong (then `error` says why).
+template <typename T>
+struct Field {
+  bool present = false;
+  T value{};
+  std::optional<FieldError> error;
+
+  // The value; fail()s naming the entry when the field is missing or was wrong.
+  const T& get(const Entry& at, const char* name) const {
+    if (error) fail(at, error->field, error->what);
+    if (!present) fail(at, name, "missing");
+    return value;
+  }
+};
+
+// Reads the next value into `field` with read(in), which throws FieldError when the value does
+// not fit; then the error is kept and the rest of the value skipped (syntax errors still throw).
+template <typename T, typename Read>
+void read_field(JsonReader& in, Field<T>& field, Read&& read) {
+  const JsonReader::Mark mark = in.mark();
+  field.present = true;
+  field.error.reset();
+  try {
+    field.value = read(in);
+  } catch (FieldError& e) {
+    field.error = std::move(e);
+    in.reset(mark);
+    in.skip();
+  }
+}
+
+// Each throws FieldError naming `name`.
+int64_t read_int(JsonReader& in, const char* name);
+double read_finite(JsonReader& in, const char* name);  // a finite number (integers accepted)
+std::string read_string(JsonReader& in, const char* name);
+bool read_crowd(JsonReader& in);  // iscrowd: 0, 1, true or false
+// [x, y, width, height]: 4 finite numbers, width and height >= 0.
+std::array<double, 4> read_box(JsonReader& in, const char* name);
+
+// A "segmentation" as written, checked for form but not yet against its image (which the entry
+// may name after it): polygons, or an RLE {size, counts} whose compressed counts are kept as text.
+struct SegmentationValue {
+  Segmentation::Kind kind = Segmentation::Kind::kNone;
+  std::vector<std::vector<double>> polygons;
+  uint64_t h = 0, w = 0;
+  bool has_counts = false, counts_is_text = false, counts_escaped = false;
+  std::string_view counts_text;  // into the file's text, when the string has no escapes
+  std::string counts_decoded;    // when it has
+  std::vector<uint32_t> runs;    // uncompressed counts
+  std::optional<FieldError> counts_error;  // reported after the size check
+  std::string_view counts() const { return counts_escaped ? std::string_view(counts_decoded) : counts_text; }
+};
+SegmentationValue read_segmentation(JsonReader& in);
+// The segmentation of an image of height h and width w (RLE counts decoded); throws FieldError.
+Segmentation to_segmentation(SegmentationValue&& value, uint32_t h, uint32_t w);
+
+// Calls read(reader, index) for every element of a top-level array, on all cores in chunks; each
+// reader covers one element, which read() must consume. The error of the lowest index wins.
+void for_each_entry(std::string_view text, const std::vector<Span>& elements, const std::string& file,
+                    const std::function<void(JsonReader&, size_t)>& read);
 
 }  // namespace instseg::coco::detail

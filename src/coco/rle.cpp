@@ -77,15 +77,19 @@ std::string to_string(const Rle& rle) {
 }
 
 Rle from_string(const std::string& counts, uint32_t h, uint32_t w) {
+  return from_string(counts.data(), counts.size(), h, w);
+}
+
+Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w) {
   Rle rle{h, w, {}};
-  rle.counts.reserve(counts.size());
+  rle.counts.reserve(length);
   size_t p = 0;
-  while (p < counts.size()) {
+  while (p < length) {
     int64_t x = 0;
     int k = 0;
     bool more = true;
     while (more) {
-      if (p >= counts.size()) throw InputError("compressed counts end inside a number");
+      if (p >= length) throw InputError("compressed counts end inside a number");
       const int c = int(static_cast<unsigned char>(counts[p])) - 48;
       if (c < 0 || c > 63 || k > 6) {
         throw InputError("invalid compressed counts at character " + std::to_string(p));

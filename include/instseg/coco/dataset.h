@@ -5,10 +5,9 @@
 #include <array>
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
-
-#include <nlohmann/json_fwd.hpp>
 
 #include "instseg/coco/rle.h"
 
@@ -50,7 +49,7 @@ class Dataset {
   // Reads and validates a COCO instances file. Throws InputError.
   static Dataset load(const std::string& path);
   // Same from JSON text; `source` names it in error messages.
-  static Dataset parse(const std::string& json_text, const std::string& source);
+  static Dataset parse(std::string_view json_text, const std::string& source);
   // Builds one in memory (e.g. from a training set); validates ids and references like load().
   Dataset(std::vector<Image> images, std::vector<Category> categories,
           std::vector<Annotation> annotations, std::string source = "<memory>");
@@ -74,8 +73,6 @@ class Dataset {
 
  private:
   void build_index();
-  // One "annotations" entry, validated against images_ and categories_ (already read).
-  Annotation read_annotation(const nlohmann::json& entry, size_t index) const;
   std::vector<Image> images_;
   std::vector<Category> categories_;
   std::vector<Annotation> annotations_;

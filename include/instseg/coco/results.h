@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "instseg/coco/dataset.h"
@@ -28,7 +29,7 @@ struct Detection {
 // non-finite score (NaN has no order), a malformed box or RLE, a mask whose size is not its
 // image's, and results missing "bbox" when the first has one (pycocotools' KeyError).
 std::vector<Detection> read_results(const std::string& path, const Dataset& ground_truth);
-std::vector<Detection> parse_results(const std::string& json_text, const std::string& source,
+std::vector<Detection> parse_results(std::string_view json_text, const std::string& source,
                                      const Dataset& ground_truth);
 
 // Writes detections in the same format (masks as compressed RLE), atomically.

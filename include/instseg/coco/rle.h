@@ -25,6 +25,8 @@ std::string to_string(const Rle& rle);
 // Parses a compressed `counts` string. Throws InputError (without a file name: callers add it)
 // when the string is truncated, has a character outside '0'..'o', or its runs do not sum to h * w.
 Rle from_string(const std::string& counts, uint32_t h, uint32_t w);
+// Same from characters in place (e.g. inside a file's text).
+Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w);
 // Uncompressed counts, as an iscrowd annotation stores them. Throws InputError when the runs do
 // not sum to h * w.
 Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w);

@@ -1,0 +1,44 @@
+#include "coco/mapped_file.h"
+
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "instseg/errors.h"
+
+namespace instseg::coco::detail {
+
+MappedFile::MappedFile(const std::string& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) throw InputError(path + ": cannot open for reading");
+  struct stat info {};
+  if (::fstat(fd, &info) == 0 && S_ISREG(info.st_mode) && info.st_size > 0) {
+    // MAP_POPULATE maps the (usually cached) pages at once instead of one fault per page.
+    void* data = ::mmap(nullptr, size_t(info.st_size), PROT_READ, MAP_PRIVATE | MAP_POPULATE, fd, 0);
+    if (data != MAP_FAILED) {
+      data_ = static_cast<const char*>(data);
+      size_ = size_t(info.st_size);
+      mapped_ = true;
+    }
+  }
+  ::close(fd);
+  if (mapped_) return;
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path + ": cannot open for reading");
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  if (in.bad()) throw InputError(path + ": read failed");
+  copy_ = std::move(buffer).str();
+  data_ = copy_.data();
+  size_ = copy_.size();
+}
+
+MappedFile::~MappedFile() {
+  if (mapped_) ::munmap(const_cast<char*>(data_), size_);
+}
+
+}  // namespace instseg::coco::detail
