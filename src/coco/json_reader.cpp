@@ -9,6 +9,10 @@
 namespace instseg::coco::detail {
 namespace {
 
+// Python's json module writes NaN and Infinity for non-finite floats: the usual cause of 'N' / 'I'.
+constexpr const char* kNonFiniteHint =
+    "unexpected 'N' or 'I' (NaN / Infinity are not JSON numbers: scores and boxes must be finite)";
+
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
@@ -156,11 +160,7 @@ JsonType JsonReader::peek() {
     default:
       break;
   }
-  // Python's json module writes NaN and Infinity for non-finite floats: the usual cause.
-  if (*p_ == 'N' || *p_ == 'I') {
-    syntax_error("unexpected '" + std::string(1, *p_) +
-                 "' (NaN / Infinity are not JSON numbers: scores and boxes must be finite)");
-  }
+  if (*p_ == 'N' || *p_ == 'I') syntax_error(kNonFiniteHint);
   syntax_error("unexpected '" + std::string(1, *p_) + "', expected a value");
 }
 
@@ -333,6 +333,7 @@ JsonNumber JsonReader::number() {
   const char* const start = p_;
   const bool negative = *p_ == '-';
   if (negative) ++p_;
+  if (p_ < end_ && *p_ == 'I') syntax_error(kNonFiniteHint);
   if (p_ == end_ || !is_digit(*p_)) syntax_error("invalid number: a digit must follow '-'");
   uint64_t magnitude = 0;
   int digits = 0;
