@@ -81,9 +81,13 @@ Rle from_string(const std::string& counts, uint32_t h, uint32_t w) {
 }
 
 Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w) {
-  Rle rle{h, w, {}};
-  rle.counts.reserve(length);
-  size_t p = 0;
+  // Runs end at characters without the continuation bit (0x20): count them first so the runs
+  // take one exact allocation (a results file holds millions of masks).
+  size_t runs = 0;
+  for (size_t p = 0; p < length; ++p) runs += ((static_cast<unsigned char>(counts[p]) - 48) & 0x20) == 0;
+  Rle rle{h, w, std::vector<uint32_t>(runs)};
+  uint32_t* out = rle.counts.data();
+  size_t m = 0, p = 0;
   while (p < length) {
     int64_t x = 0;
     int k = 0;
@@ -100,12 +104,11 @@ Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w) {
       ++k;
       if (!more && (c & 0x10)) x |= int64_t(-1) * (int64_t(1) << (5 * k));  // sign extension
     }
-    const size_t m = rle.counts.size();
-    if (m > 2) x += int64_t(rle.counts[m - 2]);
+    if (m > 2) x += int64_t(out[m - 2]);
     if (x < 0 || x > int64_t(UINT32_MAX)) {
       throw InputError("compressed counts decode to a negative run at run " + std::to_string(m));
     }
-    rle.counts.push_back(uint32_t(x));
+    out[m++] = uint32_t(x);
   }
   check_total(rle.counts, h, w);
   return rle;
@@ -117,17 +120,44 @@ Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t 
 }
 
 Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
-  // Follows maskApi's rleFrPoly step by step (its exact rounding is what makes masks equal).
+  // maskApi's rleFrPoly step by step (its exact rounding is what makes masks equal), streamed:
+  // the points of the 5x upsampled boundary are visited in maskApi's order without being stored,
+  // and its floating-point test for a pixel-column crossing is done in integers (below).
   const size_t k = xy.size() / 2;
   if (k == 0) return Rle{h, w, {uint32_t(uint64_t(h) * w)}};
-  const double scale = 5;
+  constexpr int kScale = 5;
   std::vector<int> x(k + 1), y(k + 1);
-  for (size_t j = 0; j < k; ++j) x[j] = int(scale * xy[j * 2] + .5);
-  for (size_t j = 0; j < k; ++j) y[j] = int(scale * xy[j * 2 + 1] + .5);
+  for (size_t j = 0; j < k; ++j) x[j] = int(kScale * xy[j * 2] + .5);
+  for (size_t j = 0; j < k; ++j) y[j] = int(kScale * xy[j * 2 + 1] + .5);
   x[k] = x[0];
   y[k] = y[0];
-  // Dense points along every edge of the upsampled polygon.
-  std::vector<int> u, v;
+  // Crossings: at most one per 5 steps of an edge, plus one per edge; one allocation.
+  size_t bound = 1;
+  for (size_t j = 0; j < k; ++j) {
+    bound += size_t(std::max(std::abs(x[j + 1] - x[j]), std::abs(y[j + 1] - y[j]))) / kScale + 2;
+  }
+  std::vector<uint32_t> a;
+  a.reserve(bound);
+  // maskApi, for consecutive points (u0, v0), (u1, v1) with u1 != u0:
+  //   xd = ((u1 < u0 ? u1 : u1 - 1) + .5) / 5 - .5, kept when a whole number in [0, w - 1];
+  //   yd = ceil(clamp((min(v0, v1) + .5) / 5 - .5, 0, h)); the crossing is at xd * h + yd.
+  // (X + .5) / 5 - .5 equals (X - 2) / 5, exactly when that is whole (every step is exact then)
+  // and otherwise at least 0.2 from any whole number: integer tests give the same answers.
+  bool started = false;
+  int pu = 0, pv = 0;
+  const auto visit = [&](int u, int v) {
+    if (started && u != pu) {
+      const int64_t column = int64_t(u < pu ? u : u - 1) - 2;
+      if (column >= 0 && column % kScale == 0 && column / kScale < int64_t(w)) {
+        const int64_t row = int64_t(std::min(v, pv)) - 2;
+        const uint32_t yd = row < 0 ? 0 : uint32_t(std::min<int64_t>(h, (row + kScale - 1) / kScale));
+        a.push_back(uint32_t(column / kScale) * h + yd);
+      }
+    }
+    started = true;
+    pu = u;
+    pv = v;
+  };
   for (size_t j = 0; j < k; ++j) {
     int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1];
     const int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
@@ -141,34 +171,15 @@ Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
       const double s = dx == 0 ? 0.0 : double(ye - ys) / dx;
       for (int d = 0; d <= dx; ++d) {
         const int t = flip ? dx - d : d;
-        u.push_back(t + xs);
-        v.push_back(int(ys + s * t + .5));
+        visit(t + xs, int(ys + s * t + .5));
       }
     } else {
       const double s = double(xe - xs) / dy;
       for (int d = 0; d <= dy; ++d) {
         const int t = flip ? dy - d : d;
-        v.push_back(t + ys);
-        u.push_back(int(xs + s * t + .5));
+        visit(int(xs + s * t + .5), t + ys);
       }
     }
-  }
-  // Where the boundary crosses a pixel column centre: downsampled boundary points.
-  std::vector<uint32_t> a;
-  for (size_t j = 1; j < u.size(); ++j) {
-    if (u[j] == u[j - 1]) continue;
-    double xd = double(u[j] < u[j - 1] ? u[j] : u[j] - 1);
-    xd = (xd + .5) / scale - .5;
-    if (std::floor(xd) != xd || xd < 0 || xd > double(w) - 1) continue;
-    double yd = double(v[j] < v[j - 1] ? v[j] : v[j - 1]);
-    yd = (yd + .5) / scale - .5;
-    if (yd < 0) {
-      yd = 0;
-    } else if (yd > h) {
-      yd = h;
-    }
-    yd = std::ceil(yd);
-    a.push_back(uint32_t(int(xd) * int(h) + int(yd)));
   }
   // Sorted crossing positions toggle the mask: their differences are the runs (empty runs merge).
   a.push_back(uint32_t(uint64_t(h) * w));
@@ -180,6 +191,7 @@ Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
     previous = t;
   }
   Rle rle{h, w, {}};
+  rle.counts.reserve(a.size());
   size_t j = 0;
   rle.counts.push_back(a[j++]);
   while (j < a.size()) {
@@ -201,6 +213,7 @@ Rle from_polygons(const std::vector<std::vector<double>>& polygons, uint32_t h, 
   if (polygons[0].size() < 4) {
     throw InputError("first polygon has fewer than 6 values (pycocotools: input type is not supported)");
   }
+  if (polygons.size() == 1) return from_polygon(polygons[0], h, w);  // merge() would copy it
   std::vector<Rle> parts;
   parts.reserve(polygons.size());
   for (const auto& polygon : polygons) parts.push_back(from_polygon(polygon, h, w));

@@ -2,7 +2,10 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <fstream>
+#include <random>
 #include <nlohmann/json.hpp>
 
 #include "instseg/coco/dataset.h"
@@ -37,6 +40,55 @@ std::vector<std::string> mask_to_rows(const std::vector<uint8_t>& mask, uint32_t
     for (uint32_t x = 0; x < w; ++x) rows[y][x] = mask[y * w + x] ? '1' : '0';
   }
   return rows;
+}
+
+// maskApi's rleFrPoly transcribed literally (all boundary points stored, floating-point tests):
+// the slow, obvious reference for the streamed from_polygon.
+Rle reference_from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
+  const size_t k = xy.size() / 2;
+  if (k == 0) return Rle{h, w, {uint32_t(uint64_t(h) * w)}};
+  const double scale = 5;
+  std::vector<int> x(k + 1), y(k + 1), u, v;
+  for (size_t j = 0; j < k; ++j) x[j] = int(scale * xy[j * 2] + .5), y[j] = int(scale * xy[j * 2 + 1] + .5);
+  x[k] = x[0];
+  y[k] = y[0];
+  for (size_t j = 0; j < k; ++j) {
+    int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1];
+    const int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
+    const bool flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
+    if (flip) std::swap(xs, xe), std::swap(ys, ye);
+    const double s = dx >= dy ? (dx == 0 ? 0.0 : double(ye - ys) / dx) : double(xe - xs) / dy;
+    for (int d = 0; d <= std::max(dx, dy); ++d) {
+      const int t = flip ? std::max(dx, dy) - d : d;
+      u.push_back(dx >= dy ? t + xs : int(xs + s * t + .5));
+      v.push_back(dx >= dy ? int(ys + s * t + .5) : t + ys);
+    }
+  }
+  std::vector<uint32_t> a;
+  for (size_t j = 1; j < u.size(); ++j) {
+    if (u[j] == u[j - 1]) continue;
+    double xd = double(u[j] < u[j - 1] ? u[j] : u[j] - 1);
+    xd = (xd + .5) / scale - .5;
+    if (std::floor(xd) != xd || xd < 0 || xd > double(w) - 1) continue;
+    double yd = double(v[j] < v[j - 1] ? v[j] : v[j - 1]);
+    yd = std::ceil(std::min(std::max((yd + .5) / scale - .5, 0.0), double(h)));
+    a.push_back(uint32_t(int(xd) * int(h) + int(yd)));
+  }
+  a.push_back(h * w);
+  std::sort(a.begin(), a.end());
+  // Differences are the runs; a zero difference joins the next run onto the previous one.
+  std::vector<uint32_t> diffs(a.size());
+  uint32_t previous = 0;
+  for (size_t j = 0; j < a.size(); ++j) diffs[j] = a[j] - previous, previous = a[j];
+  Rle rle{h, w, {diffs[0]}};
+  for (size_t j = 1; j < diffs.size();) {
+    if (diffs[j] > 0) {
+      rle.counts.push_back(diffs[j++]);
+    } else if (++j < diffs.size()) {
+      rle.counts.back() += diffs[j++];
+    }
+  }
+  return rle;
 }
 
 // {size, counts, area, bbox} as pycocotools gives it.
@@ -185,6 +237,30 @@ TEST(Rle, GroundTruthAnnotationsMatchAnnToRle) {
       }
     }
   }
+}
+
+TEST(Rle, StreamedPolygonsEqualTheLiteralMaskApiTranscription) {
+  // Random polygons: fractional, negative and out-of-image coordinates, repeated points, steep
+  // and flat edges, small and large images.
+  std::mt19937 rng(7);
+  std::uniform_real_distribution<double> unit(0, 1);
+  int checked = 0;
+  for (int trial = 0; trial < 3000; ++trial) {
+    const uint32_t h = 1 + uint32_t(unit(rng) * (trial % 3 == 0 ? 12 : 500));
+    const uint32_t w = 1 + uint32_t(unit(rng) * (trial % 3 == 0 ? 12 : 700));
+    const size_t points = 3 + size_t(unit(rng) * (trial % 2 ? 6 : 40));
+    std::vector<double> xy;
+    for (size_t p = 0; p < points; ++p) {
+      const bool grid = unit(rng) < 0.3;  // whole and half pixels hit the rounding edges
+      const double x = -0.2 * w + unit(rng) * 1.4 * w, y = -0.2 * h + unit(rng) * 1.4 * h;
+      xy.push_back(grid ? std::round(x * 2) / 2 : x);
+      xy.push_back(grid ? std::round(y * 2) / 2 : y);
+      if (unit(rng) < 0.1) xy.insert(xy.end(), {xy[xy.size() - 2], xy[xy.size() - 1]});  // repeated point
+    }
+    ASSERT_EQ(from_polygon(xy, h, w).counts, reference_from_polygon(xy, h, w).counts) << "trial " << trial;
+    ++checked;
+  }
+  EXPECT_EQ(checked, 3000);
 }
 
 TEST(Rle, MalformedCompressedCountsAreErrors) {
