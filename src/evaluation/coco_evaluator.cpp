@@ -324,7 +324,8 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
   const int threads = instseg::detail::resolve_threads(options.num_threads);
   instseg::detail::parallel_for(I, threads, [&](size_t i) {
     std::vector<size_t> dt;
-    std::vector<coco::Rle> gt_masks, dt_masks;
+    std::vector<coco::Rle> gt_masks, box_masks;
+    std::vector<const coco::Rle*> dt_masks;  // the results' own masks are not copied
     std::vector<std::array<double, 4>> gt_boxes, dt_boxes;
     std::vector<double> ious, gt_area, dt_area;
     std::vector<char> gt_crowd, gt_id_nonzero;
@@ -369,17 +370,19 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
         }
         dt_masks.resize(D);
         dt_boxes.resize(D);
+        box_masks.resize(D);
         for (size_t d = 0; d < D; ++d) {
           const coco::Detection& det = dets[dt[d]];
           const coco::Image& im = gt.images()[image_order[i]];
-          dt_masks[d] = det.mask ? *det.mask : coco::from_box(det.bbox, im.height, im.width);
-          dt_boxes[d] = coco::to_bbox(dt_masks[d]);
+          if (!det.mask) box_masks[d] = coco::from_box(det.bbox, im.height, im.width);
+          dt_masks[d] = det.mask ? &*det.mask : &box_masks[d];
+          dt_boxes[d] = coco::to_bbox(*dt_masks[d]);
         }
         for (size_t d = 0; d < D; ++d) {
           for (size_t g = 0; g < G; ++g) {
             // maskApi's rleIou looks at the runs only where the masks' boxes overlap.
             if (coco::box_iou(dt_boxes[d], gt_boxes[g], gt_crowd[g]) > 0) {
-              ious[d * G + g] = coco::mask_iou(dt_masks[d], gt_masks[g], gt_crowd[g]);
+              ious[d * G + g] = coco::mask_iou(*dt_masks[d], gt_masks[g], gt_crowd[g]);
             }
           }
         }
