@@ -6,7 +6,6 @@
 //   coco_eval_bench [--pycocotools DIR_WITH_pycocotools] [--images 5000] [--threads 0] [--keep]
 #include <CLI/CLI.hpp>
 #include <sys/resource.h>
-#include <sys/wait.h>
 
 #include <chrono>
 #include <cmath>
@@ -128,6 +127,21 @@ struct Timing {
   std::array<double, 12> stats{};
 };
 
+json to_json(const Timing& t) {
+  return {{"load_gt", t.load_gt}, {"load_results", t.load_results}, {"evaluate", t.evaluate}, {"total", t.total},
+          {"peak_mib", t.peak_mib}, {"stats", t.stats}};
+}
+
+Timing from_json(const json& j) {
+  Timing t;
+  t.load_gt = j["load_gt"], t.load_results = j["load_results"], t.evaluate = j["evaluate"], t.total = j["total"];
+  t.peak_mib = j["peak_mib"];
+  for (int i = 0; i < 12; ++i) t.stats[size_t(i)] = j["stats"][i];
+  return t;
+}
+
+// In this process: called in a fresh child (--run-instseg), so that the peak RSS is instseg's own
+// and no memory is inherited from the generator.
 Timing run_instseg(const std::string& gt_path, const std::string& results_path, evaluation::IouType type, int threads) {
   Timing t;
   const auto start = std::chrono::steady_clock::now();
@@ -166,10 +180,19 @@ json.dump({"load_gt": t1 - t0, "load_results": t2 - t1, "evaluate": t3 - t2, "to
   const std::string command = python + " " + script + " " + api_dir + " " + gt_path + " " + results_path + " " + type + " " + out;
   if (std::system(command.c_str()) != 0) return false;
   std::ifstream in(out);
-  const json j = json::parse(in);
-  t.load_gt = j["load_gt"], t.load_results = j["load_results"], t.evaluate = j["evaluate"], t.total = j["total"];
-  t.peak_mib = j["peak_mib"];
-  for (int i = 0; i < 12; ++i) t.stats[size_t(i)] = j["stats"][i];
+  t = from_json(json::parse(in));
+  return true;
+}
+
+// instseg in a child process started from this program's file (fork + exec: nothing inherited).
+bool run_instseg_process(const std::string& dir, const std::string& gt_path, const std::string& results_path,
+                         const char* type, int threads, Timing& t) {
+  const std::string out = dir + "/instseg_out.json";
+  const std::string command = "/proc/" + std::to_string(::getpid()) + "/exe --run-instseg " + gt_path + " " +
+                              results_path + " " + type + " " + out + " --threads " + std::to_string(threads);
+  if (std::system(command.c_str()) != 0) return false;
+  std::ifstream in(out);
+  t = from_json(json::parse(in));
   return true;
 }
 
@@ -195,8 +218,15 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "instseg threads (0 = all cores)")->capture_default_str();
   app.add_option("--tmp", tmp, "Work folder (default: a new folder under the system temp dir)");
   app.add_flag("--keep", keep, "Keep the generated files");
+  std::vector<std::string> child;  // GT RESULTS TYPE OUT: time instseg only, write OUT
+  app.add_option("--run-instseg", child)->expected(4)->group("");
   CLI11_PARSE(app, argc, argv);
   try {
+    if (!child.empty()) {
+      const auto iou = child[2] == "segm" ? evaluation::IouType::kSegm : evaluation::IouType::kBbox;
+      write_json(child[3], to_json(run_instseg(child[0], child[1], iou, threads)));
+      return 0;
+    }
     if (tmp.empty()) tmp = (fs::temp_directory_path() / ("instseg_coco_eval_bench_" + std::to_string(::getpid()))).string();
     fs::create_directories(tmp);
     std::ifstream in(val);
@@ -206,24 +236,24 @@ int main(int argc, char** argv) {
     std::printf("ground truth: %zu images, %zu annotations (%s)\n", gt.images().size(), gt.annotations().size(), gt_path.c_str());
     for (int per_image : densities) {
       const std::string results_path = tmp + "/results_" + std::to_string(per_image) + ".json";
-      const json results = make_results(gt, per_image, 1234u + uint32_t(per_image));
-      write_json(results_path, results);
-      std::printf("\n%d results per image: %zu results, %.0f MiB file\n", per_image, results.size(),
+      size_t count = 0;
+      {  // the generator's document is freed before the timed runs
+        const json results = make_results(gt, per_image, 1234u + uint32_t(per_image));
+        write_json(results_path, results);
+        count = results.size();
+      }
+      std::printf("\n%d results per image: %zu results, %.0f MiB file\n", per_image, count,
                   double(fs::file_size(results_path)) / (1 << 20));
       for (const char* type : {"segm", "bbox"}) {
-        const auto iou = std::string(type) == "segm" ? evaluation::IouType::kSegm : evaluation::IouType::kBbox;
         std::printf(" %s\n", type);
-        // Child process per run, so each peak RSS is its own.
         std::fflush(stdout);
-        const pid_t pid = fork();
-        if (pid == 0) {
-          print_row("instseg", run_instseg(gt_path, results_path, iou, threads));
-          std::fflush(stdout);
-          _exit(0);
+        Timing ours;
+        if (!run_instseg_process(tmp, gt_path, results_path, type, threads, ours)) {
+          std::printf("  instseg failed to run\n");
+          continue;
         }
-        int status = 0;
-        waitpid(pid, &status, 0);
-        const Timing ours = run_instseg(gt_path, results_path, iou, threads);  // for the stats comparison
+        print_row("instseg", ours);
+        std::fflush(stdout);
         if (pycocotools.empty()) continue;
         Timing theirs;
         if (!run_pycocotools(python, pycocotools, tmp, gt_path, results_path, type, theirs)) {
