@@ -62,6 +62,14 @@ bool has_key(const StateDict& state, const std::string& key) {
   return false;
 }
 
+// Size `dim` of the tensor `key`, or `fallback` when the checkpoint has no such key.
+int64_t tensor_size(const StateDict& state, const std::string& key, int64_t fallback, int64_t dim = 0) {
+  for (const auto& entry : state) {
+    if (entry.first == key) return entry.second.size(dim);
+  }
+  return fallback;
+}
+
 }  // namespace
 
 MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides) {
@@ -73,6 +81,11 @@ MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overri
   options.backbone.depth = info.depth;
   // A backbone trained from scratch with group norm has affine weights but no running statistics.
   if (!has_key(state, "backbone.body.bn1.running_mean")) options.backbone.norm = NormKind::kGroupNorm;
+  // Widths other than torchvision's (a narrow model trained here) show in the tensor shapes.
+  options.backbone.out_channels = tensor_size(state, "backbone.fpn.layer_blocks.0.0.weight", 256);
+  options.roi_heads.mask_channels = tensor_size(state, "roi_heads.mask_head.0.0.weight", 256);
+  options.roi_heads.representation_size =
+      tensor_size(state, "roi_heads.box_predictor.cls_score.weight", 1024, /*dim=*/1);
   if (overrides.min_size) options.transform.min_size = {*overrides.min_size};
   if (overrides.max_size) options.transform.max_size = *overrides.max_size;
   if (overrides.score_thresh) options.roi_heads.score_thresh = *overrides.score_thresh;
@@ -95,6 +108,9 @@ MaskRcnn build_mask_rcnn_for_training(const ModelConfig& config, int64_t num_cla
   options.rpn.post_nms_top_n_test = config.rpn_post_nms_top_n_test;
   options.roi_heads.batch_size_per_image = config.box_batch_size_per_image;
   options.roi_heads.detections_per_img = config.detections_per_image;
+  options.backbone.out_channels = config.fpn_channels;
+  options.roi_heads.representation_size = config.box_representation_size;
+  options.roi_heads.mask_channels = config.mask_head_channels;
   MaskRcnn model(options);
   if (!config.weights.empty()) initialise_from(*model, config.weights);
   return model;

@@ -67,6 +67,9 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"model.rpn_post_nms_top_n_test", field(c.model.rpn_post_nms_top_n_test)},
       {"model.box_batch_size_per_image", field(c.model.box_batch_size_per_image)},
       {"model.detections_per_image", field(c.model.detections_per_image)},
+      {"model.fpn_channels", field(c.model.fpn_channels)},
+      {"model.box_representation_size", field(c.model.box_representation_size)},
+      {"model.mask_head_channels", field(c.model.mask_head_channels)},
       {"optim.iterations", field(c.optim.iterations)},
       {"optim.batch_size", field(c.optim.batch_size)},
       {"optim.lr", field(c.optim.lr)},
@@ -139,6 +142,8 @@ void TrainConfig::validate() const {
   require(model.rpn_post_nms_top_n_train > 0 && model.rpn_post_nms_top_n_test > 0, "model.rpn_post_nms_top_n_* must be positive");
   require(model.box_batch_size_per_image > 0, "model.box_batch_size_per_image must be positive");
   require(model.detections_per_image > 0, "model.detections_per_image must be positive");
+  require(model.fpn_channels > 0 && model.box_representation_size > 0 && model.mask_head_channels > 0,
+          "model.fpn_channels, model.box_representation_size and model.mask_head_channels must be positive");
   require(optim.iterations > 0, "optim.iterations must be positive");
   require(optim.batch_size > 0, "optim.batch_size must be positive");
   require(optim.lr > 0, "optim.lr must be positive");

@@ -178,6 +178,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   c.apply_override("optim.warmup_factor=0.333333333333333");
   c.apply_override("run.progress=false");
   c.apply_override("run.stop_after=7");
+  c.apply_override("model.fpn_channels=64");
   c.apply_override("data.horizontal_flip=false");
   const std::string text = c.to_json();
   const auto parsed = nlohmann::json::parse(text);
@@ -186,6 +187,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   EXPECT_EQ(parsed["model"]["variant"], "v2");
   EXPECT_EQ(parsed["optim"]["steps"], nlohmann::json::array({10, 20}));
   EXPECT_EQ(parsed["run"]["stop_after"], 7);
+  EXPECT_EQ(parsed["model"]["fpn_channels"], 64);
 
   TrainConfig back;
   back.apply_json(text, "config.json");
@@ -207,7 +209,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 40u);  // DataConfig 10 + ModelConfig 11 + OptimConfig 11 + RunConfig 8
+  EXPECT_EQ(keys, 43u);  // DataConfig 10 + ModelConfig 14 + OptimConfig 11 + RunConfig 8
 }
 
 }  // namespace

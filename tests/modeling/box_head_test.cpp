@@ -24,9 +24,8 @@ TEST(BoxHead, ConvFcHeadHasTorchvisionStateDictNames) {
 TEST(BoxHead, TwoMlpOutputsMatchTorchvision) {
   const auto stages = testing::end_to_end_reference("stages_v1");
   const auto weights = testing::end_to_end_reference("weights_v1");
-  int64_t features = 0;
-  auto head = make_box_head(BoxHeadKind::kTwoMlp, NormKind::kNone, 256, 7, &features);
-  ASSERT_EQ(features, 1024);
+  const int64_t features = 1024;
+  auto head = make_box_head(BoxHeadKind::kTwoMlp, NormKind::kNone, 256, 7, features);
   EXPECT_EQ(testing::copy_state_counted(*head.ptr(), weights, "roi_heads.box_head."), 4);
   FastRcnnPredictor predictor(features, 91);
   EXPECT_EQ(testing::copy_state_counted(*predictor, weights, "roi_heads.box_predictor."), 4);
@@ -43,8 +42,7 @@ TEST(BoxHead, TwoMlpOutputsMatchTorchvision) {
 TEST(BoxHead, ConvFcOutputsMatchTorchvision) {
   const auto stages = testing::end_to_end_reference("stages_v2");
   const auto weights = testing::end_to_end_reference("weights_v2");
-  int64_t features = 0;
-  auto head = make_box_head(BoxHeadKind::kConvFc, NormKind::kBatchNorm, 256, 7, &features);
+  auto head = make_box_head(BoxHeadKind::kConvFc, NormKind::kBatchNorm, 256, 7, 1024);
   // 4 x (conv weight + 4 BN tensors) + fc weight and bias
   EXPECT_EQ(testing::copy_state_counted(*head.ptr(), weights, "roi_heads.box_head."), 22);
   head.ptr()->eval();

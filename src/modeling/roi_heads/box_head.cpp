@@ -47,14 +47,14 @@ torch::Tensor ConvFcHeadImpl::forward(const torch::Tensor& x) {
 }
 
 torch::nn::AnyModule make_box_head(BoxHeadKind kind, NormKind norm, int64_t in_channels,
-                                   int64_t pooled_size, int64_t* out_features) {
-  *out_features = 1024;  // torchvision's representation size for both heads
+                                   int64_t pooled_size, int64_t representation_size) {
   if (kind == BoxHeadKind::kTwoMlp) {
-    return nn::AnyModule(TwoMlpHead(in_channels * pooled_size * pooled_size, *out_features));
+    return nn::AnyModule(TwoMlpHead(in_channels * pooled_size * pooled_size, representation_size));
   }
+  // torchvision's v2 convs are as wide as the FPN (256 there).
   return nn::AnyModule(ConvFcHead(std::array<int64_t, 3>{in_channels, pooled_size, pooled_size},
-                                  std::vector<int64_t>{256, 256, 256, 256},
-                                  std::vector<int64_t>{*out_features}, norm));
+                                  std::vector<int64_t>(4, in_channels),
+                                  std::vector<int64_t>{representation_size}, norm));
 }
 
 }  // namespace instseg

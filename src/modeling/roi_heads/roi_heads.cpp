@@ -38,6 +38,8 @@ void RoiHeadsOptions::validate() const {
   require(fg_iou_thresh >= 0 && fg_iou_thresh <= 1, "fg_iou_thresh", "in [0, 1]", fg_iou_thresh);
   require(bg_iou_thresh >= 0 && bg_iou_thresh <= fg_iou_thresh, "bg_iou_thresh",
           "in [0, fg_iou_thresh]", bg_iou_thresh);
+  require(representation_size > 0, "representation_size", "positive", representation_size);
+  require(mask_channels > 0, "mask_channels", "positive", mask_channels);
   require(batch_size_per_image > 0, "batch_size_per_image", "positive", batch_size_per_image);
   require(positive_fraction > 0 && positive_fraction <= 1, "positive_fraction", "in (0, 1]",
           positive_fraction);
@@ -91,14 +93,14 @@ RoiHeadsImpl::RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOpt
       box_roi_pool_({"0", "1", "2", "3"}, kBoxPoolSize),
       mask_roi_pool_({"0", "1", "2", "3"}, kMaskPoolSize) {
   options_.validate();
-  int64_t box_features = 0;
   box_head = make_box_head(options_.box_head, options_.head_norm, in_channels, kBoxPoolSize,
-                           &box_features);
+                           options_.representation_size);
   register_module("box_head", box_head.ptr());
-  box_predictor = register_module("box_predictor", FastRcnnPredictor(box_features, num_classes));
-  mask_head = register_module(
-      "mask_head", MaskRcnnHeads(in_channels, std::vector<int64_t>{256, 256, 256, 256}, 1, options_.head_norm));
-  mask_predictor = register_module("mask_predictor", MaskRcnnPredictor(256, 256, num_classes));
+  box_predictor = register_module("box_predictor", FastRcnnPredictor(options_.representation_size, num_classes));
+  const int64_t mask_channels = options_.mask_channels;
+  mask_head = register_module("mask_head", MaskRcnnHeads(in_channels, std::vector<int64_t>(4, mask_channels), 1,
+                                                         options_.head_norm));
+  mask_predictor = register_module("mask_predictor", MaskRcnnPredictor(mask_channels, mask_channels, num_classes));
 }
 
 std::pair<torch::Tensor, torch::Tensor> RoiHeadsImpl::predict_boxes(

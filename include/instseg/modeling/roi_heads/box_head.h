@@ -46,9 +46,9 @@ class ConvFcHeadImpl : public torch::nn::Module {
 };
 TORCH_MODULE(ConvFcHead);
 
-// The box head of a kind with torchvision's sizes for 256 x 7 x 7 pooled features: TwoMLPHead
-// (1024) or ConvFc (4 x 256 conv, 1 x 1024 fc). Output width in *out_features.
+// The box head of a kind for in_channels x pooled_size^2 features, giving representation_size
+// features: TwoMLPHead, or ConvFc (4 convs as wide as the input, 1 fc). torchvision: 256, 7, 1024.
 torch::nn::AnyModule make_box_head(BoxHeadKind kind, NormKind norm, int64_t in_channels,
-                                   int64_t pooled_size, int64_t* out_features);
+                                   int64_t pooled_size, int64_t representation_size);
 
 }  // namespace instseg

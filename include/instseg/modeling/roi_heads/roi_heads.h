@@ -33,6 +33,8 @@ struct RoiHeadsOptions {
   std::array<double, 4> bbox_reg_weights{10.0, 10.0, 5.0, 5.0};  // BoxCoder weights (x, y, w, h)
   BoxHeadKind box_head = BoxHeadKind::kTwoMlp;  // kTwoMlp for v1, kConvFc for v2 (set by the variant)
   NormKind head_norm = NormKind::kNone;         // box/mask head norm: kNone v1, kBatchNorm v2
+  int64_t representation_size = 1024;  // box head output features (torchvision: 1024)
+  int64_t mask_channels = 256;         // channels of the mask head's convs and deconv (torchvision: 256)
   void validate() const;  // throws ConfigError naming the roi_heads.* field
 };
 

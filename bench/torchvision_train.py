@@ -1,0 +1,48 @@
+"""torchvision's side of bench/train_bench.cpp: the same Mask R-CNN training step (losses,
+backward, SGD with momentum 0.9 and weight decay 1e-4) on the weights and batches the C++ program
+wrote. Prints {"seconds": [per iteration, the first one a warm-up]} as JSON.
+
+usage: /usr/bin/python3 bench/torchvision_train.py WEIGHTS BATCHES THREADS DEPTH NORM SIZE
+                        RPN_POST_NMS_TRAIN BOX_BATCH_PER_IMAGE
+"""
+import json
+import sys
+import time
+
+import torch
+from torch import nn
+from torchvision.models.detection import MaskRCNN
+from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.ops import misc
+
+
+def main():
+    weights, batches, threads, depth, norm, size, post_nms, box_batch = sys.argv[1:9]
+    torch.set_num_threads(int(threads))
+    norm_layer = {"batch": nn.BatchNorm2d, "frozen": misc.FrozenBatchNorm2d}[norm]
+    backbone = resnet_fpn_backbone(backbone_name=f"resnet{depth}", weights=None, norm_layer=norm_layer,
+                                   trainable_layers=5)
+    state = torch.load(weights)
+    num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
+    model = MaskRCNN(backbone, num_classes=num_classes, min_size=int(size), max_size=int(size),
+                     rpn_post_nms_top_n_train=int(post_nms), box_batch_size_per_image=int(box_batch))
+    model.load_state_dict(state, strict=True)
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    seconds = []
+    for batch in torch.load(batches):
+        targets = [{"boxes": b, "labels": l, "masks": m}
+                   for b, l, m in zip(batch["boxes"], batch["labels"], batch["masks"])]
+        start = time.perf_counter()
+        losses = model(list(batch["images"]), targets)
+        total = sum(losses.values())
+        optimizer.zero_grad()
+        total.backward()
+        optimizer.step()
+        total.item()
+        seconds.append(time.perf_counter() - start)
+    print(json.dumps({"seconds": seconds}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,157 @@
+// Training speed: instseg's Mask R-CNN training step (losses, backward, SGD) against torchvision's
+// on the same initial weights, batches and thread count, measured in one run. Prints the median
+// seconds per iteration of both and the ratio. --profile writes a Chrome trace of our side.
+//
+// usage: train_bench [--depth 18] [--norm batch] [--size 256] [--batch 4] [--iterations 6]
+//                    [--threads T] [--fpn-channels 256] [--box-features 1024] [--mask-channels 256]
+//                    [--box-batch 128] [--profile trace.json] [--no-torchvision]
+#include <torch/torch.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
+
+#include <CLI/CLI.hpp>
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <thread>
+
+#include "instseg/checkpoint/state_dict.h"
+#include "instseg/data/loader.h"
+#include "instseg/data/synthetic.h"
+#include "instseg/engine/model_factory.h"
+#include "instseg/engine/sgd.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v.empty() ? 0.0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
+}
+
+std::string run_capture(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) throw std::runtime_error("cannot run: " + command);
+  char buf[4096];
+  while (fgets(buf, sizeof buf, pipe)) out += buf;
+  if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
+  return out;
+}
+
+// Batches as {"images": [[3,H,W]...], "boxes": [...], "labels": [...], "masks": [...]} per batch,
+// for the torchvision side.
+void save_batches(const std::string& path, const std::vector<instseg::data::Batch>& batches) {
+  c10::impl::GenericList all(c10::AnyType::get());
+  for (const auto& batch : batches) {
+    c10::impl::GenericDict entry(c10::StringType::get(), c10::AnyType::get());
+    c10::List<at::Tensor> images, boxes, labels, masks;
+    for (size_t i = 0; i < batch.images.size(); ++i) {
+      images.push_back(batch.images[i]);
+      boxes.push_back(batch.targets[i].boxes);
+      labels.push_back(batch.targets[i].labels);
+      masks.push_back(batch.targets[i].masks);
+    }
+    entry.insert("images", images);
+    entry.insert("boxes", boxes);
+    entry.insert("labels", labels);
+    entry.insert("masks", masks);
+    all.push_back(entry);
+  }
+  instseg::save_archive(path, all);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"instseg vs torchvision training speed"};
+  instseg::ModelConfig model_config;
+  model_config.depth = 18;
+  model_config.norm = "batch";
+  model_config.trainable_layers = 5;
+  model_config.rpn_post_nms_top_n_train = 300;
+  model_config.box_batch_size_per_image = 128;
+  int size = 256, batch_size = 4, iterations = 6;
+  int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::string profile;
+  bool skip_torchvision = false;
+  app.add_option("--depth", model_config.depth, "ResNet depth")->capture_default_str();
+  app.add_option("--norm", model_config.norm, "Backbone norm: batch, group, frozen")->capture_default_str();
+  app.add_option("--fpn-channels", model_config.fpn_channels, "FPN width")->capture_default_str();
+  app.add_option("--box-features", model_config.box_representation_size, "Box head width")->capture_default_str();
+  app.add_option("--mask-channels", model_config.mask_head_channels, "Mask head width")->capture_default_str();
+  app.add_option("--box-batch", model_config.box_batch_size_per_image, "RoIs sampled per image")->capture_default_str();
+  app.add_option("--size", size, "Synthetic image side (also min/max size)")->capture_default_str();
+  app.add_option("--batch", batch_size, "Images per iteration")->capture_default_str();
+  app.add_option("--iterations", iterations, "Timed iterations after one warm-up")->capture_default_str();
+  app.add_option("--threads", threads, "Threads for both sides")->capture_default_str();
+  app.add_option("--profile", profile, "Write a Chrome trace of two instseg iterations here");
+  app.add_flag("--no-torchvision", skip_torchvision, "Time instseg only");
+  CLI11_PARSE(app, argc, argv);
+  model_config.min_sizes = {size};
+  model_config.max_size = size;
+
+  torch::set_num_threads(threads);
+  torch::manual_seed(0);
+  instseg::data::SyntheticOptions data_options;
+  data_options.height = data_options.width = size;
+  data_options.num_images = 1000;
+  auto dataset = std::make_shared<instseg::data::SyntheticDataset>(data_options);
+  instseg::data::LoaderOptions loader_options;
+  loader_options.batch_size = batch_size;
+  loader_options.hflip_prob = 0.0;
+  instseg::data::DataLoader loader(dataset, loader_options);
+  std::vector<instseg::data::Batch> batches;
+  for (int i = 0; i <= iterations; ++i) batches.push_back(loader.next());
+
+  auto model = instseg::build_mask_rcnn_for_training(model_config, dataset->categories().num_classes());
+  const fs::path dir = fs::temp_directory_path() / "instseg_train_bench";
+  fs::create_directories(dir);
+  const std::string weights = (dir / "initial.pth").string(), data_file = (dir / "batches.pth").string();
+  instseg::save_state_dict(weights, instseg::module_state_dict(*model));
+  save_batches(data_file, batches);
+
+  instseg::Sgd sgd(*model, 0.9, 1e-4);
+  model->train();
+  auto step = [&](const instseg::data::Batch& batch) {
+    torch::Tensor total = torch::zeros({});
+    for (const auto& [name, value] : model->losses(batch.images, batch.targets)) total = total + value;
+    sgd.zero_grad();
+    total.backward();
+    sgd.step(0.01);
+    return total.item<double>();
+  };
+  step(batches[0]);  // warm-up: first-call allocations, oneDNN primitive creation
+  std::vector<double> ours;
+  double last_loss = 0;
+  for (int i = 1; i <= iterations; ++i) {
+    const auto start = std::chrono::steady_clock::now();
+    last_loss = step(batches[static_cast<size_t>(i)]);
+    ours.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  }
+  if (!profile.empty()) {
+    torch::autograd::profiler::RecordProfile guard(profile);
+    for (int i = 1; i <= std::min(2, iterations); ++i) step(batches[static_cast<size_t>(i)]);
+  }
+
+  std::printf("model: ResNet-%d-FPN (%s norm), %lld classes, %dx%d synthetic images, batch %d, threads %d\n",
+              model_config.depth, model_config.norm.c_str(), static_cast<long long>(dataset->categories().num_classes()), size, size,
+              batch_size, threads);
+  const double a = median(ours);
+  std::printf("instseg     median %.3f s/iteration  (%.2f images/s, last loss %.3f)\n", a, batch_size / a, last_loss);
+  if (skip_torchvision) return 0;
+  const std::string source = INSTSEG_SOURCE_DIR;
+  const std::string command = "/usr/bin/python3 " + source + "/bench/torchvision_train.py " + weights + " " +
+                              data_file + " " + std::to_string(threads) + " " + std::to_string(model_config.depth) +
+                              " " + model_config.norm + " " + std::to_string(size) + " " +
+                              std::to_string(model_config.rpn_post_nms_top_n_train) + " " +
+                              std::to_string(model_config.box_batch_size_per_image);
+  auto theirs = nlohmann::json::parse(run_capture(command))["seconds"].get<std::vector<double>>();
+  theirs.erase(theirs.begin());  // warm-up
+  const double b = median(theirs);
+  std::printf("torchvision median %.3f s/iteration  (%.2f images/s)\n", b, batch_size / b);
+  std::printf("ratio torchvision/instseg: %.2fx\n", b / a);
+  return 0;
+}
