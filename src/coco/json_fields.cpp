@@ -106,6 +106,7 @@ SegmentationValue read_segmentation(JsonReader& in) {
       const auto field = [p] { return "segmentation[" + std::to_string(p) + "]"; };
       if (in.peek() != JsonType::kArray) throw FieldError{field(), "expected a list of numbers [x0, y0, x1, y1, ...]"};
       std::vector<double>& xy = s.polygons.emplace_back();
+      xy.reserve(in.list_size_hint());  // one allocation: the GT holds tens of thousands
       in.begin_array();
       while (in.next_element()) {
         if (in.peek() != JsonType::kNumber) throw FieldError{field(), "coordinates must be finite numbers"};
@@ -153,9 +154,7 @@ SegmentationValue read_segmentation(JsonReader& in) {
       const JsonType counts = in.peek();
       if (counts == JsonType::kString) {
         s.counts_is_text = true;
-        const std::string_view text = in.string(s.counts_decoded);
-        s.counts_escaped = text.data() == s.counts_decoded.data();
-        if (!s.counts_escaped) s.counts_text = text;
+        s.counts_text = in.string();
       } else if (counts == JsonType::kArray) {
         s.counts_is_text = false;
         in.begin_array();
@@ -191,7 +190,7 @@ Segmentation to_segmentation(SegmentationValue&& value, uint32_t h, uint32_t w) 
   if (!value.has_counts) throw FieldError{"segmentation.counts", "missing"};
   if (value.counts_error) throw *value.counts_error;
   try {
-    const std::string_view counts = value.counts();
+    const std::string_view counts = value.counts_text;
     segmentation.rle = value.counts_is_text ? from_string(counts.data(), counts.size(), h, w)
                                             : from_uncompressed(value.runs, h, w);
   } catch (const InputError& e) {
@@ -205,8 +204,9 @@ void for_each_entry(std::string_view text, const std::vector<Span>& elements, co
   constexpr size_t kChunk = 256;
   const size_t chunks = (elements.size() + kChunk - 1) / kChunk;
   instseg::detail::parallel_for(chunks, instseg::detail::resolve_threads(0), [&](size_t c) {
+    JsonReader in(text, file);  // one per chunk: its buffers serve all the chunk's entries
     for (size_t i = c * kChunk; i < std::min(elements.size(), (c + 1) * kChunk); ++i) {
-      JsonReader in(text, file, elements[i].begin, elements[i].end);
+      in.restart(elements[i].begin, elements[i].end);
       read(in, i);
       in.finish();
     }

@@ -76,12 +76,12 @@ struct SegmentationValue {
   Segmentation::Kind kind = Segmentation::Kind::kNone;
   std::vector<std::vector<double>> polygons;
   uint64_t h = 0, w = 0;
-  bool has_counts = false, counts_is_text = false, counts_escaped = false;
-  std::string_view counts_text;  // into the file's text, when the string has no escapes
-  std::string counts_decoded;    // when it has
-  std::vector<uint32_t> runs;    // uncompressed counts
+  bool has_counts = false, counts_is_text = false;
+  // Into the file's text, or into the reader's buffer when the string had escapes: valid until
+  // the reader's next string() (entries read no other string after their segmentation).
+  std::string_view counts_text;
+  std::vector<uint32_t> runs;              // uncompressed counts
   std::optional<FieldError> counts_error;  // reported after the size check
-  std::string_view counts() const { return counts_escaped ? std::string_view(counts_decoded) : counts_text; }
 };
 SegmentationValue read_segmentation(JsonReader& in);
 // The segmentation of an image of height h and width w (RLE counts decoded); throws FieldError.

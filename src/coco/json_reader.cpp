@@ -397,6 +397,15 @@ JsonNumber JsonReader::number() {
   return n;
 }
 
+size_t JsonReader::list_size_hint() const {
+  const void* close = std::memchr(p_, ']', size_t(end_ - p_));
+  if (!close) return 0;
+  const char* const last = static_cast<const char*>(close);
+  size_t commas = 0;
+  for (const char* c = p_; c < last; ++c) commas += *c == ',';
+  return commas + 1;
+}
+
 bool JsonReader::boolean() {
   if (peek() != JsonType::kBool) syntax_error("expected true or false");
   const bool value = *p_ == 't';

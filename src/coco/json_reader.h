@@ -53,6 +53,12 @@ class JsonReader {
   }
   // Continues at `offset` (past a value found by other means, e.g. split_array).
   void seek(size_t offset) { p_ = text_ + offset; }
+  // Reads text[begin, end) next, as a new reader would, keeping this one's buffers.
+  void restart(size_t begin, size_t end) {
+    p_ = text_ + begin;
+    end_ = text_ + end;
+    first_ = false;
+  }
 
   // Objects: begin_object(); for (std::string_view key; next_key(key);) { read or skip() the value }
   void begin_object();
@@ -64,6 +70,12 @@ class JsonReader {
   JsonNumber number();
   // The decoded contents: a view into the text when it has no escapes, else into `scratch`.
   std::string_view string(std::string& scratch);
+  // Same with the reader's own buffer, reused from string to string: the view is valid until the
+  // next call (RLE counts strings hold backslashes; no allocation per string).
+  std::string_view string() { return string(string_scratch_); }
+  // For reserving: the number of elements of the list starting at the next byte when it is a
+  // flat list of numbers (counts the ',' before the first ']'; only a guess for other lists).
+  size_t list_size_hint() const;
   bool boolean();
   void null();
   // Any value, checked as thoroughly as when read.
@@ -88,7 +100,8 @@ class JsonReader {
   // Whether the innermost container just opened: its first next_key / next_element takes no ','.
   // One flag suffices: a nested value is always read after its parent's first member began.
   bool first_ = false;
-  std::string key_scratch_;  // a key with escapes, decoded
+  std::string key_scratch_;     // a key with escapes, decoded
+  std::string string_scratch_;  // a string value with escapes, decoded
 };
 
 // Start and end offsets of a value in the text.

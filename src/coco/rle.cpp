@@ -120,9 +120,10 @@ Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t 
 }
 
 Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
-  // maskApi's rleFrPoly step by step (its exact rounding is what makes masks equal), streamed:
-  // the points of the 5x upsampled boundary are visited in maskApi's order without being stored,
-  // and its floating-point test for a pixel-column crossing is done in integers (below).
+  // maskApi's rleFrPoly (its exact rounding is what makes masks equal) without its arrays: it
+  // walks the 5x upsampled boundary point by point and keeps the pairs of consecutive points
+  // that cross a pixel column's centre. Here only the pairs that can cross are visited (one step
+  // in five), with the same formulas, and maskApi's floating-point tests are done in integers.
   const size_t k = xy.size() / 2;
   if (k == 0) return Rle{h, w, {uint32_t(uint64_t(h) * w)}};
   constexpr int kScale = 5;
@@ -138,46 +139,62 @@ Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
   }
   std::vector<uint32_t> a;
   a.reserve(bound);
-  // maskApi, for consecutive points (u0, v0), (u1, v1) with u1 != u0:
-  //   xd = ((u1 < u0 ? u1 : u1 - 1) + .5) / 5 - .5, kept when a whole number in [0, w - 1];
-  //   yd = ceil(clamp((min(v0, v1) + .5) / 5 - .5, 0, h)); the crossing is at xd * h + yd.
-  // (X + .5) / 5 - .5 equals (X - 2) / 5, exactly when that is whole (every step is exact then)
-  // and otherwise at least 0.2 from any whole number: integer tests give the same answers.
-  bool started = false;
-  int pu = 0, pv = 0;
-  const auto visit = [&](int u, int v) {
-    if (started && u != pu) {
-      const int64_t column = int64_t(u < pu ? u : u - 1) - 2;
-      if (column >= 0 && column % kScale == 0 && column / kScale < int64_t(w)) {
-        const int64_t row = int64_t(std::min(v, pv)) - 2;
-        const uint32_t yd = row < 0 ? 0 : uint32_t(std::min<int64_t>(h, (row + kScale - 1) / kScale));
-        a.push_back(uint32_t(column / kScale) * h + yd);
-      }
-    }
-    started = true;
-    pu = u;
-    pv = v;
+  // maskApi keeps consecutive points (u0, v0), (u1, v1), u1 != u0 (then |u1 - u0| = 1), when
+  // xd = (min(u0, u1) + .5) / 5 - .5 is a whole number in [0, w - 1], at xd * h + yd with
+  // yd = ceil(clamp((min(v0, v1) + .5) / 5 - .5, 0, h)). (X + .5) / 5 - .5 equals (X - 2) / 5
+  // exactly when that is whole (every step is exact then), and is otherwise at least 0.2 from a
+  // whole number: so xd is whole iff X = 5c + 2, and yd = ceil((Y - 2) / 5) clamped.
+  // Consecutive points of two edges share u: only pairs within an edge count, and their order
+  // does not matter (the crossings are sorted).
+  const int64_t last_column = int64_t(w) - 1;
+  const auto add = [&](int64_t column, int64_t y_min) {
+    const int64_t row = y_min - 2;
+    const uint32_t yd = row < 0 ? 0 : uint32_t(std::min<int64_t>(h, (row + kScale - 1) / kScale));
+    a.push_back(uint32_t(column) * h + yd);
+  };
+  // Smallest X >= lo with X = 5c + 2, c >= 0.
+  const auto first_crossing_x = [](int64_t lo) {
+    lo = std::max<int64_t>(lo, 2);
+    return lo + (((2 - lo) % kScale) + kScale) % kScale;
   };
   for (size_t j = 0; j < k; ++j) {
     int xs = x[j], xe = x[j + 1], ys = y[j], ye = y[j + 1];
     const int dx = std::abs(xe - xs), dy = std::abs(ys - ye);
     const bool flip = (dx >= dy && xs > xe) || (dx < dy && ys > ye);
-    if (flip) {
+    if (flip) {  // maskApi walks such edges backwards from the swapped end: the same points
       std::swap(xs, xe);
       std::swap(ys, ye);
     }
     if (dx >= dy) {
-      // A repeated point (dx = dy = 0) is 0/0 in maskApi; its v is never read, any value will do.
-      const double s = dx == 0 ? 0.0 : double(ye - ys) / dx;
-      for (int d = 0; d <= dx; ++d) {
-        const int t = flip ? dx - d : d;
-        visit(t + xs, int(ys + s * t + .5));
+      // Points t = 0..dx at u = xs + t, v = int(ys + s * t + .5); pair (t - 1, t) has X = xs + t - 1.
+      if (dx == 0) continue;  // a repeated point: no pair
+      const double s = double(ye - ys) / dx;
+      const auto v = [&](int t) { return int(ys + s * t + .5); };
+      for (int64_t X = first_crossing_x(xs); X <= int64_t(xs) + dx - 1; X += kScale) {
+        const int64_t column = (X - 2) / kScale;
+        if (column > last_column) break;
+        const int t = int(X - xs + 1);
+        add(column, std::min(v(t - 1), v(t)));
       }
     } else {
+      // Points t = 0..dy at v = ys + t, u(t) = int(xs + s * t + .5): monotonic in t, changing by
+      // at most 1 per step (|s| < 1). For each X = 5c + 2 between the ends, the pair where u
+      // passes between X and X + 1 is found from an estimate, checked with the same formula.
       const double s = double(xe - xs) / dy;
-      for (int d = 0; d <= dy; ++d) {
-        const int t = flip ? dy - d : d;
-        visit(int(xs + s * t + .5), t + ys);
+      if (s == 0) continue;  // u never changes
+      const auto u = [&](int64_t t) { return int(xs + s * double(t) + .5); };
+      const int u_first = u(0), u_last = u(dy);
+      const int64_t lo = std::min(u_first, u_last), hi = std::max(u_first, u_last);  // X in [lo, hi - 1]
+      for (int64_t X = first_crossing_x(lo); X <= hi - 1; X += kScale) {
+        const int64_t column = (X - 2) / kScale;
+        if (column > last_column) break;
+        // reached(t): u(t) has passed to the far side of X (X + 1 going up, X going down).
+        const auto reached = [&](int64_t t) { return s > 0 ? u(t) >= X + 1 : u(t) <= X; };
+        int64_t t = int64_t(std::ceil((double(X) + .5 - xs) / s));
+        t = std::clamp<int64_t>(t, 1, dy);
+        while (t > 1 && reached(t - 1)) --t;
+        while (!reached(t)) ++t;  // ends: reached(dy) holds
+        add(column, ys + t - 1);  // min(v(t - 1), v(t))
       }
     }
   }

@@ -29,8 +29,9 @@ std::array<double, N> linspace(double start, double stop) {
 
 // Matching results of one (image, category): its detections sorted by score (at most 100), and
 // per area range and detection one bit per IoU threshold for "matched" and "ignored".
+constexpr uint32_t kNoCell = UINT32_MAX;  // an (image, category) without GT or detections
+
 struct Cell {
-  bool present = false;  // has GT or detections (COCOeval's evalImgs entry is not None)
   std::vector<double> scores;
   std::vector<uint16_t> matched;  // [A][D]
   std::vector<uint16_t> ignored;  // [A][D]
@@ -148,8 +149,9 @@ void match_cell(const std::vector<double>& ious, const std::vector<char>& gt_cro
 }
 
 // COCOeval.accumulate for one category; writes its slices of precision and recall.
-void accumulate_category(const std::vector<Cell>& cells, size_t num_images, size_t K, size_t k,
-                         std::vector<double>& precision, std::vector<double>& recall) {
+// cell_of: per (image, category) key, the index into cells, or kNoCell.
+void accumulate_category(const std::vector<Cell>& cells, const std::vector<uint32_t>& cell_of, size_t num_images,
+                         size_t K, size_t k, std::vector<double>& precision, std::vector<double>& recall) {
   struct Item {
     double score;
     uint32_t cell;  // index into cells
@@ -159,11 +161,12 @@ void accumulate_category(const std::vector<Cell>& cells, size_t num_images, size
   std::array<int64_t, A> num_gt{};
   bool any = false;
   for (size_t i = 0; i < num_images; ++i) {
-    const Cell& c = cells[i * K + k];
-    if (!c.present) continue;
+    const uint32_t index = cell_of[i * K + k];
+    if (index == kNoCell) continue;
+    const Cell& c = cells[index];
     any = true;
     for (int a = 0; a < A; ++a) num_gt[a] += c.num_gt[a];
-    for (size_t r = 0; r < c.scores.size(); ++r) items.push_back({c.scores[r], uint32_t(i * K + k), uint32_t(r)});
+    for (size_t r = 0; r < c.scores.size(); ++r) items.push_back({c.scores[r], index, uint32_t(r)});
   }
   if (!any) return;
   // Image order then rank breaks score ties, as COCOeval's mergesort over concatenated images.
@@ -320,7 +323,14 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
   }
   const Groups gt_groups = group_by(gt_keys, I * K), dt_groups = group_by(dt_keys, I * K);
 
-  std::vector<Cell> cells(I * K);
+  // Cells only where COCOeval has an evalImgs entry (GT or detections): most of images x
+  // categories is empty, and memory is slow to come by.
+  std::vector<uint32_t> cell_of(I * K, kNoCell);
+  uint32_t present = 0;
+  for (size_t key = 0; key < I * K; ++key) {
+    if (gt_groups.size(key) > 0 || dt_groups.size(key) > 0) cell_of[key] = present++;
+  }
+  std::vector<Cell> cells(present);
   const int threads = instseg::detail::resolve_threads(options.num_threads);
   instseg::detail::parallel_for(I, threads, [&](size_t i) {
     std::vector<size_t> dt;
@@ -332,9 +342,8 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
     for (size_t k = 0; k < K; ++k) {
       const size_t key = i * K + k;
       const size_t G = gt_groups.size(key);
-      if (G == 0 && dt_groups.size(key) == 0) continue;
-      Cell& cell = cells[key];
-      cell.present = true;
+      if (cell_of[key] == kNoCell) continue;
+      Cell& cell = cells[cell_of[key]];
       dt.assign(dt_groups.begin(key), dt_groups.begin(key) + dt_groups.size(key));
       std::stable_sort(dt.begin(), dt.end(), [&](size_t x, size_t y) { return dets[x].score > dets[y].score; });
       if (dt.size() > kMaxDetsPerCell) dt.resize(kMaxDetsPerCell);
@@ -394,7 +403,7 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
   result.precision.assign(size_t(T) * R * K * A * M, -1);
   result.recall.assign(size_t(T) * K * A * M, -1);
   instseg::detail::parallel_for(K, threads, [&](size_t k) {
-    accumulate_category(cells, I, K, k, result.precision, result.recall);
+    accumulate_category(cells, cell_of, I, K, k, result.precision, result.recall);
   });
 
   // COCOeval.summarize: AP over IoU 0.50:0.95, 0.50, 0.75 and area ranges; AR per max-dets.
