@@ -36,6 +36,14 @@ void Sgd::zero_grad() {
   }
 }
 
+std::string Sgd::first_non_finite_gradient() const {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params_) {
+    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) return name;
+  }
+  return {};
+}
+
 double Sgd::clip_grad_norm(double max_norm) {
   torch::NoGradGuard no_grad;
   double total = 0.0;

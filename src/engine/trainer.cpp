@@ -24,6 +24,7 @@
 #include "instseg/engine/training_data.h"
 #include "instseg/errors.h"
 #include "instseg/evaluation/coco_evaluator.h"
+#include "instseg/evaluation/report.h"
 
 namespace instseg {
 
@@ -128,14 +129,6 @@ std::string format_losses(const std::map<std::string, double>& losses) {
   return out.str();
 }
 
-json stats_json(const evaluation::EvalResult& result) {
-  json per_category = json::object();
-  for (int k = 0; k < result.num_categories(); ++k) {
-    per_category[std::to_string(result.category_ids[static_cast<size_t>(k)])] = result.category_ap(k);
-  }
-  return {{"stats", result.stats}, {"per_category", per_category}};
-}
-
 // Predicts every validation image, scores the results against the split's ground truth and
 // averages the validation losses. Writes val_predictions.json and metrics.json.
 ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, int iteration,
@@ -166,21 +159,14 @@ ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, i
   model.eval();
   for (const auto& [name, sum] : loss_sums) record.losses[name] = val.size() ? sum / val.size() : 0.0;
 
-  json metrics = json::object();
+  // With no detections at all every AP and recall is 0 (undefined ones -1), as COCOeval scores it.
   const coco::Dataset& gt = data.val_ground_truth();
-  if (!detections.empty()) {
-    const auto bbox = evaluation::evaluate(gt, detections, evaluation::IouType::kBbox);
-    record.bbox_stats = bbox.stats;
-    metrics["bbox"] = stats_json(bbox);
-    const auto segm = evaluation::evaluate(gt, detections, evaluation::IouType::kSegm);
-    record.segm_stats = segm.stats;
-    metrics["segm"] = stats_json(segm);
-  } else {
-    record.bbox_stats.fill(0.0);  // nothing detected: every AP is 0, as pycocotools would score it
-    record.segm_stats.fill(0.0);
-  }
+  const auto bbox = evaluation::evaluate(gt, detections, evaluation::IouType::kBbox);
+  const auto segm = evaluation::evaluate(gt, detections, evaluation::IouType::kSegm);
+  record.bbox_stats = bbox.stats;
+  record.segm_stats = segm.stats;
   write_bytes_atomically((fs::path(out_dir) / "val_predictions.json").string(), results_file.dump());
-  write_bytes_atomically((fs::path(out_dir) / "metrics.json").string(), metrics.dump(2) + "\n");
+  write_bytes_atomically((fs::path(out_dir) / "metrics.json").string(), evaluation::results_json({bbox, segm}) + "\n");
   return record;
 }
 
@@ -282,18 +268,21 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
       values[name] = value.item<double>();
     }
     const double total_value = total.item<double>();
-    if (!std::isfinite(total_value)) {
+    // Stop before a non-finite loss or gradient reaches the weights: the last checkpoint stays good.
+    auto stop_non_finite = [&](const std::string& what) {
       std::string names;
       for (const int64_t index : batch.indices) {
         const std::string file = data.train_set()->get(index).file;
         names += (names.empty() ? "" : ", ") + (file.empty() ? "#" + std::to_string(index) : file);
       }
-      throw TrainingError("non-finite loss (" + std::to_string(total_value) + ") at iteration " +
-                          std::to_string(iteration + 1) + " on images: " + names + " (" +
-                          format_losses(values) + "); the last good checkpoint is kept in " + out_dir);
-    }
+      throw TrainingError("non-finite " + what + " at iteration " + std::to_string(iteration + 1) +
+                          " on images: " + names + " (" + format_losses(values) +
+                          "); the last good checkpoint is kept in " + out_dir);
+    };
+    if (!std::isfinite(total_value)) stop_non_finite("loss (" + std::to_string(total_value) + ")");
     sgd.zero_grad();
     total.backward();
+    if (const std::string bad = sgd.first_non_finite_gradient(); !bad.empty()) stop_non_finite("gradient in " + bad);
     if (config.optim.clip_grad_norm > 0) sgd.clip_grad_norm(config.optim.clip_grad_norm);
     const double lr = learning_rate(optim, iteration);
     sgd.step(lr);

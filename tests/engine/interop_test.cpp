@@ -45,6 +45,11 @@ TEST(Interop, TrainedModelLoadsStrictlyInTorchvisionAndDetectsTheSame) {
   ASSERT_EQ(data.num_classes(), 5);
   load_state_dict(*model, read_state_dict(weights), weights);
   model->eval();
+  // predict's loader recognises the narrow widths from the tensor shapes alone.
+  const MaskRcnnOptions recognised = load_mask_rcnn(weights)->options();
+  EXPECT_EQ(recognised.backbone.out_channels, config.model.fpn_channels);
+  EXPECT_EQ(recognised.roi_heads.representation_size, config.model.box_representation_size);
+  EXPECT_EQ(recognised.roi_heads.mask_channels, config.model.mask_head_channels);
 
   constexpr int kImages = 3;
   std::string command = INSTSEG_PYTHON " '" + testing::source_path("tests/reference/interop.py") + "' '" + weights + "'";

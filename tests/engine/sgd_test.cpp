@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <limits>
 #include <string>
 
 #include "instseg/engine/sgd.h"
@@ -68,6 +69,19 @@ TEST(Sgd, MomentumAndWeightDecayMatchTorchOptimSgd) { run_case("momentum_decay")
 TEST(Sgd, PlainMatchesTorchOptimSgd) { run_case("plain"); }
 TEST(Sgd, WeightDecayWithoutMomentumMatchesTorchOptimSgd) { run_case("decay_only"); }
 TEST(Sgd, ClippedGradientsMatchClipGradNorm) { run_case("clipped"); }
+
+TEST(Sgd, NamesTheFirstParameterWithANonFiniteGradient) {
+  torch::nn::Module module;
+  auto a = module.register_parameter("a", torch::ones({3}));
+  auto b = module.register_parameter("b", torch::ones({2}));
+  Sgd sgd(module, 0.9, 0.0);
+  (a.sum() + b.sum()).backward();
+  EXPECT_EQ(sgd.first_non_finite_gradient(), "");
+  b.mutable_grad()[1] = std::numeric_limits<float>::quiet_NaN();
+  EXPECT_EQ(sgd.first_non_finite_gradient(), "b");
+  a.mutable_grad()[0] = std::numeric_limits<float>::infinity();
+  EXPECT_EQ(sgd.first_non_finite_gradient(), "a");
+}
 
 TEST(Sgd, RestoredMomentumBuffersContinueExactly) {
   // Two steps straight vs one step, buffers copied into a fresh optimizer, one more step.

@@ -1,6 +1,7 @@
 #pragma once
 // The tiny synthetic training run the engine tests share: ResNet-18-FPN v1 with trainable batch
-// norm on 128x128 synthetic shapes (4 classes), small RPN/RoI budgets, two threads, no progress bar.
+// norm on 128x128 synthetic shapes (4 classes), small RPN/RoI budgets, the demo's narrow heads,
+// two threads, no progress bar.
 #include <gtest/gtest.h>
 #include <unistd.h>
 
@@ -27,6 +28,9 @@ inline TrainConfig tiny_train_config() {
   c.model.rpn_post_nms_top_n_train = 100;
   c.model.rpn_post_nms_top_n_test = 100;
   c.model.box_batch_size_per_image = 64;
+  c.model.fpn_channels = 64;
+  c.model.box_representation_size = 256;
+  c.model.mask_head_channels = 64;
   c.optim.batch_size = 2;
   c.optim.iterations = 20;
   c.optim.warmup_iterations = 5;

@@ -197,6 +197,7 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
   for (const char* type : {"bbox", "segm"}) {
     ASSERT_TRUE(metrics.contains(type)) << type << " missing from metrics.json: " << metrics.dump();
     ASSERT_EQ(metrics[type]["stats"].size(), 12u) << type;
+    EXPECT_EQ(metrics[type]["per_category"].size(), 4u) << type;  // even when nothing was detected
     for (int k = 0; k < 12; ++k) {
       const double v = metrics[type]["stats"][k].get<double>();
       EXPECT_TRUE((v >= 0 && v <= 1) || v == -1) << type << " stat " << k << " = " << v;

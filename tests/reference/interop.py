@@ -5,7 +5,9 @@ usage: /usr/bin/python3 tests/reference/interop.py MODEL.pth IMAGE.png [IMAGE.pn
 
 The model is the engine tests' tiny configuration (tests/engine/tiny_training.h): Mask R-CNN v1 on
 a ResNet-18-FPN backbone with trainable BatchNorm2d, 5 classes (4 shapes + background), images
-resized to min_size 128 / max_size 128, 100 RPN proposals after NMS, 64 RoIs sampled per image.
+resized to min_size 128 / max_size 128, 100 RPN proposals after NMS, 64 RoIs sampled per image,
+and narrower FPN/box/mask heads than torchvision's defaults, read from the checkpoint's shapes:
+torchvision builds such a model from its own parts (BackboneWithFPN, TwoMLPHead, MaskRCNNHeads).
 OUT.pt holds boxes_<i>, scores_<i>, labels_<i>, masks_<i> for image i (argument order).
 Exits non-zero (with torch's message) when the state dict does not load strictly.
 """
@@ -14,22 +16,31 @@ import sys
 import torch
 import torchvision
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 
 
-def build():
-    backbone = resnet_fpn_backbone(backbone_name="resnet18", weights=None, norm_layer=torch.nn.BatchNorm2d,
-                                   trainable_layers=5)
-    return MaskRCNN(backbone, num_classes=5, min_size=128, max_size=128,
+def build(state):
+    fpn = state["backbone.fpn.layer_blocks.0.0.weight"].shape[0]
+    box = state["roi_heads.box_predictor.cls_score.weight"].shape[1]
+    mask = state["roi_heads.mask_head.0.0.weight"].shape[0]
+    classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
+    body = torchvision.models.resnet18(weights=None, norm_layer=torch.nn.BatchNorm2d)
+    layers = {f"layer{i}": str(i - 1) for i in range(1, 5)}
+    backbone = BackboneWithFPN(body, layers, [64, 128, 256, 512], fpn)
+    return MaskRCNN(backbone, num_classes=None, min_size=128, max_size=128,
                     rpn_post_nms_top_n_train=100, rpn_post_nms_top_n_test=100,
-                    box_batch_size_per_image=64, box_detections_per_img=100)
+                    box_batch_size_per_image=64, box_detections_per_img=100,
+                    box_head=TwoMLPHead(fpn * 7 * 7, box), box_predictor=FastRCNNPredictor(box, classes),
+                    mask_head=MaskRCNNHeads(fpn, [mask] * 4, 1), mask_predictor=MaskRCNNPredictor(mask, mask, classes))
 
 
 def main():
     model_path, images, out_path = sys.argv[1], sys.argv[2:-1], sys.argv[-1]
     torch.set_num_threads(2)
-    model = build()
     state = torch.load(model_path, map_location="cpu")
+    model = build(state)
     model.load_state_dict(state, strict=True)
     model.eval()
     out = {}

@@ -19,6 +19,8 @@ class Sgd {
   // p -= lr * buf. Parameters without a gradient are skipped, as torch.optim.SGD.
   void step(double lr);
   void zero_grad();
+  // Name of the first parameter whose gradient holds a NaN or infinity; empty when all are finite.
+  std::string first_non_finite_gradient() const;
   // Rescales gradients so their global L2 norm is at most max_norm; returns the norm before.
   double clip_grad_norm(double max_norm);
 
