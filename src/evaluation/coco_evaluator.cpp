@@ -336,6 +336,7 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
     std::vector<size_t> dt;
     std::vector<coco::Rle> gt_masks, box_masks;
     std::vector<const coco::Rle*> dt_masks;  // the results' own masks are not copied
+    std::vector<uint64_t> gt_pixels, dt_pixels;  // mask areas
     std::vector<std::array<double, 4>> gt_boxes, dt_boxes;
     std::vector<double> ious, gt_area, dt_area;
     std::vector<char> gt_crowd, gt_id_nonzero;
@@ -373,12 +374,15 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
         }
       } else if (D > 0 && G > 0) {
         gt_masks.resize(G);
+        gt_pixels.resize(G);
         for (size_t g = 0; g < G; ++g) {
           gt_masks[g] = gt.annotation_rle(g_index[g]);
           gt_boxes[g] = coco::to_bbox(gt_masks[g]);
+          gt_pixels[g] = coco::area(gt_masks[g]);
         }
         dt_masks.resize(D);
         dt_boxes.resize(D);
+        dt_pixels.resize(D);
         box_masks.resize(D);
         for (size_t d = 0; d < D; ++d) {
           const coco::Detection& det = dets[dt[d]];
@@ -386,12 +390,13 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
           if (!det.mask) box_masks[d] = coco::from_box(det.bbox, im.height, im.width);
           dt_masks[d] = det.mask ? &*det.mask : &box_masks[d];
           dt_boxes[d] = coco::to_bbox(*dt_masks[d]);
+          dt_pixels[d] = coco::area(*dt_masks[d]);
         }
         for (size_t d = 0; d < D; ++d) {
           for (size_t g = 0; g < G; ++g) {
             // maskApi's rleIou looks at the runs only where the masks' boxes overlap.
             if (coco::box_iou(dt_boxes[d], gt_boxes[g], gt_crowd[g]) > 0) {
-              ious[d * G + g] = coco::mask_iou(*dt_masks[d], gt_masks[g], gt_crowd[g]);
+              ious[d * G + g] = coco::mask_iou(*dt_masks[d], gt_masks[g], gt_crowd[g], dt_pixels[d], gt_pixels[g]);
             }
           }
         }

@@ -91,6 +91,63 @@ Rle reference_from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w
   return rle;
 }
 
+// maskApi's rleToBbox with its divisions: the reference for to_bbox.
+std::array<double, 4> reference_to_bbox(const Rle& rle) {
+  const size_t m = rle.counts.size() / 2 * 2;
+  if (m == 0) return {0, 0, 0, 0};
+  const uint32_t h = rle.h;
+  uint32_t xs = rle.w, ys = h, xe = 0, ye = 0, xp = 0, cc = 0;
+  for (size_t j = 0; j < m; ++j) {
+    cc += rle.counts[j];
+    const uint32_t t = cc - uint32_t(j % 2), y = t % h, x = (t - y) / h;
+    if (j % 2 == 0) {
+      xp = x;
+    } else if (xp < x) {
+      ys = 0;
+      ye = h - 1;
+    }
+    xs = std::min(xs, x), xe = std::max(xe, x), ys = std::min(ys, y), ye = std::max(ye, y);
+  }
+  return {double(xs), double(ys), double(xe - xs + 1), double(ye - ys + 1)};
+}
+
+// maskApi's rleIou loop over both run lists (runs of either value): the reference for mask_iou.
+double reference_mask_iou(const Rle& dt, const Rle& gt, bool gt_is_crowd) {
+  if (dt.h != gt.h || dt.w != gt.w) return -1;
+  const auto& a = dt.counts;
+  const auto& b = gt.counts;
+  uint32_t ca = a.empty() ? 0 : a[0], cb = b.empty() ? 0 : b[0];
+  bool va = false, vb = false;
+  size_t ia = 1, ib = 1;
+  uint64_t inter = 0, uni = 0, remaining = 1;
+  while (remaining > 0) {
+    const uint32_t c = std::min(ca, cb);
+    if (va || vb) {
+      uni += c;
+      if (va && vb) inter += c;
+    }
+    remaining = 0;
+    ca -= c;
+    if (!ca && ia < a.size()) {
+      ca = a[ia++];
+      va = !va;
+    }
+    remaining += ca;
+    cb -= c;
+    if (!cb && ib < b.size()) {
+      cb = b[ib++];
+      vb = !vb;
+    }
+    remaining += cb;
+  }
+  if (inter == 0) {
+    uni = 1;
+  } else if (gt_is_crowd) {
+    uni = area(dt);
+  }
+  return double(inter) / double(uni);
+}
+
 // {size, counts, area, bbox} as pycocotools gives it.
 void expect_same(const Rle& rle, const json& expected, const std::string& name) {
   EXPECT_EQ(to_string(rle), expected["counts"].get<std::string>()) << name;
@@ -261,6 +318,47 @@ TEST(Rle, StreamedPolygonsEqualTheLiteralMaskApiTranscription) {
     ++checked;
   }
   EXPECT_EQ(checked, 3000);
+}
+
+TEST(Rle, BoxesEqualMaskApiDivisions) {
+  std::mt19937 rng(11);
+  std::uniform_int_distribution<uint32_t> size(1, 3000);
+  for (int trial = 0; trial < 2000; ++trial) {
+    const uint32_t h = trial % 4 == 0 ? 1 + trial % 7 : size(rng), w = size(rng) % 700 + 1;
+    const uint64_t total = uint64_t(h) * w;
+    Rle rle{h, w, {}};
+    uint64_t used = 0;
+    while (used < total) {
+      const uint64_t run = std::min<uint64_t>(total - used, rng() % (trial % 2 ? 5 * h : 40) + (rle.counts.empty() ? 0 : 1));
+      rle.counts.push_back(uint32_t(run));
+      used += run;
+    }
+    ASSERT_EQ(to_bbox(rle), reference_to_bbox(rle)) << "trial " << trial;
+  }
+}
+
+TEST(Rle, MaskIouEqualsMaskApiRunWalk) {
+  std::mt19937 rng(5);
+  const auto random_rle = [&](uint32_t h, uint32_t w, uint32_t max_run) {
+    const uint64_t total = uint64_t(h) * w;
+    Rle rle{h, w, {}};
+    for (uint64_t used = 0; used < total;) {
+      const uint64_t run = std::min<uint64_t>(total - used, rng() % max_run + (rle.counts.empty() ? 0 : 1));
+      rle.counts.push_back(uint32_t(run));
+      used += run;
+    }
+    if (rng() % 3 == 0) rle.counts.push_back(0);  // a trailing empty run
+    return rle;
+  };
+  for (int trial = 0; trial < 3000; ++trial) {
+    const uint32_t h = 1 + rng() % 60, w = 1 + rng() % 60;
+    const Rle a = random_rle(h, w, 1 + rng() % 200), b = random_rle(h, w, 1 + rng() % 200);
+    for (bool crowd : {false, true}) {
+      ASSERT_EQ(mask_iou(a, b, crowd), reference_mask_iou(a, b, crowd)) << "trial " << trial;
+      ASSERT_EQ(mask_iou(a, b, crowd, area(a), area(b)), reference_mask_iou(a, b, crowd)) << "trial " << trial;
+    }
+  }
+  EXPECT_EQ(mask_iou(Rle{2, 2, {4}}, Rle{2, 3, {6}}, false), -1);
 }
 
 TEST(Rle, MalformedCompressedCountsAreErrors) {

@@ -54,6 +54,10 @@ std::array<double, 4> to_bbox(const Rle& rle);
 double iou(const Rle& dt, const Rle& gt, bool gt_is_crowd);
 // iou() without its box pre-test: for callers that cache boxes and test box_iou > 0 first.
 double mask_iou(const Rle& dt, const Rle& gt, bool gt_is_crowd);
+// Same with the masks' area() known (computed once per mask instead of once per pair).
+double mask_iou(const Rle& dt, const Rle& gt, bool gt_is_crowd, uint64_t dt_area, uint64_t gt_area);
+// Pixels in both masks, which have the same size.
+uint64_t intersection_area(const Rle& a, const Rle& b);
 // Same for boxes [x, y, width, height].
 double box_iou(const std::array<double, 4>& dt, const std::array<double, 4>& gt, bool gt_is_crowd);
 
