@@ -154,6 +154,7 @@ SegmentationValue read_segmentation(JsonReader& in) {
       const JsonType counts = in.peek();
       if (counts == JsonType::kString) {
         s.counts_is_text = true;
+        s.counts_offset = in.offset();
         s.counts_text = in.string();
       } else if (counts == JsonType::kArray) {
         s.counts_is_text = false;
@@ -180,8 +181,13 @@ Segmentation to_segmentation(SegmentationValue&& value, uint32_t h, uint32_t w) 
   segmentation.kind = value.kind;
   if (value.kind == Segmentation::Kind::kPolygons) {
     segmentation.polygons = std::move(value.polygons);
-    return segmentation;
+  } else {
+    decode_rle(value, h, w, segmentation.rle);
   }
+  return segmentation;
+}
+
+void decode_rle(const SegmentationValue& value, uint32_t h, uint32_t w, Rle& out) {
   if (value.h != h || value.w != w) {
     throw FieldError{"segmentation.size", "[" + std::to_string(value.h) + ", " + std::to_string(value.w) +
                                               "] differs from the image size [" + std::to_string(h) + ", " +
@@ -190,13 +196,14 @@ Segmentation to_segmentation(SegmentationValue&& value, uint32_t h, uint32_t w) 
   if (!value.has_counts) throw FieldError{"segmentation.counts", "missing"};
   if (value.counts_error) throw *value.counts_error;
   try {
-    const std::string_view counts = value.counts_text;
-    segmentation.rle = value.counts_is_text ? from_string(counts.data(), counts.size(), h, w)
-                                            : from_uncompressed(value.runs, h, w);
+    if (value.counts_is_text) {
+      from_string(value.counts_text.data(), value.counts_text.size(), h, w, out);
+    } else {
+      out = from_uncompressed(value.runs, h, w);
+    }
   } catch (const InputError& e) {
     throw FieldError{"segmentation.counts", e.what()};
   }
-  return segmentation;
 }
 
 void for_each_entry(std::string_view text, const std::vector<Span>& elements, const std::string& file,

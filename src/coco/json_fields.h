@@ -80,12 +80,16 @@ struct SegmentationValue {
   // Into the file's text, or into the reader's buffer when the string had escapes: valid until
   // the reader's next string() (entries read no other string after their segmentation).
   std::string_view counts_text;
+  size_t counts_offset = 0;                // of the counts string's opening quote in the text
   std::vector<uint32_t> runs;              // uncompressed counts
   std::optional<FieldError> counts_error;  // reported after the size check
 };
 SegmentationValue read_segmentation(JsonReader& in);
 // The segmentation of an image of height h and width w (RLE counts decoded); throws FieldError.
 Segmentation to_segmentation(SegmentationValue&& value, uint32_t h, uint32_t w);
+// An RLE segmentation's mask for an image of height h and width w, into `out` (memory reused);
+// throws FieldError.
+void decode_rle(const SegmentationValue& value, uint32_t h, uint32_t w, Rle& out);
 
 // Calls read(reader, index) for every element of a top-level array, on all cores in chunks; each
 // reader covers one element, which read() must consume. The error of the lowest index wins.

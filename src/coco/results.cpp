@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <memory>
 
 #include "coco/json_fields.h"
 #include "coco/json_reader.h"
@@ -24,8 +25,18 @@ std::vector<Detection> read_results(const std::string& path, const Dataset& grou
 
 namespace {
 
-// Fields are checked in a fixed order, whatever their order in the file.
-Detection read_result(JsonReader& in, const Entry& at, bool first_has_bbox, const Dataset& ground_truth) {
+// Where a compressed mask is: its counts string in the file, or uncompressed runs kept decoded.
+struct MaskRef {
+  size_t counts_offset = 0;
+  uint32_t h = 0, w = 0;
+  bool present = false;
+  std::unique_ptr<Rle> runs;  // a mask written as uncompressed runs (rare in results)
+};
+
+// Fields are checked in a fixed order, whatever their order in the file. With `compressed` set,
+// the mask is only checked (decoded into a scratch) and located there instead of kept.
+Detection read_result(JsonReader& in, const Entry& at, bool first_has_bbox, const Dataset& ground_truth,
+                      MaskRef* compressed) {
   if (in.peek() != JsonType::kObject) detail::fail(at, "", "expected an object");
   Field<int64_t> image_id, category_id;
   Field<double> score;
@@ -69,7 +80,15 @@ Detection read_result(JsonReader& in, const Entry& at, bool first_has_bbox, cons
     }
     const Image& im = ground_truth.images()[size_t(image)];
     try {
-      d.mask = detail::to_segmentation(std::move(segmentation.value), im.height, im.width).rle;
+      if (!compressed) {
+        d.mask.emplace();
+        detail::decode_rle(segmentation.value, im.height, im.width, *d.mask);
+      } else {
+        Rle check;  // freed at once: its memory serves the next entry's check
+        detail::decode_rle(segmentation.value, im.height, im.width, check);
+        *compressed = {segmentation.value.counts_offset, im.height, im.width, true, nullptr};
+        if (!segmentation.value.counts_is_text) compressed->runs = std::make_unique<Rle>(std::move(check));
+      }
     } catch (const detail::FieldError& e) {
       detail::fail(at, e.field, e.what);
     }
@@ -97,10 +116,12 @@ bool has_bbox_key(JsonReader& in) {
 
 }  // namespace
 
-std::vector<Detection> parse_results(std::string_view json_text, const std::string& source,
-                                     const Dataset& ground_truth) {
-  // The list is split into entries by a quick scan, then entries are read on all cores: a results
-  // file can hold millions of masks.
+namespace {
+
+// The entries of a results list, split and read on all cores (a file can hold millions of masks):
+// resize(count) sizes the outputs, then read(entry_reader, index, first_has_bbox) reads each.
+template <typename Resize, typename Read>
+void read_entries(std::string_view json_text, const std::string& source, Resize&& resize, Read&& read) {
   JsonReader in(json_text, source);
   if (in.peek() != JsonType::kArray) throw InputError(source + ": expected a JSON list of results");
   size_t end = 0;
@@ -110,11 +131,64 @@ std::vector<Detection> parse_results(std::string_view json_text, const std::stri
   if (elements.empty()) throw InputError(source + ": the results list is empty (nothing to evaluate)");
   JsonReader first(json_text, source, elements[0].begin, elements[0].end);
   const bool first_has_bbox = has_bbox_key(first);
-  std::vector<Detection> detections(elements.size());
-  detail::for_each_entry(json_text, elements, source, [&](JsonReader& entry, size_t i) {
-    detections[i] = read_result(entry, {source, "results", i}, first_has_bbox, ground_truth);
-  });
+  resize(elements.size());
+  detail::for_each_entry(json_text, elements, source,
+                         [&](JsonReader& entry, size_t i) { read(entry, i, first_has_bbox); });
+}
+
+}  // namespace
+
+std::vector<Detection> parse_results(std::string_view json_text, const std::string& source,
+                                     const Dataset& ground_truth) {
+  std::vector<Detection> detections;
+  read_entries(
+      json_text, source, [&](size_t count) { detections.resize(count); },
+      [&](JsonReader& entry, size_t i, bool first_has_bbox) {
+        detections[i] = read_result(entry, {source, "results", i}, first_has_bbox, ground_truth, nullptr);
+      });
   return detections;
+}
+
+struct CompressedResults::Storage {
+  explicit Storage(const std::string& path) : path(path), file(path) {}
+  std::string path;
+  detail::MappedFile file;
+  std::vector<MaskRef> masks;  // per detection
+};
+
+CompressedResults::CompressedResults(std::unique_ptr<Storage> storage) : storage_(std::move(storage)) {}
+CompressedResults::CompressedResults(CompressedResults&&) noexcept = default;
+CompressedResults& CompressedResults::operator=(CompressedResults&&) noexcept = default;
+CompressedResults::~CompressedResults() = default;
+
+CompressedResults CompressedResults::read(const std::string& path, const Dataset& ground_truth) {
+  CompressedResults results(std::make_unique<Storage>(path));
+  Storage& storage = *results.storage_;
+  read_entries(
+      storage.file.text(), path,
+      [&](size_t count) {
+        results.detections_.resize(count);
+        storage.masks.resize(count);
+      },
+      [&](JsonReader& entry, size_t i, bool first_has_bbox) {
+        results.detections_[i] = read_result(entry, {path, "results", i}, first_has_bbox, ground_truth, &storage.masks[i]);
+      });
+  return results;
+}
+
+bool CompressedResults::has_mask(size_t i) const { return storage_->masks.at(i).present; }
+
+void CompressedResults::decode_mask(size_t i, Rle& out, std::string& text) const {
+  const MaskRef& ref = storage_->masks.at(i);
+  if (!ref.present) throw InputError(storage_->path + ": results[" + std::to_string(i) + "] has no mask");
+  if (ref.runs) {
+    out = *ref.runs;
+    return;
+  }
+  // Checked when read: decoding again cannot fail.
+  JsonReader in(storage_->file.text(), storage_->path, ref.counts_offset);
+  const std::string_view counts = in.string(text);
+  from_string(counts.data(), counts.size(), ref.h, ref.w, out);
 }
 
 namespace {

@@ -81,11 +81,19 @@ Rle from_string(const std::string& counts, uint32_t h, uint32_t w) {
 }
 
 Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w) {
+  Rle rle;
+  from_string(counts, length, h, w, rle);
+  return rle;
+}
+
+void from_string(const char* counts, size_t length, uint32_t h, uint32_t w, Rle& rle) {
   // Runs end at characters without the continuation bit (0x20): count them first so the runs
   // take one exact allocation (a results file holds millions of masks).
   size_t runs = 0;
   for (size_t p = 0; p < length; ++p) runs += ((static_cast<unsigned char>(counts[p]) - 48) & 0x20) == 0;
-  Rle rle{h, w, std::vector<uint32_t>(runs)};
+  rle.h = h;
+  rle.w = w;
+  rle.counts.resize(runs);
   uint32_t* out = rle.counts.data();
   size_t m = 0, p = 0;
   while (p < length) {
@@ -111,7 +119,6 @@ Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w) {
     out[m++] = uint32_t(x);
   }
   check_total(rle.counts, h, w);
-  return rle;
 }
 
 Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w) {

@@ -38,6 +38,44 @@ struct Cell {
   std::array<int64_t, A> num_gt{};  // GT not ignored, per area range
 };
 
+// The detections' masks: decoded in Detection::mask, or compressed in a CompressedResults.
+class Masks {
+ public:
+  virtual ~Masks() = default;
+  virtual bool has(size_t i) const = 0;
+  virtual bool has_size_of(size_t i, const coco::Image& image) const = 0;  // a mask i has
+  // Detection i's mask; decoded into `scratch` (and `text`) when it must be.
+  virtual const coco::Rle& get(size_t i, coco::Rle& scratch, std::string& text) const = 0;
+};
+
+class DecodedMasks final : public Masks {
+ public:
+  explicit DecodedMasks(const std::vector<coco::Detection>& dets) : dets_(dets) {}
+  bool has(size_t i) const override { return dets_[i].mask.has_value(); }
+  bool has_size_of(size_t i, const coco::Image& image) const override {
+    return dets_[i].mask->h == image.height && dets_[i].mask->w == image.width;
+  }
+  const coco::Rle& get(size_t i, coco::Rle&, std::string&) const override { return *dets_[i].mask; }
+
+ private:
+  const std::vector<coco::Detection>& dets_;
+};
+
+class CompressedMasks final : public Masks {
+ public:
+  explicit CompressedMasks(const coco::CompressedResults& results) : results_(results) {}
+  bool has(size_t i) const override { return results_.has_mask(i); }
+  // Read against the ground truth, which checked the sizes.
+  bool has_size_of(size_t, const coco::Image&) const override { return true; }
+  const coco::Rle& get(size_t i, coco::Rle& scratch, std::string& text) const override {
+    results_.decode_mask(i, scratch, text);
+    return scratch;
+  }
+
+ private:
+  const coco::CompressedResults& results_;
+};
+
 struct Prepared {
   std::vector<std::array<double, 4>> boxes;  // per detection, for bbox IoU
   std::vector<double> areas;                 // per detection, for the area ranges
@@ -47,13 +85,16 @@ struct Prepared {
   throw InputError("detections[" + std::to_string(index) + "]." + field + ": " + what);
 }
 
-Prepared prepare_detections(const coco::Dataset& gt, const std::vector<coco::Detection>& dets, IouType type) {
+Prepared prepare_detections(const coco::Dataset& gt, const std::vector<coco::Detection>& dets, const Masks& masks,
+                            IouType type) {
   Prepared p;
   p.boxes.resize(dets.size());
   p.areas.resize(dets.size());
   // pycocotools' loadRes: when the first result has a box, areas are box areas (also for segm),
   // otherwise mask pixel counts, and mask-only results get the mask's box.
   const bool box_areas = !dets.empty() && dets[0].has_bbox;
+  coco::Rle scratch;
+  std::string text;
   for (size_t i = 0; i < dets.size(); ++i) {
     const coco::Detection& d = dets[i];
     const int64_t image = gt.image_index(d.image_id);
@@ -63,15 +104,19 @@ Prepared prepare_detections(const coco::Dataset& gt, const std::vector<coco::Det
     }
     if (!std::isfinite(d.score)) fail(i, "score", "not a finite number");
     const coco::Image& im = gt.images()[size_t(image)];
-    if (d.mask && (d.mask->h != im.height || d.mask->w != im.width)) {
-      fail(i, "mask", "size differs from the image size");
-    }
+    const bool has_mask = masks.has(i);
+    if (has_mask && !masks.has_size_of(i, im)) fail(i, "mask", "size differs from the image size");
     if (box_areas && !d.has_bbox) fail(i, "bbox", "missing, but the first detection has one");
-    if (!d.has_bbox && !d.mask) fail(i, "mask", "a detection needs a box or a mask");
-    if (!box_areas && !d.mask) fail(i, "mask", "missing, but the first detection is mask-only");
-    if (type == IouType::kSegm && !d.mask && !d.has_bbox) fail(i, "mask", "missing for segm evaluation");
-    p.boxes[i] = d.has_bbox ? d.bbox : coco::to_bbox(*d.mask);
-    p.areas[i] = box_areas ? d.bbox[2] * d.bbox[3] : double(coco::area(*d.mask));
+    if (!d.has_bbox && !has_mask) fail(i, "mask", "a detection needs a box or a mask");
+    if (!box_areas && !has_mask) fail(i, "mask", "missing, but the first detection is mask-only");
+    if (type == IouType::kSegm && !has_mask && !d.has_bbox) fail(i, "mask", "missing for segm evaluation");
+    if (d.has_bbox) p.boxes[i] = d.bbox;
+    if (box_areas) p.areas[i] = d.bbox[2] * d.bbox[3];
+    if (!d.has_bbox || !box_areas) {  // mask-only results: their box and area come from the mask
+      const coco::Rle& mask = masks.get(i, scratch, text);
+      if (!d.has_bbox) p.boxes[i] = coco::to_bbox(mask);
+      if (!box_areas) p.areas[i] = double(coco::area(mask));
+    }
   }
   return p;
 }
@@ -283,10 +328,12 @@ double EvalResult::mean_recall(int t, int k, int a, int m) const {
   return n ? sum / double(n) : -1;
 }
 
-EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>& dets, IouType type,
-                    const EvalOptions& options) {
+namespace {
+
+EvalResult evaluate_with(const coco::Dataset& gt, const std::vector<coco::Detection>& dets, const Masks& masks,
+                         IouType type, const EvalOptions& options) {
   options.validate();
-  const Prepared prepared = prepare_detections(gt, dets, type);
+  const Prepared prepared = prepare_detections(gt, dets, masks, type);
 
   // COCOeval's axes: images and categories sorted by id.
   const size_t I = gt.images().size(), K = gt.categories().size();
@@ -334,7 +381,8 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
   const int threads = instseg::detail::resolve_threads(options.num_threads);
   instseg::detail::parallel_for(I, threads, [&](size_t i) {
     std::vector<size_t> dt;
-    std::vector<coco::Rle> gt_masks, box_masks;
+    std::vector<coco::Rle> gt_masks, box_masks;  // box_masks: also decoded results' masks
+    std::string text;
     std::vector<const coco::Rle*> dt_masks;  // the results' own masks are not copied
     std::vector<uint64_t> gt_pixels, dt_pixels;  // mask areas
     std::vector<std::array<double, 4>> gt_boxes, dt_boxes;
@@ -387,8 +435,12 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
         for (size_t d = 0; d < D; ++d) {
           const coco::Detection& det = dets[dt[d]];
           const coco::Image& im = gt.images()[image_order[i]];
-          if (!det.mask) box_masks[d] = coco::from_box(det.bbox, im.height, im.width);
-          dt_masks[d] = det.mask ? &*det.mask : &box_masks[d];
+          if (masks.has(dt[d])) {
+            dt_masks[d] = &masks.get(dt[d], box_masks[d], text);
+          } else {
+            box_masks[d] = coco::from_box(det.bbox, im.height, im.width);
+            dt_masks[d] = &box_masks[d];
+          }
           dt_boxes[d] = coco::to_bbox(*dt_masks[d]);
           dt_pixels[d] = coco::area(*dt_masks[d]);
         }
@@ -426,6 +478,18 @@ EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>&
   for (int m = 0; m < M; ++m) s[6 + m] = result.mean_recall(-1, -1, 0, m);
   for (int a = 1; a < A; ++a) s[8 + a] = result.mean_recall(-1, -1, a, 2);
   return result;
+}
+
+}  // namespace
+
+EvalResult evaluate(const coco::Dataset& gt, const std::vector<coco::Detection>& dets, IouType type,
+                    const EvalOptions& options) {
+  return evaluate_with(gt, dets, DecodedMasks(dets), type, options);
+}
+
+EvalResult evaluate(const coco::Dataset& gt, const coco::CompressedResults& results, IouType type,
+                    const EvalOptions& options) {
+  return evaluate_with(gt, results.detections(), CompressedMasks(results), type, options);
 }
 
 std::vector<std::string> summary_lines(const EvalResult& result) {

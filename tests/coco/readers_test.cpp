@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "instseg/coco/dataset.h"
@@ -113,6 +114,76 @@ TEST(Results, ReadsBoxesMasksAndRoundTrips) {
   EXPECT_EQ(back[0].score, dets[0].score);
   EXPECT_EQ(back[0].bbox, dets[0].bbox);
   EXPECT_EQ(back[0].mask->counts, dets[0].mask->counts);
+}
+
+TEST(Results, CompressedMasksDecodeToTheSameRuns) {
+  const Dataset gt = Dataset::parse(small_gt().dump(), "gt.json");
+  // A run of 44 compresses to "\\1": the counts string holds an escaped backslash in the file.
+  const Rle with_backslash{8, 10, {44, 36}};
+  ASSERT_NE(to_string(with_backslash).find('\\'), std::string::npos);
+  const std::vector<Detection> dets = {{5, 90, {1, 2, 3, 4}, true, 0.5, with_backslash},
+                                       {5, 3, {0, 0, 2, 2}, true, 0.25, std::nullopt},
+                                       {2, 3, {0, 0, 1, 1}, true, 0.75, Rle{4, 4, {0, 16}}}};
+  const std::string path = ::testing::TempDir() + "/instseg_results_compressed.json";
+  write_results(path, dets);
+  const auto decoded = read_results(path, gt);
+  const auto compressed = CompressedResults::read(path, gt);
+  ASSERT_EQ(compressed.detections().size(), 3u);
+  Rle mask;
+  std::string text;
+  for (size_t i = 0; i < 3; ++i) {
+    EXPECT_FALSE(compressed.detections()[i].mask);
+    EXPECT_EQ(compressed.detections()[i].score, dets[i].score);
+    ASSERT_EQ(compressed.has_mask(i), bool(dets[i].mask));
+    ASSERT_EQ(bool(decoded[i].mask), bool(dets[i].mask));
+    if (!dets[i].mask) continue;
+    compressed.decode_mask(i, mask, text);
+    EXPECT_EQ(mask.counts, dets[i].mask->counts) << i;
+    EXPECT_EQ(decoded[i].mask->counts, dets[i].mask->counts) << i;
+    EXPECT_EQ(mask.h, dets[i].mask->h);
+  }
+  // Validated as read_results.
+  const json bad = {{{"image_id", 5}, {"category_id", 90}, {"bbox", {1, 2, 3, 4}}, {"score", 0.5},
+                     {"segmentation", {{"size", {8, 10}}, {"counts", "d0"}}}}};
+  {
+    std::ofstream(path) << bad.dump();
+  }
+  EXPECT_THAT(error_of([&] { CompressedResults::read(path, gt); }),
+              HasSubstr("results[0].segmentation.counts: runs sum to 20 pixels"));
+  std::remove(path.c_str());
+}
+
+TEST(Results, FieldsInAnyKeyOrder) {
+  // COCO's own files put "segmentation" first and "counts" before "size".
+  const std::string text = R"({"images": [{"height": 8, "width": 10, "file_name": "a.jpg", "id": 5}],
+    "annotations": [{"segmentation": {"counts": [0, 16, 64], "size": [8, 10]}, "iscrowd": 1, "area": 16,
+                     "bbox": [0, 0, 2, 8], "category_id": 3, "image_id": 5, "id": 2}],
+    "categories": [{"name": "dog", "id": 3}], "info": {"note": "skipped \u00e9"}})";
+  const Dataset d = Dataset::parse(text, "gt.json");
+  ASSERT_EQ(d.annotations().size(), 1u);
+  EXPECT_EQ(d.annotation_rle(0).counts, (std::vector<uint32_t>{0, 16, 64}));
+  const std::string counts = to_string(Rle{8, 10, {30, 50}});
+  const auto dets = parse_results(R"([{"segmentation": {"counts": ")" + counts +
+                                      R"(", "size": [8, 10]}, "score": 0.5, "category_id": 3, "image_id": 5}])",
+                                  "r.json", d);
+  ASSERT_EQ(dets.size(), 1u);
+  EXPECT_FALSE(dets[0].has_bbox);
+  EXPECT_EQ(dets[0].mask->counts, (std::vector<uint32_t>{30, 50}));
+}
+
+TEST(Results, MalformedJsonNamesTheFileAndByte) {
+  const Dataset gt = Dataset::parse(small_gt().dump(), "gt.json");
+  // The byte of the first error, in the entry that has it.
+  const std::string doubled = R"([{"image_id": 5, "category_id": 90, "bbox": [1, 2, 3, 4], "score": 0.5},
+                                  {"image_id": 5,, "score": 1}])";
+  EXPECT_THAT(error_of([&] { parse_results(doubled, "res.json", gt); }),
+              HasSubstr("res.json: not valid JSON at byte " + std::to_string(doubled.find(",,") + 1) + ": expected a key"));
+  EXPECT_THAT(error_of([&] { parse_results(R"([{"image_id": 5, "score": 0.5e}])", "res.json", gt); }),
+              HasSubstr("res.json: not valid JSON at byte 30: invalid number: a digit must follow the exponent"));
+  EXPECT_THAT(error_of([&] { Dataset::parse(R"({"images": [], "categories": [], "annotations": [{]})", "gt.json"); }),
+              HasSubstr("gt.json: not valid JSON at byte 50: expected a key"));
+  EXPECT_THAT(error_of([&] { Dataset::parse(R"({"images": [] "categories": []})", "gt.json"); }),
+              HasSubstr("gt.json: not valid JSON at byte 14: expected ',' or '}'"));
 }
 
 TEST(Results, BadResultsAreClearErrors) {

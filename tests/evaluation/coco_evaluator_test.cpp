@@ -60,12 +60,19 @@ TEST_P(Fixture, EqualsPycocotools) {
   const coco::Dataset& gt = dataset(expected["ground_truth"]);
   const auto detections = coco::read_results(fixture(expected["results"]), gt);
   ASSERT_EQ(detections.size(), expected["num_detections"].get<size_t>());
+  // The same file with its masks left compressed until evaluated.
+  const auto compressed = coco::CompressedResults::read(fixture(expected["results"]), gt);
+  ASSERT_EQ(compressed.detections().size(), detections.size());
   int evaluated = 0;
   for (IouType type : {IouType::kBbox, IouType::kSegm}) {
     if (!expected.contains(to_string(type))) continue;
     ++evaluated;
-    expect_matches(evaluate(gt, detections, type, {/*num_threads=*/2}), expected[to_string(type)],
-                   std::string(GetParam()) + "/" + to_string(type));
+    const EvalResult r = evaluate(gt, detections, type, {/*num_threads=*/2});
+    expect_matches(r, expected[to_string(type)], std::string(GetParam()) + "/" + to_string(type));
+    const EvalResult c = evaluate(gt, compressed, type, {/*num_threads=*/2});
+    EXPECT_EQ(c.precision, r.precision) << GetParam();
+    EXPECT_EQ(c.recall, r.recall) << GetParam();
+    EXPECT_EQ(c.stats, r.stats) << GetParam();
   }
   EXPECT_GE(evaluated, 1);
 }

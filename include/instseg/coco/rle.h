@@ -27,6 +27,8 @@ std::string to_string(const Rle& rle);
 Rle from_string(const std::string& counts, uint32_t h, uint32_t w);
 // Same from characters in place (e.g. inside a file's text).
 Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w);
+// Same into `out`, whose memory is reused (decoding mask after mask without new allocations).
+void from_string(const char* counts, size_t length, uint32_t h, uint32_t w, Rle& out);
 // Uncompressed counts, as an iscrowd annotation stores them. Throws InputError when the runs do
 // not sum to h * w.
 Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w);

@@ -58,6 +58,10 @@ struct EvalResult {
 // mask (segm), or a missing box when the first detection has one.
 EvalResult evaluate(const coco::Dataset& ground_truth, const std::vector<coco::Detection>& detections,
                     IouType iou_type, const EvalOptions& options = {});
+// Same for a results file whose masks stay compressed until evaluated (equal results, far less
+// memory on dense files).
+EvalResult evaluate(const coco::Dataset& ground_truth, const coco::CompressedResults& results, IouType iou_type,
+                    const EvalOptions& options = {});
 
 // The 12 lines COCOeval.summarize() prints, without newlines.
 std::vector<std::string> summary_lines(const EvalResult& result);
