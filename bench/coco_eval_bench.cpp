@@ -141,15 +141,24 @@ Timing from_json(const json& j) {
 }
 
 // In this process: called in a fresh child (--run-instseg), so that the peak RSS is instseg's own
-// and no memory is inherited from the generator.
-Timing run_instseg(const std::string& gt_path, const std::string& results_path, evaluation::IouType type, int threads) {
+// and no memory is inherited from the generator. `compressed`: results read as CompressedResults
+// (masks decoded when evaluated), else read_results (all masks decoded at load).
+Timing run_instseg(const std::string& gt_path, const std::string& results_path, evaluation::IouType type, int threads,
+                   bool compressed) {
   Timing t;
   const auto start = std::chrono::steady_clock::now();
   const coco::Dataset gt = coco::Dataset::load(gt_path);
   t.load_gt = seconds_since(start);
-  const auto dets = coco::read_results(results_path, gt);
-  t.load_results = seconds_since(start) - t.load_gt;
-  const auto result = evaluation::evaluate(gt, dets, type, {threads});
+  evaluation::EvalResult result;
+  if (compressed) {
+    const auto results = coco::CompressedResults::read(results_path, gt);
+    t.load_results = seconds_since(start) - t.load_gt;
+    result = evaluation::evaluate(gt, results, type, {threads});
+  } else {
+    const auto dets = coco::read_results(results_path, gt);
+    t.load_results = seconds_since(start) - t.load_gt;
+    result = evaluation::evaluate(gt, dets, type, {threads});
+  }
   t.total = seconds_since(start);
   t.evaluate = t.total - t.load_gt - t.load_results;
   t.stats = result.stats;
@@ -186,10 +195,11 @@ json.dump({"load_gt": t1 - t0, "load_results": t2 - t1, "evaluate": t3 - t2, "to
 
 // instseg in a child process started from this program's file (fork + exec: nothing inherited).
 bool run_instseg_process(const std::string& dir, const std::string& gt_path, const std::string& results_path,
-                         const char* type, int threads, Timing& t) {
+                         const char* type, int threads, bool compressed, Timing& t) {
   const std::string out = dir + "/instseg_out.json";
   const std::string command = "/proc/" + std::to_string(::getpid()) + "/exe --run-instseg " + gt_path + " " +
-                              results_path + " " + type + " " + out + " --threads " + std::to_string(threads);
+                              results_path + " " + type + " " + out + " " + (compressed ? "compressed" : "decoded") +
+                              " --threads " + std::to_string(threads);
   if (std::system(command.c_str()) != 0) return false;
   std::ifstream in(out);
   t = from_json(json::parse(in));
@@ -219,12 +229,12 @@ int main(int argc, char** argv) {
   app.add_option("--tmp", tmp, "Work folder (default: a new folder under the system temp dir)");
   app.add_flag("--keep", keep, "Keep the generated files");
   std::vector<std::string> child;  // GT RESULTS TYPE OUT: time instseg only, write OUT
-  app.add_option("--run-instseg", child)->expected(4)->group("");
+  app.add_option("--run-instseg", child)->expected(5)->group("");  // GT RESULTS TYPE OUT compressed|decoded
   CLI11_PARSE(app, argc, argv);
   try {
     if (!child.empty()) {
       const auto iou = child[2] == "segm" ? evaluation::IouType::kSegm : evaluation::IouType::kBbox;
-      write_json(child[3], to_json(run_instseg(child[0], child[1], iou, threads)));
+      write_json(child[3], to_json(run_instseg(child[0], child[1], iou, threads, child[4] == "compressed")));
       return 0;
     }
     if (tmp.empty()) tmp = (fs::temp_directory_path() / ("instseg_coco_eval_bench_" + std::to_string(::getpid()))).string();
@@ -247,12 +257,17 @@ int main(int argc, char** argv) {
       for (const char* type : {"segm", "bbox"}) {
         std::printf(" %s\n", type);
         std::fflush(stdout);
-        Timing ours;
-        if (!run_instseg_process(tmp, gt_path, results_path, type, threads, ours)) {
+        // instseg twice: masks compressed until evaluated (CompressedResults), and all decoded at
+        // load (read_results, what a caller holding std::vector<Detection> gets).
+        Timing ours, decoded;
+        if (!run_instseg_process(tmp, gt_path, results_path, type, threads, true, ours) ||
+            !run_instseg_process(tmp, gt_path, results_path, type, threads, false, decoded)) {
           std::printf("  instseg failed to run\n");
           continue;
         }
         print_row("instseg", ours);
+        print_row("  decoded", decoded);
+        if (ours.stats != decoded.stats) std::printf("  compressed and decoded stats differ!\n");
         std::fflush(stdout);
         if (pycocotools.empty()) continue;
         Timing theirs;
@@ -263,8 +278,9 @@ int main(int argc, char** argv) {
         print_row("pycocotools", theirs);
         double max_diff = 0;
         for (int i = 0; i < 12; ++i) max_diff = std::max(max_diff, std::abs(ours.stats[size_t(i)] - theirs.stats[size_t(i)]));
-        std::printf("  speed-up %.1fx total, %.1fx evaluate; AP %.4f; max |stats difference| %.2g\n", theirs.total / ours.total,
-                    theirs.evaluate / ours.evaluate, ours.stats[0], max_diff);
+        std::printf("  speed-up %.1fx total (%.1fx decoded), %.1fx evaluate; AP %.4f; max |stats difference| %.2g\n",
+                    theirs.total / ours.total, theirs.total / decoded.total, theirs.evaluate / ours.evaluate, ours.stats[0],
+                    max_diff);
       }
     }
     if (!keep) fs::remove_all(tmp);
