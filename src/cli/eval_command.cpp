@@ -1,6 +1,5 @@
 #include <CLI/CLI.hpp>
 
-#include <algorithm>
 #include <filesystem>
 #include <iostream>
 
@@ -44,8 +43,12 @@ void register_eval(CLI::App& app) {
       "image, a missing bbox when the first result has one. --iou-type segm needs masks.");
   cmd->callback([args] {
     const coco::Dataset gt = coco::Dataset::load(args->gt);
-    const auto detections = coco::read_results(args->results, gt);
-    const bool has_masks = std::all_of(detections.begin(), detections.end(), [](const auto& d) { return bool(d.mask); });
+    // Masks stay compressed until the evaluator needs them (far less memory and time on dense
+    // files); only the confusion matrix wants them decoded.
+    const auto compressed = coco::CompressedResults::read(args->results, gt);
+    const auto& detections = compressed.detections();
+    bool has_masks = true;
+    for (size_t i = 0; i < detections.size(); ++i) has_masks = has_masks && compressed.has_mask(i);
     std::vector<evaluation::IouType> types;
     if (args->iou_type != "segm") types.push_back(evaluation::IouType::kBbox);
     if (args->iou_type == "segm" && !has_masks) {
@@ -56,7 +59,7 @@ void register_eval(CLI::App& app) {
     options.num_threads = args->threads;
     std::vector<evaluation::EvalResult> results;
     for (const auto type : types) {
-      results.push_back(evaluation::evaluate(gt, detections, type, options));
+      results.push_back(evaluation::evaluate(gt, compressed, type, options));
       const auto& r = results.back();
       std::cout << "Evaluating " << to_string(type) << " (" << detections.size() << " results, "
                 << gt.images().size() << " images)\n";
@@ -67,8 +70,9 @@ void register_eval(CLI::App& app) {
         auto written = save_pr_curves(args->plots_dir, r);
         evaluation::ConfusionOptions confusion;
         confusion.num_threads = args->threads;
+        const auto decoded = coco::read_results(args->results, gt);
         const auto more = save_confusion_matrix(
-            args->plots_dir, evaluation::confusion_matrix(gt, detections, type, confusion), to_string(type));
+            args->plots_dir, evaluation::confusion_matrix(gt, decoded, type, confusion), to_string(type));
         std::cout << "wrote " << written.size() + more.size() << " plot files to " << args->plots_dir << "\n";
       }
     }
