@@ -54,6 +54,10 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"data.synthetic_train_images", field(c.data.synthetic_train_images)},
       {"data.synthetic_val_images", field(c.data.synthetic_val_images)},
       {"data.synthetic_image_size", field(c.data.synthetic_image_size)},
+      {"data.synthetic_min_objects", field(c.data.synthetic_min_objects)},
+      {"data.synthetic_max_objects", field(c.data.synthetic_max_objects)},
+      {"data.synthetic_min_shape_size", field(c.data.synthetic_min_shape_size)},
+      {"data.synthetic_max_shape_size", field(c.data.synthetic_max_shape_size)},
       {"data.seed", field(c.data.seed)},
       {"data.horizontal_flip", field(c.data.horizontal_flip)},
       {"model.variant", field(c.model.variant)},
@@ -131,6 +135,11 @@ void TrainConfig::validate() const {
   if (data.kind == "folder") require(!data.train_images.empty(), "data.train_images is required for data.kind folder");
   require(data.synthetic_train_images > 0 && data.synthetic_val_images >= 0, "data.synthetic_*_images must be positive");
   require(data.synthetic_image_size >= 64, "data.synthetic_image_size must be >= 64");
+  require(data.synthetic_min_objects >= 0 && data.synthetic_max_objects >= data.synthetic_min_objects,
+          "data.synthetic_min_objects must be >= 0 and data.synthetic_max_objects >= it");
+  require(data.synthetic_min_shape_size > 0 && data.synthetic_max_shape_size >= data.synthetic_min_shape_size &&
+              data.synthetic_max_shape_size <= 1,
+          "data.synthetic_min_shape_size must be > 0 and data.synthetic_max_shape_size in [it, 1]");
   require(model.variant == "v1" || model.variant == "v2", "model.variant must be v1 or v2, got '" + model.variant + "'");
   require(model.depth == 18 || model.depth == 34 || model.depth == 50 || model.depth == 101,
           "model.depth must be 18, 34, 50 or 101, got " + std::to_string(model.depth));

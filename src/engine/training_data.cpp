@@ -23,6 +23,10 @@ data::SyntheticOptions synthetic_options(const DataConfig& config, int64_t count
   data::SyntheticOptions options;
   options.num_images = count;
   options.height = options.width = config.synthetic_image_size;
+  options.min_objects = config.synthetic_min_objects;
+  options.max_objects = config.synthetic_max_objects;
+  options.min_size = config.synthetic_min_shape_size;
+  options.max_size = config.synthetic_max_shape_size;
   options.seed = seed;
   return options;
 }

@@ -209,7 +209,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 43u);  // DataConfig 10 + ModelConfig 14 + OptimConfig 11 + RunConfig 8
+  EXPECT_EQ(keys, 47u);  // DataConfig 14 + ModelConfig 14 + OptimConfig 11 + RunConfig 8
 }
 
 }  // namespace

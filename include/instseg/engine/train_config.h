@@ -16,6 +16,10 @@ struct DataConfig {
   int synthetic_train_images = 2000;  // synthetic: sizes of the generated splits
   int synthetic_val_images = 100;
   int synthetic_image_size = 256;
+  int synthetic_min_objects = 2;      // synthetic: shapes per image, uniform in [min, max]
+  int synthetic_max_objects = 6;
+  double synthetic_min_shape_size = 0.15;  // synthetic: shape diameter / image side, uniform in [min, max]
+  double synthetic_max_shape_size = 0.40;
   int seed = 1;                       // synthetic generator seed (the data, not the training order)
   bool horizontal_flip = true;        // augmentation: flip with probability 0.5
 };
