@@ -28,6 +28,12 @@ using ::testing::HasSubstr;
 using testing::RunDir;
 using testing::tiny_train_config;
 
+// Measured 2026-11-25 (2 threads, loaded 2-core machine, 266 s): box AP 0.084, mask AP 0.054
+// after 300 iterations; asserted at about half, as float reduction order may differ between runs.
+constexpr int kDemoCheckIterations = 300;
+constexpr double kDemoCheckMinBoxAp = 0.04;
+constexpr double kDemoCheckMinMaskAp = 0.025;
+
 std::vector<json> read_log(const std::string& path) {
   std::ifstream in(path);
   std::vector<json> records;
@@ -237,26 +243,27 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
   EXPECT_FALSE(fs::exists(dir / "train_state.pth.tmp"));
 }
 
-// CI-sized learning check: the demo's configuration for 2.5 minutes of wall time. DISABLED: on
-// the shared 2-core machine (load ~11) the time limit fitted the run to 10 iterations (the
-// calibration ones: validating 50 images is reserved as 25 iterations' time), giving mask AP 1e-5
-// and box AP 9e-5, so nothing can be learned in that budget; its outcome also depends on machine
-// speed. Run it by hand with --gtest_also_run_disabled_tests on an idle machine; the threshold is
-// what a learning model must clear, not a measured value.
-TEST(Trainer, DISABLED_DemoLearnsWithinMinutes) {
+// CI-sized learning check: the demo's recipe for a fixed number of iterations (not minutes, so the
+// outcome does not depend on the machine's speed), scored on 20 images of its synthetic validation
+// split. The thresholds are about half of what this run measured and far above what an untrained
+// model scores (AP ~1e-4).
+TEST(Trainer, DemoRecipeLearnsInAFewHundredIterations) {
   RunDir dir;
   DemoOptions options;
-  options.out_dir = dir / "demo";
-  options.minutes = 2.5;
   options.threads = 2;
-  options.overlays = 2;
-  const DemoOutcome outcome = run_demo(options);
-  std::cout << "demo: " << outcome.iterations << " iterations, box AP " << outcome.box_ap << ", mask AP "
-            << outcome.mask_ap << "\n";
-  EXPECT_GT(outcome.iterations, 50);
-  EXPECT_GE(outcome.mask_ap, 0.02);
-  EXPECT_TRUE(fs::exists(dir / "demo/curves_loss.png"));
-  EXPECT_TRUE(fs::exists(dir / "demo/overlays"));
+  TrainConfig config = demo_train_config(options);
+  config.run.time_limit_minutes = 0;
+  config.optim.iterations = kDemoCheckIterations;
+  config.data.synthetic_val_images = 20;
+  config.run.progress = false;
+  const TrainOutcome outcome = train(config, dir / "run", false);
+  ASSERT_EQ(outcome.validations.size(), 1u);
+  const auto& last = outcome.validations.back();
+  std::cout << kDemoCheckIterations << " iterations in " << outcome.seconds << " s: box AP " << last.bbox_stats[0]
+            << ", mask AP " << last.segm_stats[0] << "\n";
+  EXPECT_GE(last.bbox_stats[0], kDemoCheckMinBoxAp);
+  EXPECT_GE(last.segm_stats[0], kDemoCheckMinMaskAp);
+  EXPECT_LT(outcome.loss_history.back().second, outcome.loss_history.front().second);
 }
 
 }  // namespace
