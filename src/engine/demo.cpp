@@ -49,7 +49,9 @@ TrainConfig demo_train_config(const DemoOptions& options) {
   config.model.mask_head_channels = 64;
   config.model.rpn_post_nms_top_n_train = 300;  // few objects per image: fewer RoIs, same quality
   config.model.rpn_post_nms_top_n_test = 300;
-  config.model.box_batch_size_per_image = 128;
+  // At most 16 foreground RoIs per image (of 1-4 objects) for the mask head, whose four convs
+  // per RoI otherwise cost more than the backbone late in training.
+  config.model.box_batch_size_per_image = 64;
   config.model.detections_per_image = 30;
   config.optim.batch_size = 4;
   config.optim.iterations = 100000;   // an upper bound: the time limit fits the real count

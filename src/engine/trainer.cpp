@@ -238,8 +238,12 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   const auto loop_start = std::chrono::steady_clock::now();
   // With a time limit, the iteration count is fitted once the speed is known, so the learning-rate
   // schedule runs to its end inside the limit instead of being cut off mid-way.
+  // The speed is measured over iterations 10..30 of this invocation: the first ones pay for
+  // oneDNN's primitive creation and first-touch memory and would make the fit too short.
+  constexpr int kCalibrationStart = 10, kCalibrationEnd = 30;
+  auto calibration_start = loop_start;
   auto fit_to_time_limit = [&](int done) {
-    const double per_iteration = seconds_since(loop_start) / (done - first);
+    const double per_iteration = seconds_since(calibration_start) / (kCalibrationEnd - kCalibrationStart);
     const double validation_reserve = has_val ? 2.0 * per_iteration * static_cast<double>(data.val_set()->size()) /
                                                     config.optim.batch_size
                                               : 0.0;
@@ -252,7 +256,6 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
       progress.set_total(fitted);
     }
   };
-  constexpr int kCalibrationIterations = 10;
   for (; iteration < last; ++iteration) {
     if (config.run.time_limit_minutes > 0 && seconds_since(start) > 60.0 * config.run.time_limit_minutes) {
       outcome.stopped_by_time_limit = true;
@@ -289,8 +292,9 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     images_since_log += static_cast<int>(batch.images.size());
 
     const int done = iteration + 1;
-    if (config.run.time_limit_minutes > 0 && state.total_iterations == 0 && done - first == kCalibrationIterations) {
-      fit_to_time_limit(done);
+    if (config.run.time_limit_minutes > 0 && state.total_iterations == 0) {
+      if (done - first == kCalibrationStart) calibration_start = std::chrono::steady_clock::now();
+      if (done - first == kCalibrationEnd) fit_to_time_limit(done);
     }
     if (done % config.run.log_every == 0 || done == last) {
       const double rate = images_since_log / std::max(1e-9, seconds_since(log_start));
