@@ -11,8 +11,11 @@ import time
 
 import torch
 from torch import nn
+import torchvision
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
+from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import misc
 
 
@@ -20,12 +23,21 @@ def main():
     weights, batches, threads, depth, norm, size, post_nms, box_batch = sys.argv[1:9]
     torch.set_num_threads(int(threads))
     norm_layer = {"batch": nn.BatchNorm2d, "frozen": misc.FrozenBatchNorm2d}[norm]
-    backbone = resnet_fpn_backbone(backbone_name=f"resnet{depth}", weights=None, norm_layer=norm_layer,
-                                   trainable_layers=5)
     state = torch.load(weights)
-    num_classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
-    model = MaskRCNN(backbone, num_classes=num_classes, min_size=int(size), max_size=int(size),
-                     rpn_post_nms_top_n_train=int(post_nms), box_batch_size_per_image=int(box_batch))
+    # The widths (torchvision's or narrower) come from the checkpoint's shapes.
+    fpn = state["backbone.fpn.layer_blocks.0.0.weight"].shape[0]
+    box = state["roi_heads.box_predictor.cls_score.weight"].shape[1]
+    mask = state["roi_heads.mask_head.0.0.weight"].shape[0]
+    classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
+    body = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=norm_layer)
+    expansion = 1 if int(depth) < 50 else 4
+    in_channels = [64 * expansion * 2 ** i for i in range(4)]
+    backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, in_channels, fpn)
+    model = MaskRCNN(backbone, num_classes=None, min_size=int(size), max_size=int(size),
+                     rpn_post_nms_top_n_train=int(post_nms), box_batch_size_per_image=int(box_batch),
+                     box_head=TwoMLPHead(fpn * 7 * 7, box), box_predictor=FastRCNNPredictor(box, classes),
+                     mask_head=MaskRCNNHeads(fpn, [mask] * 4, 1),
+                     mask_predictor=MaskRCNNPredictor(mask, mask, classes))
     model.load_state_dict(state, strict=True)
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)

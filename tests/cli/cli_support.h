@@ -6,11 +6,11 @@
 
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <iterator>
 #include <sstream>
 #include <string>
 #include <vector>
+
+#include "support/test_dir.h"
 
 namespace instseg::testing {
 
@@ -39,11 +39,6 @@ inline std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-inline std::string slurp(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-}
-
 // Runs INSTSEG_BINARY_DIR/instseg with `args`; `scratch` is a folder for the captured streams.
 inline ProgramResult run_instseg(const std::vector<std::string>& args, const std::string& scratch) {
   std::filesystem::create_directories(scratch);
@@ -54,29 +49,9 @@ inline ProgramResult run_instseg(const std::vector<std::string>& args, const std
   const int status = std::system(command.c_str());
   ProgramResult result;
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = slurp(out);
-  result.err = slurp(err);
+  result.out = read_file_bytes(out);
+  result.err = read_file_bytes(err);
   return result;
 }
-
-// A fresh folder for one test (removed at the end), named after the test and the process.
-class ScratchDir {
- public:
-  ScratchDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() / ("instseg_" + std::string(info->test_suite_name()) + "_" +
-                                                      info->name() + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path_); }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
 
 }  // namespace instseg::testing

@@ -19,7 +19,7 @@ namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
 using testing::run_instseg;
-using testing::ScratchDir;
+using testing::TestDir;
 
 std::string input(const std::string& name) { return testing::reference_dir("interop_cli") + "/" + name; }
 std::string coco_image(const std::string& file) { return testing::shared_path("data/tiny_coco/val2017/" + file); }
@@ -37,7 +37,7 @@ std::vector<std::string> predict_args(const std::string& weights, const std::vec
   return args;
 }
 
-json read_json(const std::string& path) { return json::parse(testing::slurp(path)); }
+json read_json(const std::string& path) { return json::parse(testing::read_file_bytes(path)); }
 
 // Checks one COCO results entry and returns its file_name.
 std::string check_entry(const json& e, const std::map<std::string, std::pair<int, int>>& sizes) {
@@ -67,7 +67,7 @@ std::string check_entry(const json& e, const std::map<std::string, std::pair<int
 }
 
 TEST(PredictCommand, WritesCocoResultsWithGroundTruthImageIdsAndOverlays) {
-  ScratchDir dir;
+  TestDir dir;
   auto args = predict_args(input("v1.pth"), {coco_image("000000037777.jpg"), coco_image("000000087038.jpg")}, dir / "out");
   args.insert(args.end(), {"--coco-gt", coco_gt()});
   const auto run = run_instseg(args, dir.str());
@@ -93,7 +93,7 @@ TEST(PredictCommand, WritesCocoResultsWithGroundTruthImageIdsAndOverlays) {
 }
 
 TEST(PredictCommand, LegacyCheckpointPredictsLikeTheZipOne) {
-  ScratchDir dir;
+  TestDir dir;
   // No --coco-gt: image ids are 1, 2, ... in input order.
   const std::vector<std::string> images = {coco_image("000000037777.jpg"), input("gray.png")};
   auto zip_args = predict_args(input("v1.pth"), images, dir / "zip");
@@ -121,7 +121,7 @@ TEST(PredictCommand, LegacyCheckpointPredictsLikeTheZipOne) {
 }
 
 TEST(PredictCommand, MissingInputIsOneErrorAndWritesNothing) {
-  ScratchDir dir;
+  TestDir dir;
   const std::string missing = dir / "nope/absent.jpg";
   const auto run = run_instseg(predict_args(input("v1.pth"), {missing}, dir / "out"), dir.str());
   EXPECT_EQ(run.exit_code, 1);
@@ -132,7 +132,7 @@ TEST(PredictCommand, MissingInputIsOneErrorAndWritesNothing) {
 }
 
 TEST(PredictCommand, EmptyFileAloneIsReportedByNameAndExitsOne) {
-  ScratchDir dir;
+  TestDir dir;
   const std::string empty = dir / "empty.jpg";
   std::ofstream(empty).close();
   const auto run = run_instseg(predict_args(input("v1.pth"), {empty}, dir / "out"), dir.str());
@@ -148,10 +148,10 @@ TEST(PredictCommand, EmptyFileAloneIsReportedByNameAndExitsOne) {
 }
 
 TEST(PredictCommand, FolderMixingGoodAndBadImagesPredictsTheGoodOnesAndNamesEachBadOne) {
-  ScratchDir dir;
+  TestDir dir;
   const std::string images = dir / "images";
   fs::create_directories(images);
-  const std::string jpeg = testing::slurp(coco_image("000000037777.jpg"));
+  const std::string jpeg = testing::read_file_bytes(coco_image("000000037777.jpg"));
   std::ofstream(images + "/bad_empty.jpg").close();
   std::ofstream(images + "/bad_text.jpg") << "this is a text file, not a JPEG\n";
   std::ofstream(images + "/bad_truncated.jpg", std::ios::binary) << jpeg.substr(0, jpeg.size() / 2);
@@ -189,7 +189,7 @@ TEST(PredictCommand, FolderMixingGoodAndBadImagesPredictsTheGoodOnesAndNamesEach
 }
 
 void expect_checkpoint_rejected(const std::string& weights, const std::string& named) {
-  ScratchDir dir;
+  TestDir dir;
   const auto run = run_instseg(predict_args(weights, {coco_image("000000037777.jpg")}, dir / "out"), dir.str());
   EXPECT_EQ(run.exit_code, 1);
   const auto lines = run.error_lines();
@@ -207,7 +207,7 @@ TEST(PredictCommand, CheckpointOfAnotherArchitectureIsOneErrorNamingIt) {
 }
 
 TEST(PredictCommand, MissingCheckpointIsOneErrorNamingIt) {
-  ScratchDir dir;
+  TestDir dir;
   expect_checkpoint_rejected(dir / "absent_model.pth", "absent_model.pth");
 }
 

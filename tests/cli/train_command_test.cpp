@@ -13,7 +13,7 @@ namespace {
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
 using testing::run_instseg;
-using testing::ScratchDir;
+using testing::TestDir;
 
 void expect_one_error(const testing::ProgramResult& run, const std::vector<std::string>& named) {
   EXPECT_EQ(run.exit_code, 1);
@@ -23,7 +23,7 @@ void expect_one_error(const testing::ProgramResult& run, const std::vector<std::
 }
 
 TEST(TrainCommand, InvalidDepthNamesTheKeyAndCreatesNoRunFolder) {
-  ScratchDir dir;
+  TestDir dir;
   const auto run = run_instseg({"train", "--set", "data.kind=synthetic", "--set", "model.depth=7", "--out", dir / "run"},
                                dir.str());
   expect_one_error(run, {"model.depth", "7"});
@@ -31,7 +31,7 @@ TEST(TrainCommand, InvalidDepthNamesTheKeyAndCreatesNoRunFolder) {
 }
 
 TEST(TrainCommand, UnknownSetKeyIsAnError) {
-  ScratchDir dir;
+  TestDir dir;
   const auto run = run_instseg({"train", "--set", "data.kind=synthetic", "--set", "optim.learning_rate=0.1", "--out",
                                 dir / "run"},
                                dir.str());
@@ -40,7 +40,7 @@ TEST(TrainCommand, UnknownSetKeyIsAnError) {
 }
 
 TEST(TrainCommand, WrongTypeInSetNamesTheKey) {
-  ScratchDir dir;
+  TestDir dir;
   const auto run = run_instseg({"train", "--set", "data.kind=synthetic", "--set", "optim.iterations=many", "--out",
                                 dir / "run"},
                                dir.str());
@@ -48,7 +48,7 @@ TEST(TrainCommand, WrongTypeInSetNamesTheKey) {
 }
 
 TEST(TrainCommand, ConfigFileErrorsNameTheFileAndKey) {
-  ScratchDir dir;
+  TestDir dir;
   const std::string config = dir / "my_config.json";
   std::ofstream(config) << R"({"data": {"kind": "synthetic"}, "optim": {"lrate": 0.1}})";
   const auto run = run_instseg({"train", "--config", config, "--out", dir / "run"}, dir.str());
@@ -56,7 +56,7 @@ TEST(TrainCommand, ConfigFileErrorsNameTheFileAndKey) {
 }
 
 TEST(TrainCommand, ResumeWithoutStateNamesTheFolder) {
-  ScratchDir dir;
+  TestDir dir;
   const std::string out = dir / "never_trained";
   const auto run = run_instseg({"train", "--set", "data.kind=synthetic", "--resume", "--out", out}, dir.str());
   expect_one_error(run, {out, "resume"});
@@ -67,7 +67,7 @@ TEST(TrainCommand, ResumeWithoutStateNamesTheFolder) {
 // apps/main.cpp's contract: every error is one "error: ..." line and exit code 1, command-line
 // mistakes caught by CLI11 (a --config that does not exist, a missing --out) included.
 TEST(TrainCommand, CommandLineMistakesAreOneErrorLineWithExitCodeOne) {
-  ScratchDir dir;
+  TestDir dir;
   const std::string missing = dir / "missing_config.json";
   expect_one_error(run_instseg({"train", "--config", missing, "--out", dir / "run"}, dir.str()), {"missing_config.json"});
   expect_one_error(run_instseg({"train", "--set", "data.kind=synthetic"}, dir.str()), {"--out"});

@@ -19,7 +19,7 @@ namespace {
 
 using ::instseg::testing::shared_path;
 using ::instseg::testing::input_error_of;
-using ::instseg::testing::TempDir;
+using ::instseg::testing::TestDir;
 using ::testing::HasSubstr;
 using torch::indexing::Slice;
 
@@ -93,13 +93,13 @@ std::string broken_json() {
   ]})";
 }
 
-void write_images(const TempDir& dir) {
+void write_images(const TestDir& dir) {
   std::filesystem::create_directories(dir.file("img"));
   for (const std::string name : {"a", "b", "c"}) write_image_png(dir.file("img/" + name + ".png"), torch::rand({3, 10, 20}));
 }
 
 TEST(CocoDataset, BadAnnotationsAreDroppedCountedOrClipped) {
-  TempDir dir;
+  TestDir dir;
   write_images(dir);
   const CocoDataset dataset(dir.write("ann.json", broken_json()), dir.file("img"));
   const CocoSkipCounts& skipped = dataset.skipped();
@@ -130,7 +130,7 @@ TEST(CocoDataset, BadAnnotationsAreDroppedCountedOrClipped) {
 }
 
 TEST(CocoDataset, MissingImagesAndBadFilesAreInputErrors) {
-  TempDir dir;
+  TestDir dir;
   write_images(dir);
   std::filesystem::remove(dir.file("img/b.png"));
   std::filesystem::remove(dir.file("img/c.png"));

@@ -14,7 +14,7 @@ namespace instseg::data {
 namespace {
 
 using ::instseg::testing::input_error_of;
-using ::instseg::testing::TempDir;
+using ::instseg::testing::TestDir;
 using ::testing::HasSubstr;
 
 // A 6x8 id mask with instance ids `a` (top-left block) and `b` (one pixel at row 5, column 7).
@@ -25,7 +25,7 @@ torch::Tensor two_instances(int64_t a, int64_t b) {
   return ids;
 }
 
-void add_pair(const TempDir& dir, const std::string& folder, const std::string& stem, const torch::Tensor& ids) {
+void add_pair(const TestDir& dir, const std::string& folder, const std::string& stem, const torch::Tensor& ids) {
   std::filesystem::create_directories(dir.file(folder + "/images"));
   std::filesystem::create_directories(dir.file(folder + "/masks"));
   write_image_png(dir.file(folder + "/images/" + stem + ".png"), torch::rand({3, ids.size(0), ids.size(1)}));
@@ -33,7 +33,7 @@ void add_pair(const TempDir& dir, const std::string& folder, const std::string& 
 }
 
 TEST(FolderDataset, OneClassLayoutWithSixteenBitIds) {
-  TempDir dir;
+  TestDir dir;
   add_pair(dir, ".", "b", two_instances(1000, 7));  // 16-bit PNG
   add_pair(dir, ".", "a", torch::zeros({6, 8}, torch::kInt64));  // a negative
   const FolderDataset dataset(dir.file(""), "cell");
@@ -52,7 +52,7 @@ TEST(FolderDataset, OneClassLayoutWithSixteenBitIds) {
 }
 
 TEST(FolderDataset, ClassPerFolderLayout) {
-  TempDir dir;
+  TestDir dir;
   add_pair(dir, "zebra", "x", two_instances(1, 2));
   add_pair(dir, "ant", "y", two_instances(3, 0).slice(0, 0, 4));
   const FolderDataset dataset(dir.file(""));
@@ -64,7 +64,7 @@ TEST(FolderDataset, ClassPerFolderLayout) {
 }
 
 TEST(FolderDataset, MissingOrMismatchedMasksNameBothFiles) {
-  TempDir dir;
+  TestDir dir;
   add_pair(dir, ".", "good", two_instances(1, 2));
   write_image_png(dir.file("images/lonely.png"), torch::rand({3, 6, 8}));
   EXPECT_THAT(input_error_of([&] { FolderDataset{dir.file("")}; }),

@@ -11,7 +11,7 @@
 namespace instseg::data {
 namespace {
 
-using ::instseg::testing::TempDir;
+using ::instseg::testing::TestDir;
 using ::testing::HasSubstr;
 
 const std::string kCocoJpg = "data/tiny_coco/train2017/000000005802.jpg";
@@ -42,14 +42,14 @@ TEST(ReadImage, GrayscaleRgbaPaletteAnd16BitGiveThreeChannels) {
 }
 
 TEST(ReadImage, PngRoundTripKeepsEightBitValues) {
-  TempDir dir;
+  TestDir dir;
   const auto image = torch::randint(0, 256, {3, 4, 6}, torch::kUInt8).to(torch::kFloat) / 255;
   write_image_png(dir.file("a.png"), image);
   EXPECT_TRUE(torch::equal(read_image_rgb(dir.file("a.png")), image));
 }
 
 TEST(ReadImage, LabelPngUsesSixteenBitsOnlyWhenNeeded) {
-  TempDir dir;
+  TestDir dir;
   auto small = torch::tensor({0, 1, 2, 255}, torch::kInt64).reshape({2, 2});
   auto large = torch::tensor({0, 1, 300, 65535}, torch::kInt64).reshape({2, 2});
   write_label_png(dir.file("small.png"), small);
@@ -62,7 +62,7 @@ TEST(ReadImage, LabelPngUsesSixteenBitsOnlyWhenNeeded) {
 }
 
 TEST(ReadImage, LabelImageRejectsColourMasks) {
-  TempDir dir;
+  TestDir dir;
   write_image_png(dir.file("colour.png"), torch::zeros({3, 2, 2}));
   try {
     read_label_image(dir.file("colour.png"));
@@ -73,7 +73,7 @@ TEST(ReadImage, LabelImageRejectsColourMasks) {
 }
 
 TEST(ReadImage, BadFilesAreInputErrorsNamingTheFile) {
-  TempDir dir;
+  TestDir dir;
   const std::string jpg = instseg::testing::read_file_bytes(instseg::testing::shared_path(kCocoJpg));
   const std::string png = instseg::testing::read_file_bytes(
       instseg::testing::reference_dir("data_images") + "/rgba.png");
@@ -92,7 +92,7 @@ TEST(ReadImage, BadFilesAreInputErrorsNamingTheFile) {
 }
 
 TEST(ReadImage, JpegWithJunkAfterTheEndMarkerIsAccepted) {
-  TempDir dir;
+  TestDir dir;
   const std::string jpg = instseg::testing::read_file_bytes(instseg::testing::shared_path(kCocoJpg));
   const auto path = dir.write("junk.jpg", jpg + std::string(100, '\0'));
   EXPECT_TRUE(torch::equal(read_image_rgb(path), read_image_rgb(instseg::testing::shared_path(kCocoJpg))));

@@ -34,7 +34,7 @@ double box_iou(const torch::Tensor& a, const torch::Tensor& b) {  // two [4] xyx
 }
 
 TEST(Interop, TrainedModelLoadsStrictlyInTorchvisionAndDetectsTheSame) {
-  testing::RunDir dir;
+  testing::TestDir dir;
   const TrainConfig config = testing::tiny_train_config();
   train(config, dir / "run", false);
   const std::string weights = dir / "run/model_last.pth";

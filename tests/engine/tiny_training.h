@@ -2,15 +2,8 @@
 // The tiny synthetic training run the engine tests share: ResNet-18-FPN v1 with trainable batch
 // norm on 128x128 synthetic shapes (4 classes), small RPN/RoI budgets, the demo's narrow heads,
 // two threads, no progress bar.
-#include <gtest/gtest.h>
-#include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
-#include <iterator>
-#include <string>
-
 #include "instseg/engine/train_config.h"
+#include "support/test_dir.h"
 
 namespace instseg::testing {
 
@@ -42,31 +35,6 @@ inline TrainConfig tiny_train_config() {
   c.run.eval_every = 0;
   c.run.checkpoint_every = 1000;
   return c;
-}
-
-// A fresh folder for one test (removed at the end), named after the test and the process.
-class RunDir {
- public:
-  RunDir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    path_ = std::filesystem::temp_directory_path() / ("instseg_" + std::string(info->test_suite_name()) + "_" +
-                                                      info->name() + "_" + std::to_string(::getpid()));
-    std::filesystem::remove_all(path_);
-    std::filesystem::create_directories(path_);
-  }
-  ~RunDir() { std::filesystem::remove_all(path_); }
-  RunDir(const RunDir&) = delete;
-  RunDir& operator=(const RunDir&) = delete;
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  std::string str() const { return path_.string(); }
-
- private:
-  std::filesystem::path path_;
-};
-
-inline std::string file_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
 }  // namespace instseg::testing

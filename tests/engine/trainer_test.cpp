@@ -25,14 +25,14 @@ using nlohmann::json;
 using ::testing::AllOf;
 using ::testing::ContainsRegex;
 using ::testing::HasSubstr;
-using testing::RunDir;
+using testing::TestDir;
 using testing::tiny_train_config;
 
-// Measured 2026-11-25 (2 threads, loaded 2-core machine, 266 s): box AP 0.084, mask AP 0.054
-// after 300 iterations; asserted at about half, as float reduction order may differ between runs.
+// Measured 2026-11-25 (2 threads, quiet 2-core machine, 115 s): box AP 0.061, mask AP 0.042 after
+// 300 iterations; asserted at about half, as float reduction order may differ between runs.
 constexpr int kDemoCheckIterations = 300;
-constexpr double kDemoCheckMinBoxAp = 0.04;
-constexpr double kDemoCheckMinMaskAp = 0.025;
+constexpr double kDemoCheckMinBoxAp = 0.03;
+constexpr double kDemoCheckMinMaskAp = 0.02;
 
 std::vector<json> read_log(const std::string& path) {
   std::ifstream in(path);
@@ -61,7 +61,7 @@ void expect_same_weights(const std::string& a_path, const std::string& b_path, d
 }
 
 TEST(Trainer, ResumeAfterStopContinuesExactly) {
-  RunDir dir;
+  TestDir dir;
   const TrainConfig config = tiny_train_config();  // 20 iterations, checkpoints only at the end
   const TrainOutcome straight = train(config, dir / "straight", /*resume=*/false);
   EXPECT_EQ(straight.iterations_done, 20);
@@ -100,13 +100,13 @@ TEST(Trainer, ResumeAfterStopContinuesExactly) {
 }
 
 TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {
-  RunDir dir;
+  TestDir dir;
   TrainConfig config = tiny_train_config();
   config.optim.iterations = 6;
   config.run.stop_after = 3;
   train(config, dir.str(), false);
   const std::string state = dir / "train_state.pth";
-  const std::string good = testing::file_bytes(state);
+  const std::string good = testing::read_file_bytes(state);
   ASSERT_GT(good.size(), 1000u);
   // A run killed while writing its next checkpoint leaves half a temp file beside the good one.
   std::ofstream(dir / "train_state.pth.tmp", std::ios::binary) << good.substr(0, good.size() / 2);
@@ -129,7 +129,7 @@ TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {
 }
 
 TEST(Trainer, NonFiniteLossNamesIterationAndImagesAndKeepsLastGoodCheckpoint) {
-  RunDir dir;
+  TestDir dir;
   TrainConfig config = tiny_train_config();
   config.optim.lr = 1e6;
   config.optim.warmup_iterations = 0;
@@ -155,7 +155,7 @@ TEST(Trainer, NonFiniteLossNamesIterationAndImagesAndKeepsLastGoodCheckpoint) {
 }
 
 TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
-  RunDir dir;
+  TestDir dir;
   TrainConfig config = tiny_train_config();
   config.optim.iterations = 6;
   config.run.log_every = 2;
@@ -169,10 +169,10 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
 
   // config.json: every key, and it reproduces the configuration.
   TrainConfig reread;
-  reread.apply_json(testing::file_bytes(dir / "config.json"), "config.json");
+  reread.apply_json(testing::read_file_bytes(dir / "config.json"), "config.json");
   EXPECT_EQ(reread.to_json(), config.to_json());
 
-  const json categories = json::parse(testing::file_bytes(dir / "categories.json"));
+  const json categories = json::parse(testing::read_file_bytes(dir / "categories.json"));
   ASSERT_EQ(categories["categories"].size(), 4u);
   std::set<int64_t> category_ids;
   for (const auto& c : categories["categories"]) {
@@ -199,7 +199,7 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
   EXPECT_EQ(train_iterations, (std::vector<int>{2, 4, 6}));
   EXPECT_EQ(val_iterations, (std::vector<int>{3, 6}));
 
-  const json metrics = json::parse(testing::file_bytes(dir / "metrics.json"));
+  const json metrics = json::parse(testing::read_file_bytes(dir / "metrics.json"));
   for (const char* type : {"bbox", "segm"}) {
     ASSERT_TRUE(metrics.contains(type)) << type << " missing from metrics.json: " << metrics.dump();
     ASSERT_EQ(metrics[type]["stats"].size(), 12u) << type;
@@ -213,7 +213,7 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
     EXPECT_DOUBLE_EQ(metrics["segm"]["stats"][k].get<double>(), outcome.validations.back().segm_stats[k]);
   }
 
-  const json gt = json::parse(testing::file_bytes(dir / "val_annotations.json"));
+  const json gt = json::parse(testing::read_file_bytes(dir / "val_annotations.json"));
   ASSERT_EQ(gt["images"].size(), 8u);
   std::set<int64_t> image_ids;
   for (const auto& image : gt["images"]) {
@@ -227,7 +227,7 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
     EXPECT_TRUE(category_ids.count(a["category_id"].get<int64_t>()));
     EXPECT_TRUE(a["segmentation"].contains("counts"));
   }
-  const json predictions = json::parse(testing::file_bytes(dir / "val_predictions.json"));
+  const json predictions = json::parse(testing::read_file_bytes(dir / "val_predictions.json"));
   ASSERT_TRUE(predictions.is_array());
   EXPECT_GT(predictions.size(), 0u);
   for (const auto& p : predictions) {
@@ -248,7 +248,7 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
 // split. The thresholds are about half of what this run measured and far above what an untrained
 // model scores (AP ~1e-4).
 TEST(Trainer, DemoRecipeLearnsInAFewHundredIterations) {
-  RunDir dir;
+  TestDir dir;
   DemoOptions options;
   options.threads = 2;
   TrainConfig config = demo_train_config(options);
