@@ -15,29 +15,14 @@
 #include <thread>
 
 #include "instseg/data/image_io.h"
+#include "bench_support.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/predictor.h"
 
 namespace fs = std::filesystem;
 
-namespace {
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
-}
-
-std::string run_capture(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw std::runtime_error("cannot run: " + command);
-  char buf[4096];
-  while (fgets(buf, sizeof buf, pipe)) out += buf;
-  if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
-  return out;
-}
-
-}  // namespace
+using instseg::bench::median;
+using instseg::bench::run_capture;
 
 int main(int argc, char** argv) {
   CLI::App app{"instseg vs torchvision inference speed"};

@@ -19,6 +19,7 @@
 #include "instseg/checkpoint/state_dict.h"
 #include "instseg/data/loader.h"
 #include "instseg/data/synthetic.h"
+#include "bench_support.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/sgd.h"
 
@@ -26,20 +27,9 @@ namespace fs = std::filesystem;
 
 namespace {
 
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0.0 : (v.size() % 2 ? v[v.size() / 2] : 0.5 * (v[v.size() / 2 - 1] + v[v.size() / 2]));
-}
+using instseg::bench::median;
+using instseg::bench::run_capture;
 
-std::string run_capture(const std::string& command) {
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) throw std::runtime_error("cannot run: " + command);
-  char buf[4096];
-  while (fgets(buf, sizeof buf, pipe)) out += buf;
-  if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
-  return out;
-}
 
 // Batches as {"images": [[3,H,W]...], "boxes": [...], "labels": [...], "masks": [...]} per batch,
 // for the torchvision side.
