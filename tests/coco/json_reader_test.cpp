@@ -9,6 +9,7 @@
 
 #include "coco/json_reader.h"
 #include "instseg/errors.h"
+#include "support/input_error.h"
 
 namespace instseg::coco::detail {
 namespace {
@@ -17,14 +18,7 @@ using ::testing::HasSubstr;
 
 const std::string kFile = "doc.json";
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using ::instseg::testing::input_error_of;
 
 // Reads one whole document that is a single value, skipping it.
 void skip_document(const std::string& text) {
@@ -181,14 +175,14 @@ TEST(JsonReader, SyntaxErrorsNameTheFileAndTheByte) {
       {"[NaN]", "at byte 1: unexpected 'N' or 'I' (NaN / Infinity are not JSON numbers"},
       {"[-Infinity]", "at byte 2: unexpected 'N' or 'I' (NaN / Infinity are not JSON numbers"},
   };
-  for (const auto& c : cases) EXPECT_THAT(error_of([&] { skip_document(c.text); }), HasSubstr(c.message)) << c.text;
+  for (const auto& c : cases) EXPECT_THAT(input_error_of([&] { skip_document(c.text); }), HasSubstr(c.message)) << c.text;
 }
 
 TEST(JsonReader, SkipsDeepNestingWithoutRecursion) {
   const size_t depth = 200000;
   const std::string text = std::string(depth, '[') + std::string(depth, ']');
   EXPECT_NO_THROW(skip_document(text));
-  EXPECT_THAT(error_of([&] { skip_document(std::string(depth, '[') + std::string(depth - 1, ']')); }),
+  EXPECT_THAT(input_error_of([&] { skip_document(std::string(depth, '[') + std::string(depth - 1, ']')); }),
               HasSubstr("at byte 399999: expected ',' or ']'"));
 }
 
@@ -236,11 +230,11 @@ TEST(SplitArray, ErrorsNameTheFirstBadByte) {
   size_t end = 0;
   // The quick scan finds the unterminated list; the error is the first one in the text, which
   // the scan alone does not check (a number).
-  EXPECT_THAT(error_of([&] { split_array(R"([1, 2x, {"a": 1)", 0, kFile, end); }),
+  EXPECT_THAT(input_error_of([&] { split_array(R"([1, 2x, {"a": 1)", 0, kFile, end); }),
               HasSubstr("doc.json: not valid JSON at byte 5: expected ',' or ']'"));
-  EXPECT_THAT(error_of([&] { split_array("[1, , 2]", 0, kFile, end); }), HasSubstr("at byte 4: unexpected ','"));
-  EXPECT_THAT(error_of([&] { split_array(R"([1, "abc)", 0, kFile, end); }), HasSubstr("at byte 4: unterminated string"));
-  EXPECT_THAT(error_of([&] { split_array("{}", 0, kFile, end); }), HasSubstr("at byte 0: expected a list"));
+  EXPECT_THAT(input_error_of([&] { split_array("[1, , 2]", 0, kFile, end); }), HasSubstr("at byte 4: unexpected ','"));
+  EXPECT_THAT(input_error_of([&] { split_array(R"([1, "abc)", 0, kFile, end); }), HasSubstr("at byte 4: unterminated string"));
+  EXPECT_THAT(input_error_of([&] { split_array("{}", 0, kFile, end); }), HasSubstr("at byte 0: expected a list"));
 }
 
 }  // namespace

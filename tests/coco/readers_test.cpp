@@ -10,6 +10,7 @@
 #include "instseg/coco/dataset.h"
 #include "instseg/coco/results.h"
 #include "instseg/errors.h"
+#include "support/input_error.h"
 #include "support/reference.h"
 
 namespace instseg::coco {
@@ -29,14 +30,7 @@ json small_gt() {
              {"segmentation", {{"size", {8, 10}}, {"counts", {0, 16, 64}}}}, {"iscrowd", 1}}}}};
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const InputError& e) {
-    return e.what();
-  }
-  return "no error";
-}
+using ::instseg::testing::input_error_of;
 
 TEST(Dataset, ReadsImagesCategoriesAnnotationsAndMasks) {
   const Dataset d = Dataset::parse(small_gt().dump(), "gt.json");
@@ -89,17 +83,17 @@ TEST(Dataset, BadEntriesNameFileIndexAndField) {
   for (const auto& c : cases) {
     json j = small_gt();
     c.edit(j);
-    EXPECT_THAT(error_of([&] { Dataset::parse(j.dump(), "gt.json"); }), HasSubstr(c.message));
+    EXPECT_THAT(input_error_of([&] { Dataset::parse(j.dump(), "gt.json"); }), HasSubstr(c.message));
   }
-  EXPECT_THAT(error_of([] { Dataset::parse("{\"images\": [", "gt.json"); }), HasSubstr("gt.json: not valid JSON"));
-  EXPECT_THAT(error_of([] { Dataset::load("/nonexistent/gt.json"); }), HasSubstr("/nonexistent/gt.json: cannot open"));
+  EXPECT_THAT(input_error_of([] { Dataset::parse("{\"images\": [", "gt.json"); }), HasSubstr("gt.json: not valid JSON"));
+  EXPECT_THAT(input_error_of([] { Dataset::load("/nonexistent/gt.json"); }), HasSubstr("/nonexistent/gt.json: cannot open"));
 }
 
 TEST(Results, ReadsBoxesMasksAndRoundTrips) {
   const Dataset gt = Dataset::parse(small_gt().dump(), "gt.json");
   const json results = {{{"image_id", 5}, {"category_id", 90}, {"bbox", {1, 2, 3, 4.25}}, {"score", 0.123456789012345},
                          {"segmentation", {{"size", {8, 10}}, {"counts", "d0"}}}}};
-  EXPECT_THAT(error_of([&] { parse_results(results.dump(), "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results(results.dump(), "res.json", gt); }),
               HasSubstr("res.json: results[0].segmentation.counts: runs sum to 20 pixels"));
   json fixed = results;
   fixed[0]["segmentation"]["counts"] = to_string(Rle{8, 10, {80}});
@@ -148,7 +142,7 @@ TEST(Results, CompressedMasksDecodeToTheSameRuns) {
   {
     std::ofstream(path) << bad.dump();
   }
-  EXPECT_THAT(error_of([&] { CompressedResults::read(path, gt); }),
+  EXPECT_THAT(input_error_of([&] { CompressedResults::read(path, gt); }),
               HasSubstr("results[0].segmentation.counts: runs sum to 20 pixels"));
   std::remove(path.c_str());
 }
@@ -176,13 +170,13 @@ TEST(Results, MalformedJsonNamesTheFileAndByte) {
   // The byte of the first error, in the entry that has it.
   const std::string doubled = R"([{"image_id": 5, "category_id": 90, "bbox": [1, 2, 3, 4], "score": 0.5},
                                   {"image_id": 5,, "score": 1}])";
-  EXPECT_THAT(error_of([&] { parse_results(doubled, "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results(doubled, "res.json", gt); }),
               HasSubstr("res.json: not valid JSON at byte " + std::to_string(doubled.find(",,") + 1) + ": expected a key"));
-  EXPECT_THAT(error_of([&] { parse_results(R"([{"image_id": 5, "score": 0.5e}])", "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results(R"([{"image_id": 5, "score": 0.5e}])", "res.json", gt); }),
               HasSubstr("res.json: not valid JSON at byte 30: invalid number: a digit must follow the exponent"));
-  EXPECT_THAT(error_of([&] { Dataset::parse(R"({"images": [], "categories": [], "annotations": [{]})", "gt.json"); }),
+  EXPECT_THAT(input_error_of([&] { Dataset::parse(R"({"images": [], "categories": [], "annotations": [{]})", "gt.json"); }),
               HasSubstr("gt.json: not valid JSON at byte 50: expected a key"));
-  EXPECT_THAT(error_of([&] { Dataset::parse(R"({"images": [] "categories": []})", "gt.json"); }),
+  EXPECT_THAT(input_error_of([&] { Dataset::parse(R"({"images": [] "categories": []})", "gt.json"); }),
               HasSubstr("gt.json: not valid JSON at byte 14: expected ',' or '}'"));
 }
 
@@ -194,21 +188,21 @@ TEST(Results, BadResultsAreClearErrors) {
     r[key] = value;
     return json::array({good, r}).dump();
   };
-  EXPECT_THAT(error_of([&] { parse_results(with("image_id", 6), "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results(with("image_id", 6), "res.json", gt); }),
               HasSubstr("res.json: results[1].image_id: image id 6 is not in the ground truth"));
-  EXPECT_THAT(error_of([&] { parse_results(with("category_id", 1), "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results(with("category_id", 1), "res.json", gt); }),
               HasSubstr("res.json: results[1].category_id: category id 1 is not in the ground truth"));
-  EXPECT_THAT(error_of([&] { parse_results(with("score", "high"), "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results(with("score", "high"), "res.json", gt); }),
               HasSubstr("res.json: results[1].score: expected a number"));
-  EXPECT_THAT(error_of([&] { parse_results(with("segmentation", {{"size", {8, 10}}, {"counts", "R"}}), "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results(with("segmentation", {{"size", {8, 10}}, {"counts", "R"}}), "res.json", gt); }),
               HasSubstr("res.json: results[1].segmentation.counts: compressed counts end inside a number"));
-  EXPECT_THAT(error_of([&] { parse_results("[{\"image_id\": 5, \"category_id\": 90, \"bbox\": [1,2,3,4], \"score\": NaN}]", "res.json", gt); }),
+  EXPECT_THAT(input_error_of([&] { parse_results("[{\"image_id\": 5, \"category_id\": 90, \"bbox\": [1,2,3,4], \"score\": NaN}]", "res.json", gt); }),
               HasSubstr("NaN / Infinity are not JSON numbers"));
-  EXPECT_THAT(error_of([&] { parse_results("[]", "res.json", gt); }), HasSubstr("res.json: the results list is empty"));
-  EXPECT_THAT(error_of([&] { parse_results("{}", "res.json", gt); }), HasSubstr("res.json: expected a JSON list"));
+  EXPECT_THAT(input_error_of([&] { parse_results("[]", "res.json", gt); }), HasSubstr("res.json: the results list is empty"));
+  EXPECT_THAT(input_error_of([&] { parse_results("{}", "res.json", gt); }), HasSubstr("res.json: expected a JSON list"));
   json no_box = json::array({good, good});
   no_box[1].erase("bbox");
-  EXPECT_THAT(error_of([&] { parse_results(no_box.dump(), "res.json", gt); }), HasSubstr("res.json: results[1].bbox: missing"));
+  EXPECT_THAT(input_error_of([&] { parse_results(no_box.dump(), "res.json", gt); }), HasSubstr("res.json: results[1].bbox: missing"));
 }
 
 }  // namespace

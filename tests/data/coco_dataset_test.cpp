@@ -8,7 +8,8 @@
 #include <map>
 #include <nlohmann/json.hpp>
 
-#include "data/temp_dir.h"
+#include "support/input_error.h"
+#include "support/test_dir.h"
 #include "instseg/coco/rle.h"
 #include "instseg/data/image_io.h"
 #include "instseg/errors.h"

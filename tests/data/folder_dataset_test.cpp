@@ -6,7 +6,8 @@
 
 #include <filesystem>
 
-#include "data/temp_dir.h"
+#include "support/input_error.h"
+#include "support/test_dir.h"
 #include "instseg/data/image_io.h"
 #include "instseg/errors.h"
 

@@ -4,7 +4,8 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
-#include "data/temp_dir.h"
+#include "support/input_error.h"
+#include "support/test_dir.h"
 #include "instseg/errors.h"
 #include "support/reference.h"
 

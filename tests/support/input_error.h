@@ -1,12 +1,9 @@
 #pragma once
-// Folders for writing broken files (support/test_dir.h), and the message a bad input raises.
-#include <gtest/gtest.h>
-
+// The message of the InputError a piece of code throws, for asserting on what users are told.
 #include <functional>
 #include <string>
 
 #include "instseg/errors.h"
-#include "support/test_dir.h"
 
 namespace instseg::testing {
 
