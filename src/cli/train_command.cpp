@@ -25,7 +25,7 @@ void register_train(CLI::App& app) {
       "data.train_annotations, data.train_images, data.val_annotations, data.val_images, "
       "model.variant v1|v2, model.depth 18|34|50|101, model.norm frozen|batch|group, "
       "model.weights (torchvision Mask R-CNN or ImageNet ResNet .pth), optim.iterations, "
-      "optim.batch_size, optim.lr, optim.schedule step|cosine, optim.steps, run.eval_every, ...");
+      "optim.batch_size, optim.optimizer sgd|adamw, optim.lr, optim.schedule step|cosine, optim.steps, run.eval_every, ...");
   cmd->callback([args] {
     TrainConfig config = args->config_path.empty() ? TrainConfig{} : load_train_config(args->config_path);
     for (const auto& assignment : args->overrides) config.apply_override(assignment);

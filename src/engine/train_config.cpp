@@ -77,7 +77,10 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"optim.iterations", field(c.optim.iterations)},
       {"optim.batch_size", field(c.optim.batch_size)},
       {"optim.lr", field(c.optim.lr)},
+      {"optim.optimizer", field(c.optim.optimizer)},
       {"optim.momentum", field(c.optim.momentum)},
+      {"optim.beta1", field(c.optim.beta1)},
+      {"optim.beta2", field(c.optim.beta2)},
       {"optim.weight_decay", field(c.optim.weight_decay)},
       {"optim.warmup_iterations", field(c.optim.warmup_iterations)},
       {"optim.warmup_factor", field(c.optim.warmup_factor)},
@@ -156,7 +159,11 @@ void TrainConfig::validate() const {
   require(optim.iterations > 0, "optim.iterations must be positive");
   require(optim.batch_size > 0, "optim.batch_size must be positive");
   require(optim.lr > 0, "optim.lr must be positive");
+  require(optim.optimizer == "sgd" || optim.optimizer == "adamw",
+          "optim.optimizer must be sgd or adamw, got '" + optim.optimizer + "'");
   require(optim.momentum >= 0 && optim.momentum < 1, "optim.momentum must be in [0, 1)");
+  require(optim.beta1 >= 0 && optim.beta1 < 1, "optim.beta1 must be in [0, 1)");
+  require(optim.beta2 >= 0 && optim.beta2 < 1, "optim.beta2 must be in [0, 1)");
   require(optim.weight_decay >= 0, "optim.weight_decay must be >= 0");
   require(optim.warmup_iterations >= 0, "optim.warmup_iterations must be >= 0");
   require(optim.warmup_factor > 0 && optim.warmup_factor <= 1, "optim.warmup_factor must be in (0, 1]");

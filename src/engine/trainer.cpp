@@ -19,7 +19,7 @@
 #include "instseg/engine/lr_schedule.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/results_json.h"
-#include "instseg/engine/sgd.h"
+#include "instseg/engine/optimizer.h"
 #include "instseg/data/loader.h"
 #include "instseg/engine/training_data.h"
 #include "instseg/errors.h"
@@ -63,12 +63,26 @@ struct TrainState {
   data::LoaderPosition loader;
 };
 
-void save_train_state(const std::string& path, const MaskRcnnImpl& model, const Sgd& sgd,
+OptimizerOptions optimizer_options(const OptimConfig& optim) {
+  OptimizerOptions options;
+  options.kind = optim.optimizer == "adamw" ? OptimizerOptions::Kind::kAdamW : OptimizerOptions::Kind::kSgd;
+  options.momentum = optim.momentum;
+  options.weight_decay = optim.weight_decay;
+  options.beta1 = optim.beta1;
+  options.beta2 = optim.beta2;
+  return options;
+}
+
+void save_train_state(const std::string& path, const MaskRcnnImpl& model, const Optimizer& optimizer,
                       const TrainState& state) {
   c10::Dict<std::string, at::Tensor> weights;
   for (const auto& [name, tensor] : module_state_dict(model)) weights.insert(name, tensor);
-  c10::Dict<std::string, at::Tensor> momentum;
-  for (const auto& [name, tensor] : sgd.momentum_buffers()) momentum.insert(name, tensor);
+  c10::impl::GenericDict optimizer_state(c10::StringType::get(), c10::AnyType::get());
+  for (const auto& [slot, tensors] : optimizer.state()) {
+    c10::Dict<std::string, at::Tensor> slot_tensors;
+    for (const auto& [name, tensor] : tensors) slot_tensors.insert(name, tensor);
+    optimizer_state.insert(slot, slot_tensors);
+  }
   c10::impl::GenericDict archive(c10::StringType::get(), c10::AnyType::get());
   archive.insert("iteration", static_cast<int64_t>(state.iteration));
   archive.insert("total_iterations", static_cast<int64_t>(state.total_iterations));
@@ -77,11 +91,11 @@ void save_train_state(const std::string& path, const MaskRcnnImpl& model, const 
   archive.insert("loader_index", state.loader.index);
   archive.insert("torch_rng", at::detail::getDefaultCPUGenerator().get_state());
   archive.insert("model", weights);
-  archive.insert("momentum", momentum);
+  archive.insert("optimizer", optimizer_state);
   save_archive(path, archive);
 }
 
-TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Sgd& sgd) {
+TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Optimizer& optimizer) {
   const auto archive = read_archive(path).toGenericDict();
   auto get = [&](const char* key) {
     if (!archive.contains(key)) throw CheckpointError(path + ": training state lacks '" + std::string(key) + "'");
@@ -92,11 +106,12 @@ TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Sgd& s
     weights.emplace_back(entry.key().toStringRef(), entry.value().toTensor());
   }
   load_state_dict(model, weights, path);
-  std::map<std::string, torch::Tensor> momentum;
-  for (const auto& entry : get("momentum").toGenericDict()) {
-    momentum[entry.key().toStringRef()] = entry.value().toTensor();
+  Optimizer::State optimizer_state;
+  for (const auto& slot : get("optimizer").toGenericDict()) {
+    auto& tensors = optimizer_state[slot.key().toStringRef()];
+    for (const auto& entry : slot.value().toGenericDict()) tensors[entry.key().toStringRef()] = entry.value().toTensor();
   }
-  sgd.set_momentum_buffers(std::move(momentum));
+  optimizer.set_state(std::move(optimizer_state));
   auto generator = at::detail::getDefaultCPUGenerator();  // a handle to the global generator
   generator.set_state(get("torch_rng").toTensor());
   TrainState state;
@@ -188,9 +203,9 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   const bool has_val = data.val_set() != nullptr && data.val_set()->size() > 0;
   if (has_val) write_coco_instances((fs::path(out_dir) / "val_annotations.json").string(), data.val_ground_truth());
   MaskRcnn model = build_mask_rcnn_for_training(config.model, data.num_classes());
-  Sgd sgd(*model, config.optim.momentum, config.optim.weight_decay);
+  Optimizer optimizer(*model, optimizer_options(config.optim));
   TrainState state;
-  if (resume) state = load_train_state(state_path, *model, sgd);
+  if (resume) state = load_train_state(state_path, *model, optimizer);
   write_bytes_atomically((fs::path(out_dir) / "config.json").string(), config.to_json() + "\n");
   // Beside the weights, so predict names the classes and writes the data's category ids.
   write_bytes_atomically((fs::path(out_dir) / "categories.json").string(), data.categories().to_json());
@@ -209,7 +224,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     state.iteration = iteration;
     state.loader = loader.position();
     save_state_dict((fs::path(out_dir) / "model_last.pth").string(), module_state_dict(*model));
-    save_train_state(state_path, *model, sgd, state);
+    save_train_state(state_path, *model, optimizer, state);
   };
   auto run_validation = [&](int iteration) {
     ValidationRecord record = validate_model(*model, data, iteration, out_dir);
@@ -283,12 +298,12 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
                           "); the last good checkpoint is kept in " + out_dir);
     };
     if (!std::isfinite(total_value)) stop_non_finite("loss (" + std::to_string(total_value) + ")");
-    sgd.zero_grad();
+    optimizer.zero_grad();
     total.backward();
-    if (const std::string bad = sgd.first_non_finite_gradient(); !bad.empty()) stop_non_finite("gradient in " + bad);
-    if (config.optim.clip_grad_norm > 0) sgd.clip_grad_norm(config.optim.clip_grad_norm);
+    if (const std::string bad = optimizer.first_non_finite_gradient(); !bad.empty()) stop_non_finite("gradient in " + bad);
+    if (config.optim.clip_grad_norm > 0) optimizer.clip_grad_norm(config.optim.clip_grad_norm);
     const double lr = learning_rate(optim, iteration);
-    sgd.step(lr);
+    optimizer.step(lr);
     images_since_log += static_cast<int>(batch.images.size());
 
     const int done = iteration + 1;

@@ -40,7 +40,10 @@ cv::Mat to_bgr_u8(const torch::Tensor& image) {
 std::string render_overlay(const torch::Tensor& image, const Detections& detections,
                            const std::vector<std::string>& class_names,
                            const OverlayOptions& options, const std::string& extension) {
+  if (options.scale < 1) throw ConfigError("overlay scale must be >= 1, got " + std::to_string(options.scale));
   cv::Mat canvas = to_bgr_u8(image);
+  const int scale = options.scale;
+  if (scale > 1) cv::resize(canvas, canvas, cv::Size(), scale, scale, cv::INTER_NEAREST);
   const auto scores = detections.scores.to(torch::kCPU, torch::kFloat);
   const auto boxes = detections.boxes.to(torch::kCPU, torch::kFloat);
   const auto labels = detections.labels.to(torch::kCPU, torch::kLong);
@@ -53,7 +56,9 @@ std::string render_overlay(const torch::Tensor& image, const Detections& detecti
     const auto colour = label_colour(labels[i].item<int64_t>());
     if (has_masks) {
       auto mask_tensor = (detections.masks[i][0] >= options.mask_thresh).to(torch::kCPU, torch::kUInt8).contiguous();
-      cv::Mat mask(canvas.rows, canvas.cols, CV_8UC1, mask_tensor.data_ptr());
+      cv::Mat mask(static_cast<int>(mask_tensor.size(0)), static_cast<int>(mask_tensor.size(1)), CV_8UC1,
+                   mask_tensor.data_ptr());
+      if (scale > 1) cv::resize(mask, mask, canvas.size(), 0, 0, cv::INTER_NEAREST);
       cv::Mat tinted(canvas.size(), canvas.type(), colour);
       cv::Mat blended;
       cv::addWeighted(canvas, 1.0 - options.mask_alpha, tinted, options.mask_alpha, 0.0, blended);
@@ -62,7 +67,7 @@ std::string render_overlay(const torch::Tensor& image, const Detections& detecti
       cv::findContours(mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE);
       cv::drawContours(canvas, contours, -1, colour, 1, cv::LINE_AA);
     }
-    const auto b = boxes[i];
+    const auto b = boxes[i] * scale;
     const cv::Point top_left(static_cast<int>(b[0].item<float>()), static_cast<int>(b[1].item<float>()));
     const cv::Point bottom_right(static_cast<int>(b[2].item<float>()), static_cast<int>(b[3].item<float>()));
     cv::rectangle(canvas, top_left, bottom_right, colour, 2, cv::LINE_AA);

@@ -146,6 +146,9 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"optim.batch_size=0", "optim.batch_size"},
       {"optim.lr=-0.1", "optim.lr"},
       {"optim.momentum=1", "optim.momentum"},
+      {"optim.optimizer=adam", "optim.optimizer"},
+      {"optim.beta1=1", "optim.beta1"},
+      {"optim.beta2=-0.5", "optim.beta2"},
       {"optim.weight_decay=-1", "optim.weight_decay"},
       {"optim.warmup_factor=0", "optim.warmup_factor"},
       {"optim.warmup_factor=1.5", "optim.warmup_factor"},
@@ -209,7 +212,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 47u);  // DataConfig 14 + ModelConfig 14 + OptimConfig 11 + RunConfig 8
+  EXPECT_EQ(keys, 50u);  // DataConfig 14 + ModelConfig 14 + OptimConfig 14 + RunConfig 8
 }
 
 }  // namespace

@@ -60,9 +60,9 @@ void expect_same_weights(const std::string& a_path, const std::string& b_path, d
   }
 }
 
-TEST(Trainer, ResumeAfterStopContinuesExactly) {
+// 20 iterations straight vs 10, stop, resume, 10: same weights, losses and validation.
+void expect_resume_continues_exactly(const TrainConfig& config) {
   TestDir dir;
-  const TrainConfig config = tiny_train_config();  // 20 iterations, checkpoints only at the end
   const TrainOutcome straight = train(config, dir / "straight", /*resume=*/false);
   EXPECT_EQ(straight.iterations_done, 20);
 
@@ -97,6 +97,17 @@ TEST(Trainer, ResumeAfterStopContinuesExactly) {
     EXPECT_NEAR(resumed.validations[0].segm_stats[k], straight.validations[0].segm_stats[k], 1e-6) << "segm stat " << k;
     EXPECT_NEAR(resumed.validations[0].bbox_stats[k], straight.validations[0].bbox_stats[k], 1e-6) << "bbox stat " << k;
   }
+}
+
+TEST(Trainer, ResumeAfterStopContinuesExactly) {
+  expect_resume_continues_exactly(tiny_train_config());  // SGD, checkpoints only at the end
+}
+
+TEST(Trainer, ResumeWithAdamWContinuesExactly) {
+  TrainConfig config = tiny_train_config();
+  config.optim.optimizer = "adamw";  // its moments and per-parameter step counts must be restored
+  config.optim.lr = 1e-3;
+  expect_resume_continues_exactly(config);
 }
 
 TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {

@@ -1,9 +1,10 @@
-"""Reference values for tests/engine/{sgd,lr_schedule}_test.cpp from torch.optim.
+"""Reference values for tests/engine/{optimizer,lr_schedule}_test.cpp from torch.optim.
 
 Usage: /usr/bin/python3 tests/reference/engine_optim.py OUTDIR  (the C++ tests run it via reference_dir).
 
-sgd_<case>.pt: params p0.., grads g<step>_<i> (a missing one = no gradient that step), lrs, and
-  the params and momentum buffers (m<i>, when present) after the 3 torch.optim.SGD steps.
+{sgd,adamw}_<case>.pt: params p0.., grads g<step>_<i> (a missing one = no gradient that step), lrs,
+  and the params and the optimizer's per-parameter state (<slot><i>: momentum_buffer, exp_avg,
+  exp_avg_sq, step, when present) after 3 torch.optim.SGD / AdamW steps.
 lr_<case>.pt: the learning rate torchvision's reference training uses at each iteration:
   LinearLR(start_factor=warmup_factor, total_iters=warmup) chained with MultiStepLR or
   CosineAnnealingLR(T_max=iterations, eta_min=0), read before each optimizer step.
@@ -22,9 +23,9 @@ def save(name, **tensors):
     torch.save(tensors, os.path.join(out_dir, name + ".pt"))
 
 
-# --- SGD: 3 params (one without a gradient at step 1), 3 steps with changing lr; float64 so the
-# comparison tests the update rule, not float32 rounding.
-def sgd_case(name, seed, momentum, weight_decay, clip=0.0):
+# --- SGD and AdamW: 3 params (one without a gradient at step 1), 3 steps with changing lr; float64
+# so the comparison tests the update rule, not float32 rounding.
+def optim_case(name, seed, kind, weight_decay, momentum=0.0, betas=(0.9, 0.999), clip=0.0):
     g = torch.Generator().manual_seed(seed)
     shapes = [(3, 4), (5,), (2, 2, 3)]
     params = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
@@ -33,10 +34,13 @@ def sgd_case(name, seed, momentum, weight_decay, clip=0.0):
     for step in range(3):
         for i, s in enumerate(shapes):
             if step == 1 and i == 1:
-                continue  # no gradient: SGD skips the parameter and keeps its buffer
+                continue  # no gradient: the optimizer skips the parameter and keeps its state
             grads[f"g{step}_{i}"] = torch.randn(s, generator=g, dtype=torch.float64) * (5.0 if clip else 1.0)
     work = [p.clone().requires_grad_(True) for p in params]
-    opt = torch.optim.SGD(work, lr=lrs[0], momentum=momentum, weight_decay=weight_decay)
+    if kind == "sgd":
+        opt = torch.optim.SGD(work, lr=lrs[0], momentum=momentum, weight_decay=weight_decay)
+    else:
+        opt = torch.optim.AdamW(work, lr=lrs[0], betas=betas, weight_decay=weight_decay)
     norms = []
     for step in range(3):
         opt.zero_grad(set_to_none=True)
@@ -52,20 +56,23 @@ def sgd_case(name, seed, momentum, weight_decay, clip=0.0):
     out = {f"p{i}": p for i, p in enumerate(params)}
     out.update(grads)
     out["lrs"] = torch.tensor(lrs, dtype=torch.float64)
-    out["hyper"] = torch.tensor([momentum, weight_decay, clip], dtype=torch.float64)
+    out["hyper"] = torch.tensor([momentum, weight_decay, clip, betas[0], betas[1]], dtype=torch.float64)
     out["norms"] = torch.tensor(norms, dtype=torch.float64)
     for i, p in enumerate(work):
         out[f"after{i}"] = p.detach().clone()
-        state = opt.state.get(p, {})
-        if state.get("momentum_buffer") is not None:
-            out[f"m{i}"] = state["momentum_buffer"].clone()
-    save("sgd_" + name, **out)
+        for slot, value in opt.state.get(p, {}).items():
+            if value is not None:
+                out[f"{slot}{i}"] = torch.as_tensor(value, dtype=torch.float64).clone()
+    save(kind + "_" + name, **out)
 
 
-sgd_case("momentum_decay", 1, 0.9, 1e-4)
-sgd_case("plain", 2, 0.0, 0.0)
-sgd_case("decay_only", 3, 0.0, 0.01)
-sgd_case("clipped", 4, 0.9, 1e-4, clip=1.0)
+optim_case("momentum_decay", 1, "sgd", 1e-4, momentum=0.9)
+optim_case("plain", 2, "sgd", 0.0)
+optim_case("decay_only", 3, "sgd", 0.01)
+optim_case("clipped", 4, "sgd", 1e-4, momentum=0.9, clip=1.0)
+optim_case("default", 5, "adamw", 0.01)
+optim_case("betas_no_decay", 6, "adamw", 0.0, betas=(0.5, 0.9))
+optim_case("clipped", 7, "adamw", 0.05, clip=1.0)
 
 
 # --- learning-rate schedules

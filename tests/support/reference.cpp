@@ -14,14 +14,16 @@ std::string reference_dir(const std::string& script) {
   namespace fs = std::filesystem;
   const fs::path dir = fs::path(INSTSEG_REFERENCE_DIR) / script;
   const fs::path stamp = dir / "done";
-  if (fs::exists(stamp)) return dir.string();
+  const std::string source = source_path("tests/reference/" + script + ".py");
+  // An edited script makes its cached values stale: the stamp must be newer than the script.
+  const auto fresh = [&] { return fs::exists(stamp) && fs::last_write_time(stamp) > fs::last_write_time(source); };
+  if (fresh()) return dir.string();
   fs::create_directories(dir);
   // flock serialises concurrent test processes; the script writes the stamp last.
-  const std::string cmd = "flock '" + (dir / ".lock").string() + "' sh -c 'test -f \"" +
-                          stamp.string() + "\" || (" INSTSEG_PYTHON " \"" +
-                          source_path("tests/reference/" + script + ".py") + "\" \"" +
-                          dir.string() + "\" && touch \"" + stamp.string() + "\")'";
-  if (std::system(cmd.c_str()) != 0 || !fs::exists(stamp)) {
+  const std::string cmd = "flock '" + (dir / ".lock").string() + "' sh -c 'test \"" + stamp.string() + "\" -nt \"" +
+                          source + "\" || (" INSTSEG_PYTHON " \"" + source + "\" \"" + dir.string() +
+                          "\" && touch \"" + stamp.string() + "\")'";
+  if (std::system(cmd.c_str()) != 0 || !fresh()) {
     throw std::runtime_error("reference script failed: " + cmd);
   }
   return dir.string();

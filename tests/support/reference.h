@@ -7,8 +7,9 @@
 
 namespace instseg::testing {
 
-// Runs tests/reference/<script>.py once per build tree (guarded by a lock, so parallel tests
-// share one run) and returns the folder it wrote into: <build>/reference/<script>/.
+// Runs tests/reference/<script>.py once per build tree, and again after the script is edited
+// (guarded by a lock, so parallel tests share one run); returns the folder it wrote into:
+// <build>/reference/<script>/.
 std::string reference_dir(const std::string& script);
 
 // Reads a file written by Python's torch.save({name: tensor, ...}) (plain dict of tensors).

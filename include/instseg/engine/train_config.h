@@ -46,9 +46,12 @@ struct ModelConfig {
 struct OptimConfig {
   int iterations = 1000;
   int batch_size = 2;                 // images per iteration
+  std::string optimizer = "sgd";      // "sgd" (torch.optim.SGD) | "adamw" (torch.optim.AdamW)
   double lr = 0.02;
-  double momentum = 0.9;
-  double weight_decay = 1e-4;
+  double momentum = 0.9;              // SGD only
+  double weight_decay = 1e-4;         // SGD: L2 term in the gradient; AdamW: decoupled decay
+  double beta1 = 0.9;                 // AdamW only: moment decay rates
+  double beta2 = 0.999;
   int warmup_iterations = 100;        // linear warm-up from lr * warmup_factor
   double warmup_factor = 0.001;
   std::string schedule = "step";      // "step" (x gamma at each of steps) | "cosine" (to 0)

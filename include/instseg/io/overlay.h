@@ -13,6 +13,7 @@ struct OverlayOptions {
   double show_thresh = 0.5;   // detections scoring below this are not drawn
   double mask_thresh = 0.5;   // mask probability that counts as foreground (torchvision's)
   double mask_alpha = 0.45;   // opacity of the mask colour
+  int scale = 1;              // picture enlarged this many times, so labels fit on small images
 };
 
 // image: [3, H, W] float RGB in [0, 1]. Returns the picture as an 8-bit BGR buffer encoded in the

@@ -1,0 +1,94 @@
+#include "instseg/engine/optimizer.h"
+
+#include <torch/torch.h>
+
+#include <cmath>
+
+namespace instseg {
+
+Optimizer::Optimizer(const torch::nn::Module& model, OptimizerOptions options) : options_(options) {
+  for (const auto& item : model.named_parameters()) {
+    if (item.value().requires_grad()) params_.emplace_back(item.key(), item.value());
+  }
+}
+
+void Optimizer::step(double lr) {
+  torch::NoGradGuard no_grad;
+  for (auto& [name, p] : params_) {
+    if (!p.grad().defined()) continue;
+    if (options_.kind == OptimizerOptions::Kind::kAdamW) {
+      adamw_update(name, p, lr);
+    } else {
+      sgd_update(name, p, lr);
+    }
+  }
+}
+
+void Optimizer::sgd_update(const std::string& name, torch::Tensor& p, double lr) {
+  auto d = p.grad();
+  if (options_.weight_decay != 0) d = d.add(p, options_.weight_decay);
+  if (options_.momentum != 0) {
+    auto& buffers = state_["momentum_buffer"];
+    auto it = buffers.find(name);
+    if (it == buffers.end()) {
+      it = buffers.emplace(name, d.clone()).first;
+    } else {
+      it->second.mul_(options_.momentum).add_(d);
+    }
+    d = it->second;
+  }
+  p.add_(d, -lr);
+}
+
+void Optimizer::adamw_update(const std::string& name, torch::Tensor& p, double lr) {
+  auto& step = state_["step"][name];
+  auto& exp_avg = state_["exp_avg"][name];
+  auto& exp_avg_sq = state_["exp_avg_sq"][name];
+  if (!step.defined()) {
+    step = torch::zeros({}, torch::kFloat);  // a float tensor, as torch 1.13 keeps it
+    exp_avg = torch::zeros_like(p);
+    exp_avg_sq = torch::zeros_like(p);
+  }
+  step.add_(1);
+  const double t = step.item<double>();
+  const auto& grad = p.grad();
+  p.mul_(1 - lr * options_.weight_decay);
+  exp_avg.mul_(options_.beta1).add_(grad, 1 - options_.beta1);
+  exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1 - options_.beta2);
+  const double bias_correction1 = 1 - std::pow(options_.beta1, t);
+  const double bias_correction2_sqrt = std::sqrt(1 - std::pow(options_.beta2, t));
+  const auto denominator = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(options_.eps);
+  p.addcdiv_(exp_avg, denominator, -lr / bias_correction1);
+}
+
+void Optimizer::zero_grad() {
+  for (auto& [name, p] : params_) {
+    if (p.grad().defined()) p.mutable_grad() = torch::Tensor();
+  }
+}
+
+std::string Optimizer::first_non_finite_gradient() const {
+  torch::NoGradGuard no_grad;
+  for (const auto& [name, p] : params_) {
+    if (p.grad().defined() && !torch::isfinite(p.grad()).all().item<bool>()) return name;
+  }
+  return {};
+}
+
+double Optimizer::clip_grad_norm(double max_norm) {
+  torch::NoGradGuard no_grad;
+  double total = 0.0;
+  for (auto& [name, p] : params_) {
+    if (p.grad().defined()) total += p.grad().pow(2).sum().item<double>();
+  }
+  const double norm = std::sqrt(total);
+  if (max_norm > 0 && norm > max_norm) {
+    const double scale = max_norm / (norm + 1e-6);
+    for (auto& [name, p] : params_) {
+      if (p.grad().defined()) p.grad().mul_(scale);
+    }
+  }
+  return norm;
+}
+
+}  // namespace instseg
