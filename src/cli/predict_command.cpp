@@ -18,8 +18,12 @@ void register_predict(CLI::App& app) {
       ->required();
   cmd->add_option("--score-thresh", options->score_thresh, "Keep detections scoring at least this")
       ->capture_default_str();
-  cmd->add_option("--min-size", options->min_size, "Resize shorter image side to this")->capture_default_str();
-  cmd->add_option("--max-size", options->max_size, "Cap the longer image side")->capture_default_str();
+  cmd->add_option("--min-size", options->min_size,
+                  "Resize shorter image side to this (0 = the training size from config.json beside the "
+                  "weights, else 800)")
+      ->capture_default_str();
+  cmd->add_option("--max-size", options->max_size, "Cap the longer image side (0 = as --min-size, else 1333)")
+      ->capture_default_str();
   cmd->add_option("--threads", options->threads, "Intra-op threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--coco-gt", options->coco_gt,
                   "COCO instances JSON: take image ids from it by file_name, so the output can be "

@@ -137,10 +137,10 @@ DemoOutcome run_demo(const DemoOptions& options) {
   }
   std::printf("\n%d iterations in %.0f s. Files in %s: model_last.pth, metrics.json, val_annotations.json,\n"
               "val_predictions.json, log.jsonl, curves_loss.png, curves_ap.png, overlays/\n"
-              "Segment your own pictures with it at the size it was trained at:\n"
-              "  instseg predict --weights %s --min-size %d --max-size %d --input IMAGES --out DIR\n",
-              result.iterations, outcome.seconds, options.out_dir.c_str(),
-              (fs::path(options.out_dir) / "model_last.pth").c_str(), *trained_size.min_size, *trained_size.max_size);
+              "Segment your own pictures with it (at the %d px it was trained at, from config.json):\n"
+              "  instseg predict --weights %s --input IMAGES --out DIR\n",
+              result.iterations, outcome.seconds, options.out_dir.c_str(), *trained_size.min_size,
+              (fs::path(options.out_dir) / "model_last.pth").c_str());
   return result;
 }
 

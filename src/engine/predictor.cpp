@@ -17,6 +17,7 @@
 #include "instseg/data/image_io.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/results_json.h"
+#include "instseg/engine/train_config.h"
 #include "instseg/errors.h"
 #include "instseg/io/class_names.h"
 #include "instseg/io/overlay.h"
@@ -32,8 +33,8 @@ void PredictOptions::validate() const {
   if (!(score_thresh >= 0.0 && score_thresh <= 1.0)) {
     throw ConfigError("predict: --score-thresh must be in [0, 1], got " + std::to_string(score_thresh));
   }
-  if (min_size <= 0 || max_size < min_size) {
-    throw ConfigError("predict: need 0 < --min-size <= --max-size, got " + std::to_string(min_size) +
+  if (min_size < 0 || max_size < 0 || (min_size > 0 && max_size > 0 && max_size < min_size)) {
+    throw ConfigError("predict: need 0 < --min-size <= --max-size (0 = automatic), got " + std::to_string(min_size) +
                       " and " + std::to_string(max_size));
   }
   if (threads < 0) throw ConfigError("predict: --threads must be >= 0");
@@ -53,6 +54,27 @@ double median(std::vector<double> values) {
   std::sort(values.begin(), values.end());
   const size_t mid = values.size() / 2;
   return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
+}
+
+// A model is only good at the scale it was trained at: one trained by instseg (config.json beside
+// the weights) is run at its training size unless the user asks for another.
+ModelOverrides input_size_for(const PredictOptions& options) {
+  ModelOverrides overrides;
+  overrides.min_size = 800;  // torchvision's transform defaults
+  overrides.max_size = 1333;
+  const fs::path config_file = fs::path(options.weights).parent_path() / "config.json";
+  if ((options.min_size == 0 || options.max_size == 0) && fs::exists(config_file)) {
+    const TrainConfig trained = load_train_config(config_file.string());
+    overrides.min_size = trained.model.min_sizes.back();  // torchvision tests at the last size
+    overrides.max_size = trained.model.max_size;
+  }
+  if (options.min_size > 0) overrides.min_size = options.min_size;
+  if (options.max_size > 0) overrides.max_size = options.max_size;
+  if (*overrides.max_size < *overrides.min_size) {
+    throw ConfigError("predict: --max-size " + std::to_string(*overrides.max_size) + " is below the input size " +
+                      std::to_string(*overrides.min_size));
+  }
+  return overrides;
 }
 
 }  // namespace
@@ -85,9 +107,7 @@ PredictSummary run_predict(const PredictOptions& options) {
                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const auto image_paths = collect_image_paths(options.inputs);
 
-  ModelOverrides overrides;
-  overrides.min_size = options.min_size;
-  overrides.max_size = options.max_size;
+  ModelOverrides overrides = input_size_for(options);
   overrides.score_thresh = options.score_thresh;
   MaskRcnn model = load_mask_rcnn(options.weights, overrides);
 

@@ -58,6 +58,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"data.synthetic_max_objects", field(c.data.synthetic_max_objects)},
       {"data.synthetic_min_shape_size", field(c.data.synthetic_min_shape_size)},
       {"data.synthetic_max_shape_size", field(c.data.synthetic_max_shape_size)},
+      {"data.synthetic_min_visible_fraction", field(c.data.synthetic_min_visible_fraction)},
       {"data.seed", field(c.data.seed)},
       {"data.horizontal_flip", field(c.data.horizontal_flip)},
       {"model.variant", field(c.model.variant)},
@@ -143,6 +144,8 @@ void TrainConfig::validate() const {
   require(data.synthetic_min_shape_size > 0 && data.synthetic_max_shape_size >= data.synthetic_min_shape_size &&
               data.synthetic_max_shape_size <= 1,
           "data.synthetic_min_shape_size must be > 0 and data.synthetic_max_shape_size in [it, 1]");
+  require(data.synthetic_min_visible_fraction >= 0 && data.synthetic_min_visible_fraction <= 1,
+          "data.synthetic_min_visible_fraction must be in [0, 1]");
   require(model.variant == "v1" || model.variant == "v2", "model.variant must be v1 or v2, got '" + model.variant + "'");
   require(model.depth == 18 || model.depth == 34 || model.depth == 50 || model.depth == 101,
           "model.depth must be 18, 34, 50 or 101, got " + std::to_string(model.depth));

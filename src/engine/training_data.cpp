@@ -27,6 +27,7 @@ data::SyntheticOptions synthetic_options(const DataConfig& config, int64_t count
   options.max_objects = config.synthetic_max_objects;
   options.min_size = config.synthetic_min_shape_size;
   options.max_size = config.synthetic_max_shape_size;
+  options.min_visible_fraction = config.synthetic_min_visible_fraction;
   options.seed = seed;
   return options;
 }

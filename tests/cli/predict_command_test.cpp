@@ -120,6 +120,32 @@ TEST(PredictCommand, LegacyCheckpointPredictsLikeTheZipOne) {
   EXPECT_FALSE(fs::exists(dir / "zip/000000037777.overlay.jpg")) << "--no-overlays still drew";
 }
 
+// A run folder written by `instseg train` holds config.json beside the weights: without
+// --min-size, predict uses the training size from it; an explicit --min-size still wins.
+TEST(PredictCommand, TrainedRunFolderPredictsAtItsTrainingSizeUnlessTold) {
+  TestDir dir;
+  fs::create_directories(dir / "run");
+  fs::copy_file(input("v1.pth"), dir / "run/model_last.pth");
+  dir.write("run/config.json", R"({"model": {"min_sizes": [256, 320], "max_size": 512}})");
+  const std::vector<std::string> images = {coco_image("000000037777.jpg")};
+  auto predictions_with = [&](const std::string& weights, const std::vector<std::string>& sizes, const std::string& name) {
+    std::vector<std::string> args = {"predict", "--weights", weights, "--out", dir / name, "--threads", "2",
+                                     "--no-overlays", "--input", images[0]};
+    args.insert(args.end(), sizes.begin(), sizes.end());
+    const auto run = run_instseg(args, dir / (name + "_streams"));
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    return read_json(dir / (name + "/predictions.json"));
+  };
+  const json automatic = predictions_with(dir / "run/model_last.pth", {}, "automatic");
+  const json explicit_size = predictions_with(input("v1.pth"), {"--min-size", "320", "--max-size", "512"}, "explicit");
+  const json overridden = predictions_with(dir / "run/model_last.pth", {"--min-size", "288"}, "overridden");
+  const json other_size = predictions_with(input("v1.pth"), {"--min-size", "288", "--max-size", "512"}, "other");
+  ASSERT_GT(automatic.size(), 0u);
+  EXPECT_EQ(automatic, explicit_size);  // the last training size, as torchvision evaluates
+  EXPECT_EQ(overridden, other_size);
+  EXPECT_NE(automatic, overridden);
+}
+
 TEST(PredictCommand, MissingInputIsOneErrorAndWritesNothing) {
   TestDir dir;
   const std::string missing = dir / "nope/absent.jpg";

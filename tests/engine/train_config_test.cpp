@@ -161,6 +161,7 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"run.stop_after=-1", "run.stop_after"},
       {"data.kind=imagenet", "data.kind"},
       {"data.synthetic_image_size=32", "data.synthetic_image_size"},
+      {"data.synthetic_min_visible_fraction=1.5", "data.synthetic_min_visible_fraction"},
   };
   for (const auto& test : cases) {
     TrainConfig c = valid_synthetic();
@@ -212,7 +213,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 50u);  // DataConfig 14 + ModelConfig 14 + OptimConfig 14 + RunConfig 8
+  EXPECT_EQ(keys, 51u);  // DataConfig 15 + ModelConfig 14 + OptimConfig 14 + RunConfig 8
 }
 
 }  // namespace

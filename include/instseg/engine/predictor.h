@@ -10,8 +10,10 @@ struct PredictOptions {
   std::vector<std::string> inputs;  // image files and/or folders of images (not recursive)
   std::string out_dir;              // receives predictions.json and one overlay picture per image
   double score_thresh = 0.05;       // torchvision's box_score_thresh
-  int min_size = 800;               // torchvision's transform defaults
-  int max_size = 1333;
+  // Input size; 0 = the size the model was trained at when config.json (written by `instseg
+  // train`) lies beside the weights, else torchvision's transform defaults 800 / 1333.
+  int min_size = 0;
+  int max_size = 0;
   int threads = 0;                  // intra-op threads; 0 = every core (LibTorch starts with 1 here)
   std::string coco_gt;              // optional instances JSON: image ids are looked up by file_name
   double show_thresh = 0.5;         // overlay pictures draw detections scoring at least this

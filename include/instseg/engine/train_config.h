@@ -20,6 +20,7 @@ struct DataConfig {
   int synthetic_max_objects = 6;
   double synthetic_min_shape_size = 0.15;  // synthetic: shape diameter / image side, uniform in [min, max]
   double synthetic_max_shape_size = 0.40;
+  double synthetic_min_visible_fraction = 0.4;  // synthetic: how much of a shape occlusion must leave
   int seed = 1;                       // synthetic generator seed (the data, not the training order)
   bool horizontal_flip = true;        // augmentation: flip with probability 0.5
 };
