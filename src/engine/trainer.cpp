@@ -300,8 +300,12 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     if (!std::isfinite(total_value)) stop_non_finite("loss (" + std::to_string(total_value) + ")");
     optimizer.zero_grad();
     total.backward();
-    if (const std::string bad = optimizer.first_non_finite_gradient(); !bad.empty()) stop_non_finite("gradient in " + bad);
-    if (config.optim.clip_grad_norm > 0) optimizer.clip_grad_norm(config.optim.clip_grad_norm);
+    // The norm is one cheap pass; only a non-finite one needs the element-wise search for a name.
+    const double grad_norm = optimizer.clip_grad_norm(config.optim.clip_grad_norm);
+    if (!std::isfinite(grad_norm)) {
+      const std::string bad = optimizer.first_non_finite_gradient();
+      stop_non_finite(bad.empty() ? "gradient norm (overflow)" : "gradient in " + bad);
+    }
     const double lr = learning_rate(optim, iteration);
     optimizer.step(lr);
     images_since_log += static_cast<int>(batch.images.size());
@@ -313,7 +317,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     }
     if (done % config.run.log_every == 0 || done == last) {
       const double rate = images_since_log / std::max(1e-9, seconds_since(log_start));
-      json entry = {{"type", "train"}, {"iteration", done}, {"lr", lr}, {"loss", total_value},
+      json entry = {{"type", "train"}, {"iteration", done}, {"lr", lr}, {"loss", total_value}, {"grad_norm", grad_norm},
                     {"images_per_second", rate}, {"elapsed_seconds", seconds_since(start)}};
       for (const auto& [name, value] : values) entry[name] = value;
       log.write(entry);

@@ -27,7 +27,7 @@ def save(name, **tensors):
 # so the comparison tests the update rule, not float32 rounding.
 def optim_case(name, seed, kind, weight_decay, momentum=0.0, betas=(0.9, 0.999), clip=0.0):
     g = torch.Generator().manual_seed(seed)
-    shapes = [(3, 4), (5,), (2, 2, 3)]
+    shapes = [(3, 4), (5,), (2, 100, 150)]  # the last spans several parallel chunks
     params = [torch.randn(s, generator=g, dtype=torch.float64) for s in shapes]
     lrs = [0.1, 0.05, 0.02]
     grads = {}

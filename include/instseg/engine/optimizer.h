@@ -39,7 +39,8 @@ class Optimizer {
   void zero_grad();
   // Name of the first parameter whose gradient holds a NaN or infinity; empty when all are finite.
   std::string first_non_finite_gradient() const;
-  // Rescales gradients so their global L2 norm is at most max_norm; returns the norm before.
+  // Rescales gradients so their global L2 norm is at most max_norm (0 = no limit); returns the
+  // norm before, which is finite exactly when every gradient is (barring overflow).
   double clip_grad_norm(double max_norm);
 
   const State& state() const { return state_; }
