@@ -1,9 +1,9 @@
 """torchvision's side of bench/train_bench.cpp: the same Mask R-CNN training step (losses,
-backward, SGD with momentum 0.9 and weight decay 1e-4) on the weights and batches the C++ program
-wrote. Prints {"seconds": [per iteration, the first one a warm-up]} as JSON.
+backward, SGD with momentum 0.9 and weight decay 1e-4, or AdamW with torch's defaults) on the
+weights and batches the C++ program wrote. Prints {"seconds": [per iteration, the first one a warm-up]} as JSON.
 
 usage: /usr/bin/python3 bench/torchvision_train.py WEIGHTS BATCHES THREADS DEPTH NORM SIZE
-                        RPN_POST_NMS_TRAIN BOX_BATCH_PER_IMAGE
+                        RPN_POST_NMS_TRAIN BOX_BATCH_PER_IMAGE sgd|adamw
 """
 import json
 import sys
@@ -20,7 +20,7 @@ from torchvision.ops import misc
 
 
 def main():
-    weights, batches, threads, depth, norm, size, post_nms, box_batch = sys.argv[1:9]
+    weights, batches, threads, depth, norm, size, post_nms, box_batch, optimizer_kind = sys.argv[1:10]
     torch.set_num_threads(int(threads))
     norm_layer = {"batch": nn.BatchNorm2d, "frozen": misc.FrozenBatchNorm2d}[norm]
     state = torch.load(weights)
@@ -40,7 +40,10 @@ def main():
                      mask_predictor=MaskRCNNPredictor(mask, mask, classes))
     model.load_state_dict(state, strict=True)
     model.train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+    if optimizer_kind == "adamw":
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
     seconds = []
     for batch in torch.load(batches):
         targets = [{"boxes": b, "labels": l, "masks": m}

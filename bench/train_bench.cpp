@@ -1,10 +1,10 @@
-// Training speed: instseg's Mask R-CNN training step (losses, backward, SGD) against torchvision's
+// Training speed: instseg's Mask R-CNN training step (losses, backward, SGD or AdamW) against torchvision's
 // on the same initial weights, batches and thread count, measured in one run. Prints the median
 // seconds per iteration of both and the ratio. --profile writes a Chrome trace of our side.
 //
 // usage: train_bench [--depth 18] [--norm batch] [--size 256] [--batch 4] [--iterations 6]
 //                    [--threads T] [--fpn-channels 256] [--box-features 1024] [--mask-channels 256]
-//                    [--box-batch 128] [--profile trace.json] [--no-torchvision]
+//                    [--box-batch 128] [--optimizer sgd] [--profile trace.json] [--no-torchvision]
 #include <torch/torch.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -21,7 +21,7 @@
 #include "instseg/data/synthetic.h"
 #include "bench_support.h"
 #include "instseg/engine/model_factory.h"
-#include "instseg/engine/sgd.h"
+#include "instseg/engine/optimizer.h"
 
 namespace fs = std::filesystem;
 
@@ -65,7 +65,7 @@ int main(int argc, char** argv) {
   model_config.box_batch_size_per_image = 128;
   int size = 256, batch_size = 4, iterations = 6;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  std::string profile;
+  std::string profile, optimizer_kind = "sgd";
   bool skip_torchvision = false;
   app.add_option("--depth", model_config.depth, "ResNet depth")->capture_default_str();
   app.add_option("--norm", model_config.norm, "Backbone norm: batch, group, frozen")->capture_default_str();
@@ -77,6 +77,9 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch_size, "Images per iteration")->capture_default_str();
   app.add_option("--iterations", iterations, "Timed iterations after one warm-up")->capture_default_str();
   app.add_option("--threads", threads, "Threads for both sides")->capture_default_str();
+  app.add_option("--optimizer", optimizer_kind, "sgd (momentum 0.9, decay 1e-4) or adamw (torch defaults)")
+      ->check(CLI::IsMember({"sgd", "adamw"}))
+      ->capture_default_str();
   app.add_option("--profile", profile, "Write a Chrome trace of two instseg iterations here");
   app.add_flag("--no-torchvision", skip_torchvision, "Time instseg only");
   CLI11_PARSE(app, argc, argv);
@@ -107,14 +110,18 @@ int main(int argc, char** argv) {
   instseg::save_state_dict(weights, instseg::module_state_dict(*model));
   save_batches(data_file, batches);
 
-  instseg::Sgd sgd(*model, 0.9, 1e-4);
+  instseg::OptimizerOptions optimizer_options;
+  optimizer_options.kind =
+      optimizer_kind == "adamw" ? instseg::OptimizerOptions::Kind::kAdamW : instseg::OptimizerOptions::Kind::kSgd;
+  optimizer_options.weight_decay = optimizer_kind == "adamw" ? 1e-2 : 1e-4;  // each optimizer's usual value
+  instseg::Optimizer optimizer(*model, optimizer_options);
   model->train();
   auto step = [&](const instseg::data::Batch& batch) {
     torch::Tensor total = torch::zeros({});
     for (const auto& [name, value] : model->losses(batch.images, batch.targets)) total = total + value;
-    sgd.zero_grad();
+    optimizer.zero_grad();
     total.backward();
-    sgd.step(0.01);
+    optimizer.step(optimizer_kind == "adamw" ? 1e-3 : 0.01);
     return total.item<double>();
   };
   step(batches[0]);  // warm-up: first-call allocations, oneDNN primitive creation
@@ -143,7 +150,7 @@ int main(int argc, char** argv) {
                               data_file + " " + std::to_string(threads) + " " + std::to_string(model_config.depth) +
                               " " + model_config.norm + " " + std::to_string(size) + " " +
                               std::to_string(model_config.rpn_post_nms_top_n_train) + " " +
-                              std::to_string(model_config.box_batch_size_per_image);
+                              std::to_string(model_config.box_batch_size_per_image) + " " + optimizer_kind;
   auto theirs = nlohmann::json::parse(run_capture(command))["seconds"].get<std::vector<double>>();
   theirs.erase(theirs.begin());  // warm-up
   const double b = median(theirs);

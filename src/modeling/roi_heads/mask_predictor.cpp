@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include "instseg/ops/upsample_conv.h"
+
 namespace instseg {
 
 namespace nn = torch::nn;
@@ -18,7 +20,8 @@ MaskRcnnPredictorImpl::MaskRcnnPredictorImpl(int64_t in_channels, int64_t dim_re
 }
 
 torch::Tensor MaskRcnnPredictorImpl::forward(const torch::Tensor& x) {
-  return mask_fcn_logits(torch::relu(conv5_mask(x)));
+  // conv5_mask's parameters, computed as the matrix product it is (see ops/upsample_conv.h).
+  return mask_fcn_logits(torch::relu(ops::upsample_conv2x2(x, conv5_mask->weight, conv5_mask->bias)));
 }
 
 }  // namespace instseg

@@ -1,0 +1,20 @@
+#include "instseg/ops/upsample_conv.h"
+
+#include <torch/torch.h>
+
+namespace instseg::ops {
+
+torch::Tensor upsample_conv2x2(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias) {
+  TORCH_CHECK(x.dim() == 4 && weight.dim() == 4 && weight.size(2) == 2 && weight.size(3) == 2 &&
+                  weight.size(0) == x.size(1),
+              "upsample_conv2x2: need x [N, C, H, W] and weight [C, O, 2, 2], got ", x.sizes(), " and ",
+              weight.sizes());
+  const int64_t n = x.size(0), c = x.size(1), h = x.size(2), w = x.size(3), o = weight.size(1);
+  // [N, H, W, C] x [C, O*2*2] -> [N, H, W, O, 2, 2] -> [N, O, H, 2, W, 2] = [N, O, 2H, 2W]
+  const auto blocks = torch::matmul(x.permute({0, 2, 3, 1}), weight.reshape({c, o * 4}));
+  auto y = blocks.view({n, h, w, o, 2, 2}).permute({0, 3, 1, 4, 2, 5}).reshape({n, o, 2 * h, 2 * w});
+  if (bias.defined()) y = y + bias.view({1, o, 1, 1});
+  return y;
+}
+
+}  // namespace instseg::ops

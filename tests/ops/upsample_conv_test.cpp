@@ -1,0 +1,60 @@
+// upsample_conv2x2 against LibTorch's own transposed convolution (the kernel torchvision's
+// nn.ConvTranspose2d runs): outputs and all three gradients, in double and in float.
+#include "instseg/ops/upsample_conv.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+namespace instseg::ops {
+namespace {
+
+struct Grads {
+  torch::Tensor y, dx, dw, db;
+};
+
+template <typename F>
+Grads run(F&& op, const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0, const torch::Tensor& dy) {
+  auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
+  auto y = op(x, w, b);
+  y.backward(dy);
+  return {y.detach(), x.grad(), w.grad(), b.grad()};
+}
+
+void expect_equal_to_conv_transpose(torch::ScalarType dtype, double tolerance) {
+  torch::manual_seed(3);
+  const auto options = torch::TensorOptions().dtype(dtype);
+  // Mask-head shapes: RoIs x channels x 14 x 14 (non-square here to catch a swapped axis).
+  const auto x = torch::randn({5, 6, 7, 9}, options), w = torch::randn({6, 4, 2, 2}, options);
+  const auto b = torch::randn({4}, options), dy = torch::randn({5, 4, 14, 18}, options);
+  const auto ours = run([](auto& x, auto& w, auto& b) { return upsample_conv2x2(x, w, b); }, x, w, b, dy);
+  const auto reference = run([](auto& x, auto& w, auto& b) { return torch::conv_transpose2d(x, w, b, 2); }, x, w, b, dy);
+  for (const auto& [name, a, r] : {std::tuple{"output", ours.y, reference.y}, std::tuple{"grad x", ours.dx, reference.dx},
+                                   std::tuple{"grad weight", ours.dw, reference.dw},
+                                   std::tuple{"grad bias", ours.db, reference.db}}) {
+    ASSERT_EQ(a.sizes(), r.sizes()) << name;
+    const double err = (a - r).abs().max().item<double>(), scale = r.abs().max().item<double>();
+    EXPECT_LE(err, tolerance * scale) << name << ": max abs difference " << err;
+  }
+}
+
+TEST(UpsampleConv, EqualsConvTranspose2dForwardAndBackwardInDouble) {
+  expect_equal_to_conv_transpose(torch::kFloat64, 1e-13);
+}
+
+TEST(UpsampleConv, EqualsConvTranspose2dForwardAndBackwardInFloat) {
+  expect_equal_to_conv_transpose(torch::kFloat32, 1e-5);
+}
+
+TEST(UpsampleConv, WithoutBiasAndEmptyBatch) {
+  const auto w = torch::randn({3, 2, 2, 2});
+  const auto x = torch::randn({2, 3, 4, 4});
+  EXPECT_TRUE(torch::allclose(upsample_conv2x2(x, w, {}), torch::conv_transpose2d(x, w, {}, 2), 1e-5, 1e-6));
+  EXPECT_EQ(upsample_conv2x2(torch::zeros({0, 3, 14, 14}), w, {}).sizes(), (std::vector<int64_t>{0, 2, 28, 28}));
+}
+
+TEST(UpsampleConv, RejectsOtherKernelSizes) {
+  EXPECT_THROW(upsample_conv2x2(torch::zeros({1, 3, 4, 4}), torch::zeros({3, 2, 3, 3}), {}), c10::Error);
+}
+
+}  // namespace
+}  // namespace instseg::ops
