@@ -257,11 +257,12 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   // oneDNN's primitive creation and first-touch memory and would make the fit too short.
   constexpr int kCalibrationStart = 10, kCalibrationEnd = 30;
   auto calibration_start = loop_start;
+  double validation_reserve = 0.0;  // seconds kept for the final validation, once the speed is known
   auto fit_to_time_limit = [&](int done) {
     const double per_iteration = seconds_since(calibration_start) / (kCalibrationEnd - kCalibrationStart);
-    const double validation_reserve = has_val ? 2.0 * per_iteration * static_cast<double>(data.val_set()->size()) /
-                                                    config.optim.batch_size
-                                              : 0.0;
+    validation_reserve = has_val ? 2.0 * per_iteration * static_cast<double>(data.val_set()->size()) /
+                                       config.optim.batch_size
+                                 : 0.0;
     const double remaining = 60.0 * config.run.time_limit_minutes - seconds_since(start) - validation_reserve;
     const int fitted = done + std::max(0, static_cast<int>(0.95 * remaining / per_iteration));
     if (fitted < optim.iterations) {
@@ -272,7 +273,10 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     }
   };
   for (; iteration < last; ++iteration) {
-    if (config.run.time_limit_minutes > 0 && seconds_since(start) > 60.0 * config.run.time_limit_minutes) {
+    // Steps slow down as the RPN finds more objects (more mask-head RoIs), so the fit may run
+    // long: stop anyway when only the validation's share of the limit is left.
+    if (config.run.time_limit_minutes > 0 &&
+        seconds_since(start) > 60.0 * config.run.time_limit_minutes - validation_reserve) {
       outcome.stopped_by_time_limit = true;
       break;
     }

@@ -28,11 +28,12 @@ using ::testing::HasSubstr;
 using testing::TestDir;
 using testing::tiny_train_config;
 
-// Measured 2026-11-25 (2 threads, quiet 2-core machine, 115 s): box AP 0.061, mask AP 0.042 after
-// 300 iterations; asserted at about half, as float reduction order may differ between runs.
+// Measured 2026-11-26 (2 threads, quiet 2-core machine, 121 s): box AP 0.306, mask AP 0.333 after
+// 300 iterations (with SGD it was 0.061 / 0.042); asserted at about half, as float reduction order
+// may differ between runs. An untrained model scores ~1e-4.
 constexpr int kDemoCheckIterations = 300;
-constexpr double kDemoCheckMinBoxAp = 0.03;
-constexpr double kDemoCheckMinMaskAp = 0.02;
+constexpr double kDemoCheckMinBoxAp = 0.15;
+constexpr double kDemoCheckMinMaskAp = 0.15;
 
 std::vector<json> read_log(const std::string& path) {
   std::ifstream in(path);
