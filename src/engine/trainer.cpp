@@ -74,7 +74,7 @@ OptimizerOptions optimizer_options(const OptimConfig& optim) {
 }
 
 void save_train_state(const std::string& path, const MaskRcnnImpl& model, const Optimizer& optimizer,
-                      const TrainState& state) {
+                      const std::string& optimizer_kind, const TrainState& state) {
   c10::Dict<std::string, at::Tensor> weights;
   for (const auto& [name, tensor] : module_state_dict(model)) weights.insert(name, tensor);
   c10::impl::GenericDict optimizer_state(c10::StringType::get(), c10::AnyType::get());
@@ -92,10 +92,12 @@ void save_train_state(const std::string& path, const MaskRcnnImpl& model, const 
   archive.insert("torch_rng", at::detail::getDefaultCPUGenerator().get_state());
   archive.insert("model", weights);
   archive.insert("optimizer", optimizer_state);
+  archive.insert("optimizer_kind", optimizer_kind);
   save_archive(path, archive);
 }
 
-TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Optimizer& optimizer) {
+TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Optimizer& optimizer,
+                            const std::string& optimizer_kind) {
   const auto archive = read_archive(path).toGenericDict();
   auto get = [&](const char* key) {
     if (!archive.contains(key)) throw CheckpointError(path + ": training state lacks '" + std::string(key) + "'");
@@ -106,6 +108,11 @@ TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Optimi
     weights.emplace_back(entry.key().toStringRef(), entry.value().toTensor());
   }
   load_state_dict(model, weights, path);
+  // Another optimizer's state would be ignored without a word and the run would not continue.
+  if (const std::string saved = get("optimizer_kind").toStringRef(); saved != optimizer_kind) {
+    throw CheckpointError(path + ": written by a run with optim.optimizer " + saved + ", but the config says " +
+                          optimizer_kind + "; resume with the optimizer the run started with");
+  }
   Optimizer::State optimizer_state;
   for (const auto& slot : get("optimizer").toGenericDict()) {
     auto& tensors = optimizer_state[slot.key().toStringRef()];
@@ -205,7 +212,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   MaskRcnn model = build_mask_rcnn_for_training(config.model, data.num_classes());
   Optimizer optimizer(*model, optimizer_options(config.optim));
   TrainState state;
-  if (resume) state = load_train_state(state_path, *model, optimizer);
+  if (resume) state = load_train_state(state_path, *model, optimizer, config.optim.optimizer);
   write_bytes_atomically((fs::path(out_dir) / "config.json").string(), config.to_json() + "\n");
   // Beside the weights, so predict names the classes and writes the data's category ids.
   write_bytes_atomically((fs::path(out_dir) / "categories.json").string(), data.categories().to_json());
@@ -224,7 +231,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     state.iteration = iteration;
     state.loader = loader.position();
     save_state_dict((fs::path(out_dir) / "model_last.pth").string(), module_state_dict(*model));
-    save_train_state(state_path, *model, optimizer, state);
+    save_train_state(state_path, *model, optimizer, config.optim.optimizer, state);
   };
   auto run_validation = [&](int iteration) {
     ValidationRecord record = validate_model(*model, data, iteration, out_dir);

@@ -131,6 +131,12 @@ TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {
   }
   EXPECT_EQ(first_logged, 3) << "the first (paused) invocation logs its last iteration";
 
+  // Resuming with another optimizer than the run started with would drop its state silently.
+  TrainConfig other_optimizer = config;
+  other_optimizer.optim.optimizer = "adamw";
+  EXPECT_THAT([&] { train(other_optimizer, dir.str(), true); },
+              ::testing::ThrowsMessage<CheckpointError>(HasSubstr("optim.optimizer sgd, but the config says adamw")));
+
   // A damaged train_state.pth is a CheckpointError naming it, not a crash or a silent restart.
   std::ofstream(state, std::ios::binary | std::ios::trunc) << "this is not a checkpoint";
   EXPECT_THAT([&] { train(config, dir.str(), true); },
