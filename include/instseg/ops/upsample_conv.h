@@ -9,7 +9,8 @@ namespace instseg::ops {
 //
 // Each input pixel writes its own 2x2 output block, so the whole op is one matrix product
 // [N*H*W, C] x [C, O*4] and a reshuffle, and so are its gradients. LibTorch's CPU kernel for it
-// (slow_conv_transpose2d, no oneDNN path) takes several times longer, backward most of all.
+// (slow_conv_transpose2d, no oneDNN path) takes several times longer backward, so that kernel is
+// used only when no gradient is needed (inference), where it is the faster of the two.
 torch::Tensor upsample_conv2x2(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias);
 
 }  // namespace instseg::ops
