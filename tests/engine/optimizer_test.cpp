@@ -84,6 +84,29 @@ TEST(Optimizer, AdamWMatchesTorchOptimAdamW) { run_case("adamw", "default"); }
 TEST(Optimizer, AdamWOtherBetasWithoutDecayMatchTorchOptimAdamW) { run_case("adamw", "betas_no_decay"); }
 TEST(Optimizer, AdamWClippedGradientsMatchTorchOptimAdamW) { run_case("adamw", "clipped"); }
 
+// A non-contiguous parameter takes AdamW's tensor-op path, a contiguous one the one-pass loop:
+// both must give the same update.
+TEST(Optimizer, AdamWTensorOpPathEqualsOnePassPath) {
+  torch::manual_seed(5);
+  const auto start = torch::randn({6, 5}, torch::kFloat64), grad = torch::randn({6, 5}, torch::kFloat64);
+  torch::nn::Module contiguous_module, strided_module;
+  auto contiguous = contiguous_module.register_parameter("p", start.clone());
+  auto strided = strided_module.register_parameter("p", start.t().contiguous().t());  // same values, transposed strides
+  ASSERT_FALSE(strided.is_contiguous());
+  OptimizerOptions options;
+  options.kind = OptimizerOptions::Kind::kAdamW;
+  options.weight_decay = 0.01;
+  Optimizer a(contiguous_module, options), b(strided_module, options);
+  for (int step = 0; step < 3; ++step) {
+    contiguous.mutable_grad() = grad * (step + 1);
+    strided.mutable_grad() = (grad * (step + 1)).t().contiguous().t();
+    a.step(0.1);
+    b.step(0.1);
+  }
+  expect_close(strided, contiguous, "non-contiguous parameter");
+  EXPECT_FALSE(torch::equal(contiguous, start)) << "no update happened";
+}
+
 TEST(Optimizer, NamesTheFirstParameterWithANonFiniteGradient) {
   torch::nn::Module module;
   auto a = module.register_parameter("a", torch::ones({3}));

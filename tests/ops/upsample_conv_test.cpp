@@ -46,10 +46,12 @@ TEST(UpsampleConv, EqualsConvTranspose2dForwardAndBackwardInFloat) {
 }
 
 TEST(UpsampleConv, WithoutBiasAndEmptyBatch) {
-  const auto w = torch::randn({3, 2, 2, 2});
-  const auto x = torch::randn({2, 3, 4, 4});
+  // Inputs that need gradients, so the matrix-product path runs (without them it is LibTorch's).
+  const auto w = torch::randn({3, 2, 2, 2}).requires_grad_(true);
+  const auto x = torch::randn({2, 3, 4, 4}).requires_grad_(true);
   EXPECT_TRUE(torch::allclose(upsample_conv2x2(x, w, {}), torch::conv_transpose2d(x, w, {}, 2), 1e-5, 1e-6));
-  EXPECT_EQ(upsample_conv2x2(torch::zeros({0, 3, 14, 14}), w, {}).sizes(), (std::vector<int64_t>{0, 2, 28, 28}));
+  const auto empty = torch::zeros({0, 3, 14, 14}).requires_grad_(true);
+  EXPECT_EQ(upsample_conv2x2(empty, w, {}).sizes(), (std::vector<int64_t>{0, 2, 28, 28}));
 }
 
 TEST(UpsampleConv, RejectsOtherKernelSizes) {
