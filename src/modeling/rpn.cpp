@@ -236,8 +236,7 @@ RegionProposalNetworkImpl::select_proposals(const torch::Tensor& proposals,
     keep = torch::nonzero(scores >= options_.score_thresh).squeeze(1);
     boxes = boxes.index_select(0, keep), scores = scores.index_select(0, keep), lvl = lvl.index_select(0, keep);
 
-    keep = ops::batched_nms(boxes, scores, lvl, options_.nms_thresh);
-    keep = keep.narrow(0, 0, std::min(keep.size(0), post_nms_top_n()));
+    keep = ops::batched_nms(boxes, scores, lvl, options_.nms_thresh, post_nms_top_n());
     boxes_out.push_back(boxes.index_select(0, keep));
     scores_out.push_back(scores.index_select(0, keep));
   }

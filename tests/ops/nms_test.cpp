@@ -98,6 +98,20 @@ TEST(BatchedNms, MatchesTorchvisionOnBothSidesOfItsSizeSwitch) {
   }
 }
 
+// Asking for the first k stops early and must give torchvision's result cut at k, including
+// the order among equal scores where the coordinate trick applies (ties in batched_nms_small).
+TEST(BatchedNms, FirstKEqualTorchvisionCutAtK) {
+  for (const char* name : {"batched_nms_untied_small", "batched_nms_untied_large", "batched_nms_small"}) {
+    const auto d = load(name);
+    const auto& expected = d.at("keep");
+    const double threshold = d.at("threshold").item<double>();
+    for (const int64_t k : {int64_t{0}, int64_t{1}, int64_t{37}, expected.size(0) - 1, expected.size(0) + 5}) {
+      const auto keep = batched_nms(d.at("boxes"), d.at("scores"), d.at("groups"), threshold, k);
+      EXPECT_TRUE(torch::equal(keep, expected.narrow(0, 0, std::min(k, expected.size(0))))) << name << " k=" << k;
+    }
+  }
+}
+
 // Groups never suppress each other: the kept set is the union of per-group NMS.
 TEST(BatchedNms, EqualsPerGroupNms) {
   const auto d = load("batched_nms_small");

@@ -97,3 +97,12 @@ for weights, name in (((1.0, 1.0, 1.0, 1.0), "rpn"), ((10.0, 10.0, 5.0, 5.0), "h
     decoded = coder.decode(deltas, [proposals])  # [K, C, 4]
     save(f"box_coder_{name}", proposals=proposals, gt=gt, encoded=coder.encode_single(gt, proposals),
          deltas=deltas, decoded=decoded, weights=torch.tensor(weights, dtype=torch.float64))
+
+# --- batched_nms cut to its first k (the RPN's post-NMS top-n) on both sides of the size switch;
+# untied scores, as the cut is only defined up to the order among equal scores above the switch.
+for n, name in ((400, "small"), (2000, "large")):
+    b = random_boxes(g, n, 200, 150)
+    s = torch.rand(n, generator=g)
+    groups = torch.randint(0, 7, (n,), generator=g)
+    save(f"batched_nms_untied_{name}", boxes=b, scores=s, groups=groups, keep=batched_nms(b, s, groups, 0.7),
+         threshold=torch.tensor(0.7, dtype=torch.float64))

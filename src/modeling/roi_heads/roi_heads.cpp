@@ -81,8 +81,7 @@ std::vector<Detections> postprocess_detections(const torch::Tensor& class_logits
     boxes = boxes.index({keep}), scores = scores.index({keep}), labels = labels.index({keep});
     keep = ops::remove_small_boxes(boxes, kMinDetectionSize);
     boxes = boxes.index({keep}), scores = scores.index({keep}), labels = labels.index({keep});
-    keep = ops::batched_nms(boxes, scores, labels, options.nms_thresh)
-               .slice(0, 0, options.detections_per_img);
+    keep = ops::batched_nms(boxes, scores, labels, options.nms_thresh, options.detections_per_img);
     out.push_back({boxes.index({keep}), scores.index({keep}), labels.index({keep}), {}});
   }
   return out;

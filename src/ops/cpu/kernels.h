@@ -15,7 +15,10 @@ torch::Tensor roi_align_forward(const torch::Tensor& input, const torch::Tensor&
 torch::Tensor roi_align_backward(const torch::Tensor& grad_output, const torch::Tensor& rois,
                                  const RoiAlignOptions& options, at::IntArrayRef input_sizes);
 
-// boxes: [K, 4], scores: [K] -> kept indices [M] int64, by decreasing score
-torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, double iou_threshold);
+// boxes: [K, 4], scores: [K], groups: [K] integer or undefined (one group) -> kept indices [M]
+// int64, by decreasing score (stable), at most max_keep of them (all when negative). Boxes of
+// different groups never suppress each other.
+torch::Tensor nms(const torch::Tensor& boxes, const torch::Tensor& scores, const torch::Tensor& groups,
+                  double iou_threshold, int64_t max_keep);
 
 }  // namespace instseg::ops::cpu
