@@ -258,26 +258,31 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
   int last = stop_at();
   ProgressBar progress(optim.iterations, "train", "it");
   const auto loop_start = std::chrono::steady_clock::now();
-  // With a time limit, the iteration count is fitted once the speed is known, so the learning-rate
-  // schedule runs to its end inside the limit instead of being cut off mid-way.
-  // The speed is measured over iterations 10..30 of this invocation: the first ones pay for
-  // oneDNN's primitive creation and first-touch memory and would make the fit too short.
-  constexpr int kCalibrationStart = 10, kCalibrationEnd = 30;
-  auto calibration_start = loop_start;
+  // With a time limit, the iteration count is fitted to the speed, so the learning-rate schedule
+  // runs to its end inside the limit instead of being cut off mid-way. The first fit measures
+  // iterations 10..30 of this invocation (the first ones pay for oneDNN's primitive creation and
+  // first-touch memory); later fits every 50 iterations use the speed of the last 50, so that
+  // a noisy first measurement neither wastes the limit's end nor overruns it, and the slow-down
+  // as training finds more objects (more mask-head RoIs) is followed.
+  constexpr int kCalibrationStart = 10, kCalibrationEnd = 30, kRefitEvery = 50;
+  const bool fit_to_time = config.run.time_limit_minutes > 0 && state.total_iterations == 0;
+  auto window_start = loop_start;
   double validation_reserve = 0.0;  // seconds kept for the final validation, once the speed is known
-  auto fit_to_time_limit = [&](int done) {
-    const double per_iteration = seconds_since(calibration_start) / (kCalibrationEnd - kCalibrationStart);
+  auto fit_to_time_limit = [&](int done, int window_iterations) {
+    const double per_iteration = seconds_since(window_start) / window_iterations;
     validation_reserve = has_val ? 2.0 * per_iteration * static_cast<double>(data.val_set()->size()) /
                                        config.optim.batch_size
                                  : 0.0;
     const double remaining = 60.0 * config.run.time_limit_minutes - seconds_since(start) - validation_reserve;
-    const int fitted = done + std::max(0, static_cast<int>(0.95 * remaining / per_iteration));
-    if (fitted < optim.iterations) {
+    const int fitted = std::min(config.optim.iterations,
+                                done + std::max(0, static_cast<int>(0.98 * remaining / per_iteration)));
+    if (fitted != optim.iterations) {
       optim.iterations = fitted;
       state.total_iterations = fitted;
       last = stop_at();
       progress.set_total(fitted);
     }
+    window_start = std::chrono::steady_clock::now();
   };
   for (; iteration < last; ++iteration) {
     // Steps slow down as the RPN finds more objects (more mask-head RoIs), so the fit may run
@@ -322,9 +327,11 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     images_since_log += static_cast<int>(batch.images.size());
 
     const int done = iteration + 1;
-    if (config.run.time_limit_minutes > 0 && state.total_iterations == 0) {
-      if (done - first == kCalibrationStart) calibration_start = std::chrono::steady_clock::now();
-      if (done - first == kCalibrationEnd) fit_to_time_limit(done);
+    if (fit_to_time) {
+      const int run = done - first;
+      if (run == kCalibrationStart) window_start = std::chrono::steady_clock::now();
+      if (run == kCalibrationEnd) fit_to_time_limit(done, kCalibrationEnd - kCalibrationStart);
+      if (run > kCalibrationEnd && (run - kCalibrationEnd) % kRefitEvery == 0) fit_to_time_limit(done, kRefitEvery);
     }
     if (done % config.run.log_every == 0 || done == last) {
       const double rate = images_since_log / std::max(1e-9, seconds_since(log_start));

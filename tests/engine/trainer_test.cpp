@@ -261,6 +261,29 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
   EXPECT_FALSE(fs::exists(dir / "train_state.pth.tmp"));
 }
 
+// A time limit fits the schedule's length to the measured speed: the run uses its minutes, stays
+// inside them (plus the final validation and checkpoint), and its learning rate has decayed to
+// (near) the cosine's end rather than being cut off mid-way.
+TEST(Trainer, TimeLimitFitsTheScheduleIntoItsMinutes) {
+  TestDir dir;
+  TrainConfig config = tiny_train_config();
+  config.optim.iterations = 100000;  // an upper bound, as the demo's
+  config.optim.schedule = "cosine";
+  config.run.log_every = 1;
+  config.run.time_limit_minutes = 0.4;
+  const TrainOutcome outcome = train(config, dir / "run", false);
+  const double limit = 60.0 * config.run.time_limit_minutes;
+  EXPECT_GT(outcome.iterations_done, 30) << "the fit comes after 30 iterations";
+  EXPECT_LE(outcome.seconds, limit + 5.0);
+  EXPECT_GE(outcome.seconds, 0.75 * limit) << "the fitted schedule ended long before the limit";
+  double last_lr = -1;
+  for (const auto& r : read_log(dir / "run/log.jsonl")) {
+    if (r["type"] == "train") last_lr = r["lr"].get<double>();
+  }
+  EXPECT_LT(last_lr, 0.15 * config.optim.lr);
+  EXPECT_GE(last_lr, 0.0);
+}
+
 // CI-sized learning check: the demo's recipe for a fixed number of iterations (not minutes, so the
 // outcome does not depend on the machine's speed), scored on 20 images of its synthetic validation
 // split. The thresholds are about half of what this run measured and far above what an untrained
