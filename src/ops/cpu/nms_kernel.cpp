@@ -77,7 +77,7 @@ torch::Tensor nms_impl(const torch::Tensor& boxes, const torch::Tensor& scores, 
     keep[kept++] = g.index[k];
     const T x1 = g.x1[k], y1 = g.y1[k], x2 = g.x2[k], y2 = g.y2[k], area = g.area[k];
     const size_t size = g.index.size();
-    // Branch-free: re-suppressing a suppressed box changes nothing, and the loop vectorizes.
+    // No branch on the suppressed flag: suppressing a suppressed box again changes nothing.
     for (size_t m = k + 1; m < size; ++m) {
       const T w = std::max(T(0), std::min(x2, g.x2[m]) - std::max(x1, g.x1[m]));
       const T h = std::max(T(0), std::min(y2, g.y2[m]) - std::max(y1, g.y1[m]));
