@@ -1,19 +1,15 @@
 // The instseg program: parses the command line and reports errors; the work is in the library.
 #include <CLI/CLI.hpp>
-#include <malloc.h>
 
 #include <exception>
 #include <iostream>
 
 #include "instseg/cli/commands.h"
+#include "instseg/common/process_memory.h"
 #include "instseg/errors.h"
 
 int main(int argc, char** argv) {
-  // Keep freed tensor memory in the process instead of returning it to the kernel after every
-  // iteration: each fresh page costs a fault (~15 us on the VMs measured), and a training step
-  // frees and reallocates its activations (bench/train_bench: 5-10% per step).
-  mallopt(M_MMAP_THRESHOLD, 32 << 20);
-  mallopt(M_TRIM_THRESHOLD, 1 << 30);
+  instseg::keep_freed_memory_in_process();
   CLI::App app{"instseg: Mask R-CNN instance segmentation (inference, evaluation, training)"};
   app.require_subcommand(1);
   instseg::cli::register_predict(app);

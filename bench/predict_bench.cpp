@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "instseg/common/process_memory.h"
 #include "instseg/data/image_io.h"
 #include "bench_support.h"
 #include "instseg/engine/model_factory.h"
@@ -25,6 +26,7 @@ using instseg::bench::median;
 using instseg::bench::run_capture;
 
 int main(int argc, char** argv) {
+  instseg::keep_freed_memory_in_process();  // as the instseg program does
   CLI::App app{"instseg vs torchvision inference speed"};
   std::string weights, variant = "v1";
   int images = 5;

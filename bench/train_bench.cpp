@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "instseg/common/process_memory.h"
 #include "instseg/checkpoint/state_dict.h"
 #include "instseg/data/loader.h"
 #include "instseg/data/synthetic.h"
@@ -56,6 +57,7 @@ void save_batches(const std::string& path, const std::vector<instseg::data::Batc
 }  // namespace
 
 int main(int argc, char** argv) {
+  instseg::keep_freed_memory_in_process();  // as the instseg program does
   CLI::App app{"instseg vs torchvision training speed"};
   instseg::ModelConfig model_config;
   model_config.depth = 18;
