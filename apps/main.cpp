@@ -5,11 +5,15 @@
 #include <iostream>
 
 #include "instseg/cli/commands.h"
+#include "instseg/common/blas_threads.h"
 #include "instseg/common/process_memory.h"
 #include "instseg/errors.h"
 
 int main(int argc, char** argv) {
   instseg::keep_freed_memory_in_process();
+  // One BLAS thread: the products run on the thread that calls them while LibTorch's OpenMP
+  // threads keep both cores for the convolutions (faster for training and prediction here).
+  instseg::set_openblas_threads(1);
   CLI::App app{"instseg: Mask R-CNN instance segmentation (inference, evaluation, training)"};
   app.require_subcommand(1);
   instseg::cli::register_predict(app);

@@ -1,7 +1,7 @@
 // Inference speed: instseg's Mask R-CNN against torchvision's on the same checkpoint, images and
 // thread count, measured in one run. Prints median model seconds per image for both and the ratio.
 //
-// usage: predict_bench [--weights W.pth] [--variant v1|v2] [--images N] [--threads T]
+// usage: predict_bench [--weights W.pth] [--variant v1|v2] [--images N] [--threads T] [--blas-threads 1]
 //   Without --weights a seeded random-init checkpoint is made with bench/make_checkpoint.py.
 #include <torch/torch.h>
 
@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "instseg/common/blas_threads.h"
 #include "instseg/common/process_memory.h"
 #include "instseg/data/image_io.h"
 #include "bench_support.h"
@@ -36,6 +37,8 @@ int main(int argc, char** argv) {
   app.add_option("--variant", variant, "v1 or v2 (for the generated checkpoint)");
   app.add_option("--images", images, "Number of tiny_coco val images")->capture_default_str();
   app.add_option("--threads", threads, "Threads for both sides")->capture_default_str();
+  int blas_threads = 1;  // as the instseg program sets it
+  app.add_option("--blas-threads", blas_threads, "OpenBLAS threads on the instseg side")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
 
   const std::string source = INSTSEG_SOURCE_DIR;
@@ -47,6 +50,7 @@ int main(int argc, char** argv) {
   paths.resize(std::min<size_t>(paths.size(), static_cast<size_t>(images)));
 
   torch::set_num_threads(threads);
+  instseg::set_openblas_threads(blas_threads);
   instseg::ModelOverrides overrides;
   overrides.min_size = min_size;
   overrides.max_size = max_size;

@@ -4,7 +4,8 @@
 //
 // usage: train_bench [--depth 18] [--norm batch] [--size 256] [--batch 4] [--iterations 6]
 //                    [--threads T] [--fpn-channels 256] [--box-features 1024] [--mask-channels 256]
-//                    [--box-batch 128] [--optimizer sgd] [--profile trace.json] [--no-torchvision]
+//                    [--box-batch 128] [--optimizer sgd] [--weights W] [--profile trace.json]
+//                    [--blas-threads 1] [--no-torchvision]
 #include <torch/torch.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -16,6 +17,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "instseg/common/blas_threads.h"
 #include "instseg/common/process_memory.h"
 #include "instseg/checkpoint/state_dict.h"
 #include "instseg/data/loader.h"
@@ -79,16 +81,22 @@ int main(int argc, char** argv) {
   app.add_option("--batch", batch_size, "Images per iteration")->capture_default_str();
   app.add_option("--iterations", iterations, "Timed iterations after one warm-up")->capture_default_str();
   app.add_option("--threads", threads, "Threads for both sides")->capture_default_str();
+  int blas_threads = 1;  // as the instseg program sets it
+  app.add_option("--blas-threads", blas_threads, "OpenBLAS threads on the instseg side")->capture_default_str();
   app.add_option("--optimizer", optimizer_kind, "sgd (momentum 0.9, decay 1e-4) or adamw (torch defaults)")
       ->check(CLI::IsMember({"sgd", "adamw"}))
       ->capture_default_str();
   app.add_option("--profile", profile, "Write a Chrome trace of two instseg iterations here");
   app.add_flag("--no-torchvision", skip_torchvision, "Time instseg only");
+  app.add_option("--weights", model_config.weights,
+                 "Start from this checkpoint (e.g. a trained demo's model_last.pth: a trained RPN finds more "
+                 "objects, so the mask head gets more RoIs than at initialisation)");
   CLI11_PARSE(app, argc, argv);
   model_config.min_sizes = {size};
   model_config.max_size = size;
 
   torch::set_num_threads(threads);
+  instseg::set_openblas_threads(blas_threads);
   torch::manual_seed(0);
   instseg::data::SyntheticOptions data_options;
   data_options.height = data_options.width = size;
