@@ -56,6 +56,8 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"data.synthetic_image_size", field(c.data.synthetic_image_size)},
       {"data.synthetic_min_objects", field(c.data.synthetic_min_objects)},
       {"data.synthetic_max_objects", field(c.data.synthetic_max_objects)},
+      {"data.synthetic_val_min_objects", field(c.data.synthetic_val_min_objects)},
+      {"data.synthetic_val_max_objects", field(c.data.synthetic_val_max_objects)},
       {"data.synthetic_min_shape_size", field(c.data.synthetic_min_shape_size)},
       {"data.synthetic_max_shape_size", field(c.data.synthetic_max_shape_size)},
       {"data.synthetic_min_visible_fraction", field(c.data.synthetic_min_visible_fraction)},
@@ -141,6 +143,13 @@ void TrainConfig::validate() const {
   require(data.synthetic_image_size >= 64, "data.synthetic_image_size must be >= 64");
   require(data.synthetic_min_objects >= 0 && data.synthetic_max_objects >= data.synthetic_min_objects,
           "data.synthetic_min_objects must be >= 0 and data.synthetic_max_objects >= it");
+  require(data.synthetic_val_min_objects >= -1 && data.synthetic_val_max_objects >= -1,
+          "data.synthetic_val_min_objects and data.synthetic_val_max_objects must be >= 0, or -1 for the training split's");
+  const int val_min = data.synthetic_val_min_objects >= 0 ? data.synthetic_val_min_objects : data.synthetic_min_objects;
+  const int val_max = data.synthetic_val_max_objects >= 0 ? data.synthetic_val_max_objects : data.synthetic_max_objects;
+  require(val_max >= val_min, "the validation split's shapes per image: data.synthetic_val_max_objects (or "
+                              "data.synthetic_max_objects) must be >= data.synthetic_val_min_objects (or "
+                              "data.synthetic_min_objects), got " + std::to_string(val_min) + ".." + std::to_string(val_max));
   require(data.synthetic_min_shape_size > 0 && data.synthetic_max_shape_size >= data.synthetic_min_shape_size &&
               data.synthetic_max_shape_size <= 1,
           "data.synthetic_min_shape_size must be > 0 and data.synthetic_max_shape_size in [it, 1]");

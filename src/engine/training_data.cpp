@@ -39,8 +39,11 @@ TrainingData::TrainingData(const DataConfig& config) {
     train_ = std::make_shared<data::SyntheticDataset>(
         synthetic_options(config, config.synthetic_train_images, static_cast<uint64_t>(config.seed)));
     if (config.synthetic_val_images > 0) {
-      val_ = std::make_shared<data::SyntheticDataset>(synthetic_options(
-          config, config.synthetic_val_images, static_cast<uint64_t>(config.seed) + kValidationSeedOffset));
+      auto options = synthetic_options(config, config.synthetic_val_images,
+                                       static_cast<uint64_t>(config.seed) + kValidationSeedOffset);
+      if (config.synthetic_val_min_objects >= 0) options.min_objects = config.synthetic_val_min_objects;
+      if (config.synthetic_val_max_objects >= 0) options.max_objects = config.synthetic_val_max_objects;
+      val_ = std::make_shared<data::SyntheticDataset>(options);
     }
   } else if (config.kind == "folder") {
     train_ = std::make_shared<data::FolderDataset>(config.train_images);

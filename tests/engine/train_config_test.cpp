@@ -162,6 +162,8 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"data.kind=imagenet", "data.kind"},
       {"data.synthetic_image_size=32", "data.synthetic_image_size"},
       {"data.synthetic_min_visible_fraction=1.5", "data.synthetic_min_visible_fraction"},
+      {"data.synthetic_val_min_objects=-2", "data.synthetic_val_min_objects"},
+      {"data.synthetic_val_min_objects=9", "data.synthetic_val_max_objects"},  // above the training max 6
   };
   for (const auto& test : cases) {
     TrainConfig c = valid_synthetic();
@@ -213,7 +215,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 51u);  // DataConfig 15 + ModelConfig 14 + OptimConfig 14 + RunConfig 8
+  EXPECT_EQ(keys, 53u);  // DataConfig 17 + ModelConfig 14 + OptimConfig 14 + RunConfig 8
 }
 
 }  // namespace

@@ -18,6 +18,10 @@ struct DataConfig {
   int synthetic_image_size = 256;
   int synthetic_min_objects = 2;      // synthetic: shapes per image, uniform in [min, max]
   int synthetic_max_objects = 6;
+  // synthetic: the validation split's shapes per image; -1 = as the training split. Denser
+  // training images give the heads more instances per backbone pass than the split scored.
+  int synthetic_val_min_objects = -1;
+  int synthetic_val_max_objects = -1;
   double synthetic_min_shape_size = 0.15;  // synthetic: shape diameter / image side, uniform in [min, max]
   double synthetic_max_shape_size = 0.40;
   double synthetic_min_visible_fraction = 0.4;  // synthetic: how much of a shape occlusion must leave
