@@ -131,6 +131,11 @@ void require(bool ok, const std::string& message) {
 
 }  // namespace
 
+std::pair<int, int> DataConfig::synthetic_val_objects() const {
+  return {synthetic_val_min_objects >= 0 ? synthetic_val_min_objects : synthetic_min_objects,
+          synthetic_val_max_objects >= 0 ? synthetic_val_max_objects : synthetic_max_objects};
+}
+
 void TrainConfig::validate() const {
   require(data.kind == "coco" || data.kind == "folder" || data.kind == "synthetic",
           "data.kind must be coco, folder or synthetic, got '" + data.kind + "'");
@@ -145,8 +150,7 @@ void TrainConfig::validate() const {
           "data.synthetic_min_objects must be >= 0 and data.synthetic_max_objects >= it");
   require(data.synthetic_val_min_objects >= -1 && data.synthetic_val_max_objects >= -1,
           "data.synthetic_val_min_objects and data.synthetic_val_max_objects must be >= 0, or -1 for the training split's");
-  const int val_min = data.synthetic_val_min_objects >= 0 ? data.synthetic_val_min_objects : data.synthetic_min_objects;
-  const int val_max = data.synthetic_val_max_objects >= 0 ? data.synthetic_val_max_objects : data.synthetic_max_objects;
+  const auto [val_min, val_max] = data.synthetic_val_objects();
   require(val_max >= val_min, "the validation split's shapes per image: data.synthetic_val_max_objects (or "
                               "data.synthetic_max_objects) must be >= data.synthetic_val_min_objects (or "
                               "data.synthetic_min_objects), got " + std::to_string(val_min) + ".." + std::to_string(val_max));

@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <tuple>
 #include <nlohmann/json.hpp>
 
 #include "instseg/coco/rle.h"
@@ -41,8 +42,7 @@ TrainingData::TrainingData(const DataConfig& config) {
     if (config.synthetic_val_images > 0) {
       auto options = synthetic_options(config, config.synthetic_val_images,
                                        static_cast<uint64_t>(config.seed) + kValidationSeedOffset);
-      if (config.synthetic_val_min_objects >= 0) options.min_objects = config.synthetic_val_min_objects;
-      if (config.synthetic_val_max_objects >= 0) options.max_objects = config.synthetic_val_max_objects;
+      std::tie(options.min_objects, options.max_objects) = config.synthetic_val_objects();
       val_ = std::make_shared<data::SyntheticDataset>(options);
     }
   } else if (config.kind == "folder") {

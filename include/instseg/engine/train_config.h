@@ -3,6 +3,7 @@
 // maps onto them key by key ("optim.lr": 0.02 or {"optim": {"lr": 0.02}}); --set key=value
 // overrides one key; unknown keys and wrong types are ConfigErrors naming the key.
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace instseg {
@@ -22,6 +23,8 @@ struct DataConfig {
   // training images give the heads more instances per backbone pass than the split scored.
   int synthetic_val_min_objects = -1;
   int synthetic_val_max_objects = -1;
+  // The validation split's shapes per image as (min, max), with -1 resolved to the training split's.
+  std::pair<int, int> synthetic_val_objects() const;
   double synthetic_min_shape_size = 0.15;  // synthetic: shape diameter / image side, uniform in [min, max]
   double synthetic_max_shape_size = 0.40;
   double synthetic_min_visible_fraction = 0.4;  // synthetic: how much of a shape occlusion must leave
