@@ -5,7 +5,7 @@
 // usage: train_bench [--depth 18] [--norm batch] [--size 256] [--batch 4] [--iterations 6]
 //                    [--threads T] [--fpn-channels 256] [--box-features 1024] [--mask-channels 256]
 //                    [--box-batch 128] [--optimizer sgd] [--weights W] [--profile trace.json]
-//                    [--blas-threads 1] [--no-torchvision]
+//                    [--blas-threads 1] [--precision fp32|bf16] [--no-torchvision]
 #include <torch/torch.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
 
@@ -25,6 +25,7 @@
 #include "bench_support.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/optimizer.h"
+#include "instseg/ops/mixed_precision.h"
 
 namespace fs = std::filesystem;
 
@@ -86,6 +87,10 @@ int main(int argc, char** argv) {
   app.add_option("--optimizer", optimizer_kind, "sgd (momentum 0.9, decay 1e-4) or adamw (torch defaults)")
       ->check(CLI::IsMember({"sgd", "adamw"}))
       ->capture_default_str();
+  std::string precision = "fp32";
+  app.add_option("--precision", precision, "bf16: forward passes under CPU autocast, on both sides")
+      ->check(CLI::IsMember({"fp32", "bf16"}))
+      ->capture_default_str();
   app.add_option("--profile", profile, "Write a Chrome trace of two instseg iterations here");
   app.add_flag("--no-torchvision", skip_torchvision, "Time instseg only");
   app.add_option("--weights", model_config.weights,
@@ -128,7 +133,10 @@ int main(int argc, char** argv) {
   model->train();
   auto step = [&](const instseg::data::Batch& batch) {
     torch::Tensor total = torch::zeros({});
-    for (const auto& [name, value] : model->losses(batch.images, batch.targets)) total = total + value;
+    {
+      instseg::ops::Bf16AutocastScope autocast(precision == "bf16");
+      for (const auto& [name, value] : model->losses(batch.images, batch.targets)) total = total + value;
+    }
     optimizer.zero_grad();
     total.backward();
     optimizer.step(optimizer_kind == "adamw" ? 1e-3 : 0.01);
@@ -147,9 +155,9 @@ int main(int argc, char** argv) {
     for (int i = 1; i <= std::min(2, iterations); ++i) step(batches[static_cast<size_t>(i)]);
   }
 
-  std::printf("model: ResNet-%d-FPN (%s norm), %lld classes, %dx%d synthetic images, batch %d, threads %d\n",
+  std::printf("model: ResNet-%d-FPN (%s norm), %lld classes, %dx%d synthetic images, batch %d, threads %d, %s\n",
               model_config.depth, model_config.norm.c_str(), static_cast<long long>(dataset->categories().num_classes()), size, size,
-              batch_size, threads);
+              batch_size, threads, precision.c_str());
   const double a = median(ours);
   std::printf("data        %.3f s to generate a batch (the trainer's loader does it on a background thread)\n",
               data_seconds);
@@ -160,7 +168,7 @@ int main(int argc, char** argv) {
                               data_file + " " + std::to_string(threads) + " " + std::to_string(model_config.depth) +
                               " " + model_config.norm + " " + std::to_string(size) + " " +
                               std::to_string(model_config.rpn_post_nms_top_n_train) + " " +
-                              std::to_string(model_config.box_batch_size_per_image) + " " + optimizer_kind;
+                              std::to_string(model_config.box_batch_size_per_image) + " " + optimizer_kind + " " + precision;
   auto theirs = nlohmann::json::parse(run_capture(command))["seconds"].get<std::vector<double>>();
   theirs.erase(theirs.begin());  // warm-up
   const double b = median(theirs);

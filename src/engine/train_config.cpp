@@ -91,6 +91,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"optim.steps", field(c.optim.steps)},
       {"optim.gamma", field(c.optim.gamma)},
       {"optim.clip_grad_norm", field(c.optim.clip_grad_norm)},
+      {"optim.precision", field(c.optim.precision)},
       {"run.log_every", field(c.run.log_every)},
       {"run.eval_every", field(c.run.eval_every)},
       {"run.checkpoint_every", field(c.run.checkpoint_every)},
@@ -185,6 +186,8 @@ void TrainConfig::validate() const {
   require(optim.warmup_factor > 0 && optim.warmup_factor <= 1, "optim.warmup_factor must be in (0, 1]");
   require(optim.schedule == "step" || optim.schedule == "cosine", "optim.schedule must be step or cosine, got '" + optim.schedule + "'");
   require(optim.gamma > 0, "optim.gamma must be positive");
+  require(optim.precision == "fp32" || optim.precision == "bf16",
+          "optim.precision must be fp32 or bf16, got '" + optim.precision + "'");
   require(optim.clip_grad_norm >= 0, "optim.clip_grad_norm must be >= 0 (0 = off)");
   require(run.log_every > 0, "run.log_every must be positive");
   require(run.eval_every >= 0, "run.eval_every must be >= 0");

@@ -25,6 +25,7 @@
 #include "instseg/errors.h"
 #include "instseg/evaluation/coco_evaluator.h"
 #include "instseg/evaluation/report.h"
+#include "instseg/ops/mixed_precision.h"
 
 namespace instseg {
 
@@ -294,7 +295,11 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
     }
     const data::Batch batch = loader.next();
     model->train();
-    const auto losses = model->losses(batch.images, batch.targets);
+    std::map<std::string, torch::Tensor> losses;
+    {
+      ops::Bf16AutocastScope autocast(config.optim.precision == "bf16");
+      losses = model->losses(batch.images, batch.targets);
+    }
     torch::Tensor total = torch::zeros({}, torch::kFloat);
     std::map<std::string, double> values;
     for (const auto& [name, value] : losses) {

@@ -83,8 +83,9 @@ std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> RpnHeadImpl::f
   std::vector<torch::Tensor> objectness, deltas;
   for (const auto& feature : features) {
     const auto t = conv->forward(feature);  // [N, C, H_l, W_l]
-    objectness.push_back(cls_logits(t));
-    deltas.push_back(bbox_pred(t));
+    // In the parameters' precision: proposals are decoded from these (ops/mixed_precision.h).
+    objectness.push_back(cls_logits(t).to(cls_logits->weight.scalar_type()));
+    deltas.push_back(bbox_pred(t).to(bbox_pred->weight.scalar_type()));
   }
   return {objectness, deltas};
 }

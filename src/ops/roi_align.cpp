@@ -79,8 +79,12 @@ class RoiAlignFunction : public torch::autograd::Function<RoiAlignFunction> {
 
 torch::Tensor roi_align(const torch::Tensor& input, const torch::Tensor& rois,
                         const RoiAlignOptions& options) {
-  check_arguments(input, rois, options);
-  return RoiAlignFunction::apply(input, rois, options);
+  // Features computed in bfloat16 (ops/mixed_precision.h) are pooled in the boxes' precision, as
+  // torchvision's autocast rule for roi_align does; the cast carries the gradient back.
+  const bool reduced = input.scalar_type() == torch::kBFloat16 || input.scalar_type() == torch::kHalf;
+  const auto pooled_input = reduced ? input.to(rois.scalar_type()) : input;
+  check_arguments(pooled_input, rois, options);
+  return RoiAlignFunction::apply(pooled_input, rois, options);
 }
 
 }  // namespace instseg::ops

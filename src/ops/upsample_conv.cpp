@@ -18,7 +18,8 @@ torch::Tensor upsample_conv2x2(const torch::Tensor& x, const torch::Tensor& weig
   // [N, H, W, C] x [C, O*2*2] -> [N, H, W, O, 2, 2] -> [N, O, H, 2, W, 2] = [N, O, 2H, 2W]
   const auto blocks = torch::matmul(x.permute({0, 2, 3, 1}), weight.reshape({c, o * 4}));
   auto y = blocks.view({n, h, w, o, 2, 2}).permute({0, 3, 1, 4, 2, 5}).reshape({n, o, 2 * h, 2 * w});
-  if (bias.defined()) y = y + bias.view({1, o, 1, 1});
+  // Under bfloat16 autocast the bias joins in the product's precision, as conv_transpose2d's would.
+  if (bias.defined()) y = y + bias.view({1, o, 1, 1}).to(y.scalar_type());
   return y;
 }
 

@@ -215,7 +215,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 53u);  // DataConfig 17 + ModelConfig 14 + OptimConfig 14 + RunConfig 8
+  EXPECT_EQ(keys, 54u);  // DataConfig 17 + ModelConfig 14 + OptimConfig 15 + RunConfig 8
 }
 
 }  // namespace

@@ -4,7 +4,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <map>
+#include <string>
+
 #include "instseg/errors.h"
+#include "instseg/ops/mixed_precision.h"
 #include "modeling/rcnn_reference.h"
 
 namespace instseg {
@@ -140,6 +144,26 @@ TEST_P(RoiHeadsLossParity, LossesOfTheSameSampleMatchTorchvision) {
     mask_targets.push_back(project_masks_on_boxes(targets[i].masks, positive_boxes[i], positive_matched[i], 28));
   }
   EXPECT_LT(max_abs_diff(torch::cat(mask_targets), ref.at("mask_targets")), 1e-6);
+
+  // The same sample with the heads' convolutions and matrix products in bfloat16: the losses come
+  // back in fp32 and match torchvision's under autocast within bfloat16's rounding (2^-8 relative;
+  // the two round at slightly different points, so they differ by about as much as from fp32).
+  heads->zero_grad();
+  std::map<std::string, torch::Tensor> bf16_losses;
+  {
+    ops::Bf16AutocastScope autocast(true);
+    bf16_losses = heads->losses(testing::stage_features(ref), testing::stage_image_sizes(ref), samples, targets);
+  }
+  for (const char* term : {"loss_classifier", "loss_box_reg", "loss_mask"}) {
+    const auto& loss = bf16_losses.at(term);
+    EXPECT_EQ(loss.scalar_type(), torch::kFloat) << term;
+    const double expected = ref.at(std::string("bf16_") + term).item<double>();
+    EXPECT_NE(expected, ref.at(term).item<double>()) << term;  // bfloat16 really changed torchvision's value
+    EXPECT_NEAR(loss.item<double>(), expected, expected / 256) << term;
+  }
+  (bf16_losses.at("loss_classifier") + bf16_losses.at("loss_box_reg") + bf16_losses.at("loss_mask")).backward();
+  EXPECT_EQ(heads->mask_predictor->mask_fcn_logits->weight.grad().scalar_type(), torch::kFloat);
+  EXPECT_GT(heads->mask_predictor->mask_fcn_logits->weight.grad().abs().sum().item<double>(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Variants, RoiHeadsLossParity, ::testing::Values("v1", "v2"));

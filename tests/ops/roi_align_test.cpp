@@ -208,6 +208,24 @@ TEST(RoIAlign, ThreadCountDoesNotChangeResults) {
   EXPECT_TRUE(torch::equal(grad1, input.grad()));
 }
 
+// Features computed in bfloat16 (ops/mixed_precision.h) are pooled in the boxes' precision: the
+// output of the features cast up first, and the gradient back on the bfloat16 features.
+TEST(RoIAlign, BFloat16FeaturesArePooledInTheBoxesPrecision) {
+  const auto c = torchvision_cases().front();
+  const auto rois = c.data.at("rois");
+  const auto features = c.data.at("input").to(torch::kBFloat16).requires_grad_(true);
+  const auto cast_up = features.detach().to(rois.scalar_type()).requires_grad_(true);
+  const auto out = roi_align(features, rois, c.options);
+  const auto expected = roi_align(cast_up, rois, c.options);
+  EXPECT_EQ(out.scalar_type(), rois.scalar_type());
+  EXPECT_TRUE(torch::equal(out, expected));
+  out.backward(c.data.at("grad_output"));
+  expected.backward(c.data.at("grad_output"));
+  EXPECT_EQ(features.grad().scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(features.grad(), cast_up.grad().to(torch::kBFloat16)));
+  EXPECT_GT(features.grad().abs().sum().item<double>(), 0);
+}
+
 TEST(RoIAlign, NoRoisGivesEmptyOutputAndZeroGradient) {
   const auto input = torch::randn({1, 4, 8, 8}).requires_grad_(true);
   const auto out = roi_align(input, torch::zeros({0, 5}), {});

@@ -11,7 +11,7 @@ Writes plain dicts of tensors (torch.save) that the C++ tests read:
   e2e_{v1,v2}.pt       3 images and torchvision's final detections
   paste.pt             paste_masks_in_image on hand-made boxes (border-crossing, tiny, large)
   levels.pt            MultiScaleRoIAlign level mapping of hand-made boxes
-  training_{v1,v2}.pt  RoI-head losses given sampled proposals (explicit indices)
+  training_{v1,v2}.pt  RoI-head losses given sampled proposals (explicit indices), also in bfloat16
 """
 import copy
 import os
@@ -241,6 +241,17 @@ def training(model, images, seed):
     _, losses = rh(features, list(proposals), sizes, targets)
     assert torch.allclose(losses["loss_mask"], loss_mask)
     out.update(loss_classifier=loss_classifier, loss_box_reg=loss_box_reg, loss_mask=loss_mask)
+    # The same sample with the heads under CPU autocast to bfloat16 and the losses computed from
+    # their outputs cast up (instseg's optim.precision=bf16).
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        class_logits, box_regression = rh.box_predictor(rh.box_head(rh.box_roi_pool(features, sampled, sizes)))
+        mask_logits = rh.mask_predictor(rh.mask_head(rh.mask_roi_pool(features, mask_proposals, sizes)))
+    assert mask_logits.dtype == torch.bfloat16
+    out["bf16_loss_classifier"], out["bf16_loss_box_reg"] = tv_roi_heads.fastrcnn_loss(
+        class_logits.float(), box_regression.float(), labels, regression_targets)
+    out["bf16_loss_mask"] = tv_roi_heads.maskrcnn_loss(
+        mask_logits.float(), mask_proposals, [t["masks"] for t in targets], [t["labels"] for t in targets], mask_matched
+    )
     out["mask_targets"] = torch.cat(
         [tv_roi_heads.project_masks_on_boxes(t["masks"], p, m, 28) for t, p, m in zip(targets, mask_proposals, mask_matched)]
     )

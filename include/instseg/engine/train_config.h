@@ -66,6 +66,9 @@ struct OptimConfig {
   std::vector<int> steps{};           // step schedule milestones (iterations)
   double gamma = 0.1;
   double clip_grad_norm = 0.0;        // 0 = off
+  // "fp32" | "bf16": the forward pass under CPU autocast to bfloat16 (ops/mixed_precision.h);
+  // weights, losses and the optimizer stay fp32. Fast only on CPUs with AVX512-BF16.
+  std::string precision = "fp32";
 };
 
 struct RunConfig {

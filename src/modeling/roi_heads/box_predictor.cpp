@@ -11,7 +11,8 @@ FastRcnnPredictorImpl::FastRcnnPredictorImpl(int64_t in_features, int64_t num_cl
 
 std::pair<torch::Tensor, torch::Tensor> FastRcnnPredictorImpl::forward(const torch::Tensor& x) {
   const auto flat = x.flatten(1);  // [R, F]
-  return {cls_score(flat), bbox_pred(flat)};
+  // In the parameters' precision: detections and losses are computed from these (ops/mixed_precision.h).
+  return {cls_score(flat).to(cls_score->weight.scalar_type()), bbox_pred(flat).to(bbox_pred->weight.scalar_type())};
 }
 
 }  // namespace instseg

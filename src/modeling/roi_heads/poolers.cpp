@@ -79,8 +79,9 @@ torch::Tensor MultiScaleRoiAlign::forward(
   const auto roi_levels = map_box_levels(rois.slice(1, 1), k_min, k_max) - k_min;  // [R]
 
   const auto& first = levels[0];
+  // In the boxes' precision, as roi_align pools bfloat16 features (ops/mixed_precision.h).
   auto result = torch::zeros({rois.size(0), first.size(1), output_size_, output_size_},
-                             first.options());  // [R, C, S, S]
+                             first.options().dtype(rois.dtype()));  // [R, C, S, S]
   for (size_t l = 0; l < levels.size(); ++l) {
     const auto idx = torch::where(roi_levels == static_cast<int64_t>(l))[0];
     if (idx.numel() == 0) continue;
