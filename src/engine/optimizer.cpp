@@ -6,6 +6,8 @@
 
 #include <cmath>
 
+#include "engine/adamw_kernel.h"
+
 namespace instseg {
 
 Optimizer::Optimizer(const torch::nn::Module& model, OptimizerOptions options) : options_(options) {
@@ -68,21 +70,18 @@ void Optimizer::adamw_update(const std::string& name, torch::Tensor& p, double l
   // demo's 12M parameters is memory-bound, and this cuts its share of a training step.
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adamw_update", [&] {
     using T = scalar_t;
+    AdamWCoefficients<T> k{};
+    k.decay = static_cast<T>(1 - lr * options_.weight_decay);
+    k.b1 = static_cast<T>(options_.beta1), k.b2 = static_cast<T>(options_.beta2);
+    k.one_minus_b1 = static_cast<T>(1 - options_.beta1), k.one_minus_b2 = static_cast<T>(1 - options_.beta2);
+    k.bc2 = static_cast<T>(bias_correction2_sqrt), k.eps = static_cast<T>(options_.eps);
+    k.step_size = static_cast<T>(lr / bias_correction1);
     T* param = p.data_ptr<T>();
     const T* g = grad.data_ptr<T>();
     T* m = exp_avg.data_ptr<T>();
     T* v = exp_avg_sq.data_ptr<T>();
-    const T decay = static_cast<T>(1 - lr * options_.weight_decay), b1 = static_cast<T>(options_.beta1),
-            b2 = static_cast<T>(options_.beta2), one_minus_b1 = static_cast<T>(1 - options_.beta1),
-            one_minus_b2 = static_cast<T>(1 - options_.beta2), bc2 = static_cast<T>(bias_correction2_sqrt),
-            eps = static_cast<T>(options_.eps), step_size = static_cast<T>(lr / bias_correction1);
     at::parallel_for(0, p.numel(), 1 << 14, [&](int64_t begin, int64_t end) {
-      for (int64_t i = begin; i < end; ++i) {
-        param[i] *= decay;
-        m[i] = m[i] * b1 + one_minus_b1 * g[i];
-        v[i] = v[i] * b2 + one_minus_b2 * (g[i] * g[i]);
-        param[i] -= step_size * (m[i] / (std::sqrt(v[i]) / bc2 + eps));
-      }
+      adamw_span(param + begin, g + begin, m + begin, v + begin, end - begin, k);
     });
   });
 }

@@ -153,6 +153,7 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"optim.warmup_factor=0", "optim.warmup_factor"},
       {"optim.warmup_factor=1.5", "optim.warmup_factor"},
       {"optim.schedule=poly", "optim.schedule"},
+      {"optim.precision=fp16", "optim.precision"},
       {"optim.gamma=0", "optim.gamma"},
       {"optim.clip_grad_norm=-1", "optim.clip_grad_norm"},
       {"run.log_every=0", "run.log_every"},
