@@ -3,8 +3,7 @@ backward, SGD with momentum 0.9 and weight decay 1e-4, or AdamW with torch's def
 weights and batches the C++ program wrote. Prints {"seconds": [per iteration, the first one a warm-up]} as JSON.
 
 usage: /usr/bin/python3 bench/torchvision_train.py WEIGHTS BATCHES THREADS DEPTH NORM SIZE
-                        RPN_POST_NMS_TRAIN BOX_BATCH_PER_IMAGE sgd|adamw fp32|bf16
-(bf16: the forward pass under torch.autocast("cpu", torch.bfloat16), as instseg's optim.precision)
+                        RPN_POST_NMS_TRAIN BOX_BATCH_PER_IMAGE sgd|adamw
 """
 import json
 import sys
@@ -21,7 +20,7 @@ from torchvision.ops import misc
 
 
 def main():
-    weights, batches, threads, depth, norm, size, post_nms, box_batch, optimizer_kind, precision = sys.argv[1:11]
+    weights, batches, threads, depth, norm, size, post_nms, box_batch, optimizer_kind = sys.argv[1:10]
     torch.set_num_threads(int(threads))
     norm_layer = {"batch": nn.BatchNorm2d, "frozen": misc.FrozenBatchNorm2d}[norm]
     state = torch.load(weights)
@@ -50,8 +49,7 @@ def main():
         targets = [{"boxes": b, "labels": l, "masks": m}
                    for b, l, m in zip(batch["boxes"], batch["labels"], batch["masks"])]
         start = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            losses = model(list(batch["images"]), targets)
+        losses = model(list(batch["images"]), targets)
         total = sum(losses.values())
         optimizer.zero_grad()
         total.backward()
