@@ -74,7 +74,7 @@ TrainConfig demo_train_config(const DemoOptions& options) {
   config.optim.warmup_iterations = 100;
   config.optim.schedule = "cosine";
   config.optim.clip_grad_norm = 10.0;  // from-scratch training has early loss spikes
-  // bfloat16 convolutions and matrix products where the CPU has them: 1.3x the iterations in the
+  // bfloat16 convolutions and matrix products where the CPU has them: 1.45x the iterations in the
   // same time (docs/benchmarks.md); elsewhere bfloat16 would be emulated, slower than fp32.
   config.optim.precision = ops::cpu_has_native_bf16() ? "bf16" : "fp32";
   config.run.eval_every = 0;

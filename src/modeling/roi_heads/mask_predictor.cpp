@@ -20,7 +20,8 @@ MaskRcnnPredictorImpl::MaskRcnnPredictorImpl(int64_t in_channels, int64_t dim_re
 }
 
 torch::Tensor MaskRcnnPredictorImpl::forward(const torch::Tensor& x) {
-  // conv5_mask's parameters, computed as the matrix product it is (see ops/upsample_conv.h).
+  // conv5_mask's parameters, computed as a 1x1 convolution and a pixel shuffle when training
+  // (see ops/upsample_conv.h).
   // Logits in the parameters' precision, for the loss and the pasted masks (ops/mixed_precision.h).
   return mask_fcn_logits(torch::relu(ops::upsample_conv2x2(x, conv5_mask->weight, conv5_mask->bias)))
       .to(mask_fcn_logits->weight.scalar_type());
