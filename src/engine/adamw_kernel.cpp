@@ -20,7 +20,7 @@ template <typename T>
 
 }  // namespace
 
-// One copy per instruction set, chosen at load time: vectorised, the update takes 4-5x less time
+// One copy per instruction set, chosen at load time: vectorised, the update takes ~5x less time
 // than as scalar code, which was ~10% of the demo's training step (docs/benchmarks.md).
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 #define INSTSEG_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
