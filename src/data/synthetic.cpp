@@ -2,7 +2,12 @@
 
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <array>
 #include <cmath>
+#include <cstring>
+#include <numeric>
+#include <vector>
 #include <opencv2/core.hpp>
 #include <opencv2/imgproc.hpp>
 
@@ -17,42 +22,72 @@ constexpr double kPi = 3.14159265358979323846;
 constexpr int kShiftBits = 4;  // OpenCV sub-pixel precision for the drawn outlines
 constexpr int kPlacementTries = 20;
 
-// Uniform noise in [-amplitude, amplitude], from the image's own random stream.
-torch::Tensor noise(Rng& rng, int64_t h, int64_t w, double amplitude) {
-  std::vector<float> values(static_cast<size_t>(3 * h * w));
-  for (float& v : values) v = static_cast<float>(rng.uniform(-amplitude, amplitude));
-  return torch::from_blob(values.data(), {3, h, w}, torch::kFloat).clone();
+// Pixels are composed in plain float arrays: through tensor operations a batch of eight 128 px
+// images took ~55 ms of CPU (dispatch and thread-pool overhead on tiny tensors), now ~8 ms, taken
+// by the loader's thread from the training step's two cores. The float arithmetic is the tensor
+// version's, in its order: 600 images of two configurations came out bit-identical.
+struct Canvas {
+  int64_t h, w;
+  std::vector<float> pixels;  // [3, H, W]
+  float& at(int64_t c, int64_t i) { return pixels[static_cast<size_t>(c * h * w + i)]; }
+};
+
+using Colour = std::array<float, 3>;
+
+Colour random_colour(Rng& rng) {
+  Colour c;
+  for (float& v : c) v = static_cast<float>(rng.uniform());
+  return c;
 }
 
-torch::Tensor random_colour(Rng& rng) {
-  return torch::tensor({rng.uniform(), rng.uniform(), rng.uniform()}, torch::kFloat).view({3, 1, 1});
-}
-
-// [3, H, W]: a two-colour gradient, stripes, or a flat colour with strong noise, at a random angle.
-torch::Tensor background(Rng& rng, int64_t h, int64_t w) {
-  const auto c1 = random_colour(rng), c2 = random_colour(rng);
-  const double angle = rng.uniform(0, kPi);
-  const auto ys = torch::arange(h, torch::kFloat).view({h, 1}), xs = torch::arange(w, torch::kFloat).view({1, w});
-  const auto along = xs * std::cos(angle) + ys * std::sin(angle);  // [H, W] distance along the angle
-  torch::Tensor image;
-  double grain = 0.04;
-  switch (rng.integer(0, 2)) {
-    case 0: {
-      const auto t = (along - along.min()) / (along.max() - along.min());
-      image = c1 * (1 - t) + c2 * t;
-      break;
+// Uniform noise in [-amplitude, amplitude] on a [3, H, W] stream, one draw per pixel and channel
+// in that order; only the pixels `wanted` lists are drawn, the rest of the stream is skipped.
+template <typename Apply>
+void add_noise(Rng& rng, Canvas& canvas, double amplitude, const std::vector<int64_t>& wanted, Apply apply) {
+  const int64_t plane = canvas.h * canvas.w;
+  for (int64_t c = 0; c < 3; ++c) {
+    for (const int64_t i : wanted) {
+      apply(c, i, static_cast<float>(rng.uniform_ahead(static_cast<uint64_t>(c * plane + i), -amplitude, amplitude)));
     }
-    case 1: {
-      const double half_period = rng.uniform(4, 16);
-      const auto odd = torch::floor(along / half_period).remainder(2).to(torch::kBool);
-      image = torch::where(odd, c1, c2);
-      break;
-    }
-    default:
-      image = c1.expand({3, h, w});
-      grain = 0.12;
   }
-  return image + noise(rng, h, w, grain);
+  rng.skip(static_cast<uint64_t>(3 * plane));
+}
+
+// A two-colour gradient, stripes, or a flat colour with strong noise, at a random angle.
+Canvas background(Rng& rng, int64_t h, int64_t w) {
+  const Colour c1 = random_colour(rng), c2 = random_colour(rng);
+  const double angle = rng.uniform(0, kPi);
+  const float cos_a = static_cast<float>(std::cos(angle)), sin_a = static_cast<float>(std::sin(angle));
+  std::vector<float> along(static_cast<size_t>(h * w));  // distance along the angle
+  for (int64_t y = 0; y < h; ++y) {
+    for (int64_t x = 0; x < w; ++x) along[y * w + x] = static_cast<float>(x) * cos_a + static_cast<float>(y) * sin_a;
+  }
+  Canvas canvas{h, w, std::vector<float>(static_cast<size_t>(3 * h * w))};
+  double grain = 0.04;
+  const int64_t kind = rng.integer(0, 2);
+  if (kind == 0) {
+    const auto [lo, hi] = std::minmax_element(along.begin(), along.end());
+    const float low = *lo, range = *hi - *lo;
+    for (int64_t i = 0; i < h * w; ++i) {
+      const float t = (along[i] - low) / range;
+      for (int64_t c = 0; c < 3; ++c) canvas.at(c, i) = c1[c] * (1 - t) + c2[c] * t;
+    }
+  } else if (kind == 1) {
+    const float half_period = static_cast<float>(rng.uniform(4, 16));
+    for (int64_t i = 0; i < h * w; ++i) {
+      const bool odd = std::fmod(std::floor(along[i] / half_period), 2.0f) != 0;
+      for (int64_t c = 0; c < 3; ++c) canvas.at(c, i) = odd ? c1[c] : c2[c];
+    }
+  } else {
+    for (int64_t i = 0; i < h * w; ++i) {
+      for (int64_t c = 0; c < 3; ++c) canvas.at(c, i) = c1[c];
+    }
+    grain = 0.12;
+  }
+  std::vector<int64_t> all(static_cast<size_t>(h * w));
+  std::iota(all.begin(), all.end(), 0);
+  add_noise(rng, canvas, grain, all, [&](int64_t c, int64_t i, float v) { canvas.at(c, i) += v; });
+  return canvas;
 }
 
 cv::Point fixed_point(double x, double y) {
@@ -60,7 +95,7 @@ cv::Point fixed_point(double x, double y) {
 }
 
 // Binary [H, W] uint8 mask of one shape of diameter `size` centred at (cx, cy), clipped to the image.
-torch::Tensor draw_shape(Rng& rng, Shape shape, double cx, double cy, double size, int64_t h, int64_t w) {
+cv::Mat draw_shape(Rng& rng, Shape shape, double cx, double cy, double size, int64_t h, int64_t w) {
   cv::Mat mask = cv::Mat::zeros(static_cast<int>(h), static_cast<int>(w), CV_8U);
   const double r = size / 2, rotation = rng.uniform(0, 2 * kPi);
   std::vector<cv::Point> points;
@@ -91,7 +126,32 @@ torch::Tensor draw_shape(Rng& rng, Shape shape, double cx, double cy, double siz
     }
   }
   if (!points.empty()) cv::fillPoly(mask, std::vector<std::vector<cv::Point>>{points}, 1, cv::LINE_8, kShiftBits);
-  return torch::from_blob(mask.data, {h, w}, torch::kUInt8).clone();
+  return mask;
+}
+
+// Pixels of `earlier` that `later` leaves uncovered.
+int64_t area_outside(const cv::Mat& earlier, const cv::Mat& later) {
+  int64_t left = 0;
+  for (size_t i = 0; i < earlier.total(); ++i) left += earlier.data[i] & (1 - later.data[i]);
+  return left;
+}
+
+// Mean colour of the canvas over the given pixels, summed in double (the tensor version's float sum
+// differs in the last bits; the value only decides whether a colour stands out enough).
+Colour mean_colour(Canvas& canvas, const std::vector<int64_t>& pixels) {
+  Colour mean;
+  for (int64_t c = 0; c < 3; ++c) {
+    double sum = 0;
+    for (const int64_t i : pixels) sum += canvas.at(c, i);
+    mean[c] = static_cast<float>(sum / static_cast<double>(pixels.size()));
+  }
+  return mean;
+}
+
+double colour_distance(const Colour& a, const Colour& b) {
+  double d = 0;
+  for (int c = 0; c < 3; ++c) d += std::abs(static_cast<double>(a[c] - b[c]));
+  return d;
 }
 
 }  // namespace
@@ -120,9 +180,9 @@ Sample SyntheticDataset::get(int64_t index) const {
   TORCH_CHECK(index >= 0 && index < size(), "SyntheticDataset: index ", index, " out of range");
   const int64_t h = options_.height, w = options_.width;
   Rng rng({options_.seed, static_cast<uint64_t>(index)});
-  torch::Tensor image = background(rng, h, w);
+  Canvas canvas = background(rng, h, w);
 
-  std::vector<torch::Tensor> masks;  // visible part of each accepted shape, [H, W] uint8
+  std::vector<cv::Mat> masks;  // visible part of each accepted shape, [H, W] uint8
   std::vector<int64_t> full_areas, labels;
   const int64_t wanted = rng.integer(options_.min_objects, options_.max_objects);
   for (int64_t k = 0; k < wanted; ++k) {
@@ -130,22 +190,27 @@ Sample SyntheticDataset::get(int64_t index) const {
       const auto shape = static_cast<Shape>(rng.integer(kCircle, kStar));
       const double size = rng.uniform(options_.min_size, options_.max_size) * std::min(h, w);
       const double cx = rng.uniform(0.1, 0.9) * w, cy = rng.uniform(0.1, 0.9) * h;
-      const torch::Tensor mask = draw_shape(rng, shape, cx, cy, size, h, w);
-      const int64_t area = mask.sum().item<int64_t>();
+      const cv::Mat mask = draw_shape(rng, shape, cx, cy, size, h, w);
+      const int64_t area = cv::countNonZero(mask);
       if (area < options_.min_visible_area) continue;
       // Accept only if every earlier shape stays visible enough once this one covers it.
       bool hides_too_much = false;
       for (size_t j = 0; j < masks.size() && !hides_too_much; ++j) {
-        const int64_t left = (masks[j] & (1 - mask)).sum().item<int64_t>();
+        const int64_t left = area_outside(masks[j], mask);
         hides_too_much = left < std::max<double>(options_.min_visible_area, options_.min_visible_fraction * full_areas[j]);
       }
       if (hides_too_much) continue;
-      for (auto& earlier : masks) earlier = earlier & (1 - mask);  // occluded pixels belong to the new shape
+      for (auto& earlier : masks) earlier.setTo(0, mask);  // occluded pixels belong to the new shape
+      std::vector<int64_t> covered;
+      covered.reserve(static_cast<size_t>(area));
+      for (int64_t i = 0; i < h * w; ++i) {
+        if (mask.data[i]) covered.push_back(i);
+      }
       // Colour far enough from the background under the shape to be seen (a few draws suffice).
-      const auto under = (image * mask).sum({1, 2}) / area;  // [3] mean background colour
-      torch::Tensor colour = random_colour(rng);
-      for (int c = 0; c < 8 && (colour.view({3}) - under).abs().sum().item<double>() < 0.4; ++c) colour = random_colour(rng);
-      image = torch::where(mask.to(torch::kBool), colour + noise(rng, h, w, 0.03), image);
+      const Colour under = mean_colour(canvas, covered);
+      Colour colour = random_colour(rng);
+      for (int c = 0; c < 8 && colour_distance(colour, under) < 0.4; ++c) colour = random_colour(rng);
+      add_noise(rng, canvas, 0.03, covered, [&](int64_t c, int64_t i, float v) { canvas.at(c, i) = colour[c] + v; });
       masks.push_back(mask);
       full_areas.push_back(area);
       labels.push_back(shape);
@@ -155,12 +220,15 @@ Sample SyntheticDataset::get(int64_t index) const {
 
   Sample sample;
   // Quantised to 8 bits, so the PNG written by the COCO export holds exactly these pixels.
-  sample.image = image.clamp(0, 1).mul(255).round().div(255);
+  for (float& v : canvas.pixels) v = std::nearbyint(std::clamp(v, 0.0f, 1.0f) * 255.0f) / 255.0f;
+  sample.image = torch::from_blob(canvas.pixels.data(), {3, h, w}, torch::kFloat).clone();
   sample.image_id = index + 1;
   if (masks.empty()) {
     sample.targets = empty_targets(h, w);
   } else {
-    sample.targets.masks = torch::stack(masks);
+    auto stacked = torch::empty({static_cast<int64_t>(masks.size()), h, w}, torch::kUInt8);
+    for (size_t j = 0; j < masks.size(); ++j) std::memcpy(stacked[j].data_ptr<uint8_t>(), masks[j].data, h * w);
+    sample.targets.masks = stacked;
     sample.targets.boxes = mask_boxes(sample.targets.masks);
     sample.targets.labels = torch::tensor(labels, torch::kInt64);
   }

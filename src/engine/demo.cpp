@@ -78,7 +78,7 @@ TrainConfig demo_train_config(const DemoOptions& options) {
   // same time (docs/benchmarks.md); elsewhere bfloat16 would be emulated, slower than fp32.
   config.optim.precision = ops::cpu_has_native_bf16() ? "bf16" : "fp32";
   config.run.eval_every = 0;
-  config.run.checkpoint_every = 200;
+  config.run.checkpoint_every = 500;  // a checkpoint takes ~1 s; the demo is rarely resumed
   config.run.threads = options.threads;
   // The overlays, curves and table after training take a few seconds; the whole demo keeps to --minutes.
   config.run.time_limit_minutes = options.minutes - kAfterTrainingSeconds / 60.0;
