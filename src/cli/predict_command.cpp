@@ -24,6 +24,10 @@ void register_predict(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--max-size", options->max_size, "Cap the longer image side (0 = as --min-size, else 1333)")
       ->capture_default_str();
+  cmd->add_option("--mask-paste", options->mask_paste,
+                  "torchvision (its detections exactly) or aligned (masks placed where training sampled "
+                  "them; better at strict IoU); default: model.mask_paste from config.json beside the "
+                  "weights, else torchvision");
   cmd->add_option("--threads", options->threads, "Intra-op threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--coco-gt", options->coco_gt,
                   "COCO instances JSON: take image ids from it by file_name, so the output can be "

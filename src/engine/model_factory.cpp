@@ -72,6 +72,12 @@ int64_t tensor_size(const StateDict& state, const std::string& key, int64_t fall
 
 }  // namespace
 
+MaskPaste mask_paste_named(const std::string& name, const std::string& field) {
+  if (name == "torchvision") return MaskPaste::kTorchvision;
+  if (name == "aligned") return MaskPaste::kAligned;
+  throw ConfigError(field + " must be torchvision or aligned, got '" + name + "'");
+}
+
 MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides) {
   const StateDict state = upgrade_torchvision_keys(read_state_dict(weights));
   const CheckpointInfo info = require_mask_rcnn(state, weights);
@@ -89,6 +95,7 @@ MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overri
   if (overrides.min_size) options.transform.min_size = {*overrides.min_size};
   if (overrides.max_size) options.transform.max_size = *overrides.max_size;
   if (overrides.score_thresh) options.roi_heads.score_thresh = *overrides.score_thresh;
+  if (overrides.mask_paste) options.mask_paste = *overrides.mask_paste;
   MaskRcnn model(options);
   load_state_dict(*model, state, weights);
   model->eval();
@@ -111,6 +118,7 @@ MaskRcnn build_mask_rcnn_for_training(const ModelConfig& config, int64_t num_cla
   options.backbone.out_channels = config.fpn_channels;
   options.roi_heads.representation_size = config.box_representation_size;
   options.roi_heads.mask_channels = config.mask_head_channels;
+  options.mask_paste = mask_paste_named(config.mask_paste, "model.mask_paste");
   MaskRcnn model(options);
   if (!config.weights.empty()) initialise_from(*model, config.weights);
   return model;

@@ -38,6 +38,7 @@ void PredictOptions::validate() const {
                       " and " + std::to_string(max_size));
   }
   if (threads < 0) throw ConfigError("predict: --threads must be >= 0");
+  if (!mask_paste.empty()) mask_paste_named(mask_paste, "predict: --mask-paste");
 }
 
 namespace {
@@ -57,17 +58,22 @@ double median(std::vector<double> values) {
 }
 
 // A model is only good at the scale it was trained at: one trained by instseg (config.json beside
-// the weights) is run at its training size unless the user asks for another.
-ModelOverrides input_size_for(const PredictOptions& options) {
+// the weights) is run at its training size, and pastes masks as it was validated, unless the user
+// asks otherwise.
+ModelOverrides overrides_for(const PredictOptions& options) {
   ModelOverrides overrides;
   overrides.min_size = 800;  // torchvision's transform defaults
   overrides.max_size = 1333;
+  overrides.score_thresh = options.score_thresh;
+  overrides.mask_paste = MaskPaste::kTorchvision;
   const fs::path config_file = fs::path(options.weights).parent_path() / "config.json";
-  if ((options.min_size == 0 || options.max_size == 0) && fs::exists(config_file)) {
+  if (fs::exists(config_file)) {
     const TrainConfig trained = load_train_config(config_file.string());
     overrides.min_size = trained.model.min_sizes.back();  // torchvision tests at the last size
     overrides.max_size = trained.model.max_size;
+    overrides.mask_paste = mask_paste_named(trained.model.mask_paste, config_file.string() + ": model.mask_paste");
   }
+  if (!options.mask_paste.empty()) overrides.mask_paste = mask_paste_named(options.mask_paste, "predict: --mask-paste");
   if (options.min_size > 0) overrides.min_size = options.min_size;
   if (options.max_size > 0) overrides.max_size = options.max_size;
   if (*overrides.max_size < *overrides.min_size) {
@@ -107,9 +113,7 @@ PredictSummary run_predict(const PredictOptions& options) {
                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const auto image_paths = collect_image_paths(options.inputs);
 
-  ModelOverrides overrides = input_size_for(options);
-  overrides.score_thresh = options.score_thresh;
-  MaskRcnn model = load_mask_rcnn(options.weights, overrides);
+  MaskRcnn model = load_mask_rcnn(options.weights, overrides_for(options));
 
   std::map<std::string, int64_t> image_ids;  // file name -> COCO image id
   if (!options.coco_gt.empty()) image_ids = image_ids_by_file_name(options.coco_gt);

@@ -77,6 +77,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"model.fpn_channels", field(c.model.fpn_channels)},
       {"model.box_representation_size", field(c.model.box_representation_size)},
       {"model.mask_head_channels", field(c.model.mask_head_channels)},
+      {"model.mask_paste", field(c.model.mask_paste)},
       {"optim.iterations", field(c.optim.iterations)},
       {"optim.batch_size", field(c.optim.batch_size)},
       {"optim.lr", field(c.optim.lr)},
@@ -171,6 +172,8 @@ void TrainConfig::validate() const {
   require(model.rpn_post_nms_top_n_train > 0 && model.rpn_post_nms_top_n_test > 0, "model.rpn_post_nms_top_n_* must be positive");
   require(model.box_batch_size_per_image > 0, "model.box_batch_size_per_image must be positive");
   require(model.detections_per_image > 0, "model.detections_per_image must be positive");
+  require(model.mask_paste == "torchvision" || model.mask_paste == "aligned",
+          "model.mask_paste must be torchvision or aligned, got '" + model.mask_paste + "'");
   require(model.fpn_channels > 0 && model.box_representation_size > 0 && model.mask_head_channels > 0,
           "model.fpn_channels, model.box_representation_size and model.mask_head_channels must be positive");
   require(optim.iterations > 0, "optim.iterations must be positive");

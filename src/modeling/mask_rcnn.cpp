@@ -55,7 +55,9 @@ std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& 
     const std::array<int64_t, 2> original{images[i].size(1), images[i].size(2)};
     auto& d = detections[i];
     d.boxes = resize_boxes(d.boxes, batch.image_sizes[i], original);
-    d.masks = paste_masks_in_image(d.masks, d.boxes, original[0], original[1]);
+    d.masks = options_.mask_paste == MaskPaste::kAligned
+                  ? paste_masks_aligned(d.masks, d.boxes, original[0], original[1])
+                  : paste_masks_in_image(d.masks, d.boxes, original[0], original[1]);
   }
   return detections;
 }

@@ -146,6 +146,53 @@ TEST(PredictCommand, TrainedRunFolderPredictsAtItsTrainingSizeUnlessTold) {
   EXPECT_NE(automatic, overridden);
 }
 
+// The mask paste a run was validated with (model.mask_paste in its config.json) is predict's
+// default for its weights; --mask-paste overrides it; an unknown name is one error.
+TEST(PredictCommand, MaskPasteComesFromTheRunFolderUnlessTold) {
+  TestDir dir;
+  fs::create_directories(dir / "run");
+  fs::copy_file(input("v1.pth"), dir / "run/model_last.pth");
+  dir.write("run/config.json", R"({"model": {"min_sizes": [320], "max_size": 512, "mask_paste": "aligned"}})");
+  const std::string image = coco_image("000000037777.jpg");
+  auto predictions_with = [&](const std::string& weights, std::vector<std::string> extra, const std::string& name) {
+    std::vector<std::string> args = {"predict", "--weights", weights, "--out", dir / name, "--threads", "2",
+                                     "--no-overlays", "--input", image};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto run = run_instseg(args, dir / (name + "_streams"));
+    EXPECT_EQ(run.exit_code, 0) << run.err;
+    return read_json(dir / (name + "/predictions.json"));
+  };
+  const std::vector<std::string> size = {"--min-size", "320", "--max-size", "512"};
+  auto with_size = [&](std::vector<std::string> extra) {
+    extra.insert(extra.end(), size.begin(), size.end());
+    return extra;
+  };
+  const json from_run = predictions_with(dir / "run/model_last.pth", {}, "from_run");
+  const json aligned = predictions_with(input("v1.pth"), with_size({"--mask-paste", "aligned"}), "aligned");
+  const json plain = predictions_with(input("v1.pth"), size, "plain");
+  const json told = predictions_with(dir / "run/model_last.pth", {"--mask-paste", "torchvision"}, "told");
+  ASSERT_GT(from_run.size(), 0u);
+  EXPECT_EQ(from_run, aligned);
+  EXPECT_EQ(told, plain);  // without config.json or --mask-paste: torchvision's paste
+  // Same detections, differently placed masks.
+  ASSERT_EQ(aligned.size(), plain.size());
+  int moved = 0;
+  for (size_t i = 0; i < aligned.size(); ++i) {
+    EXPECT_EQ(aligned[i]["bbox"], plain[i]["bbox"]);
+    EXPECT_EQ(aligned[i]["score"], plain[i]["score"]);
+    moved += aligned[i]["segmentation"] != plain[i]["segmentation"];
+  }
+  EXPECT_GT(moved, 0);
+
+  const auto bad = run_instseg({"predict", "--weights", input("v1.pth"), "--out", dir / "bad", "--input", image,
+                                "--mask-paste", "exact"},
+                               dir / "bad_streams");
+  EXPECT_EQ(bad.exit_code, 1) << bad.err;
+  ASSERT_EQ(bad.error_lines().size(), 1u) << bad.err;
+  EXPECT_THAT(bad.error_lines()[0], HasSubstr("--mask-paste"));
+  EXPECT_FALSE(fs::exists(dir / "bad/predictions.json"));
+}
+
 TEST(PredictCommand, MissingInputIsOneErrorAndWritesNothing) {
   TestDir dir;
   const std::string missing = dir / "nope/absent.jpg";

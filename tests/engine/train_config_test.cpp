@@ -138,6 +138,7 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"model.depth=7", "model.depth"},
       {"model.variant=v3", "model.variant"},
       {"model.norm=layer", "model.norm"},
+      {"model.mask_paste=exact", "model.mask_paste"},
       {"model.trainable_layers=6", "model.trainable_layers"},
       {"model.min_sizes=[]", "model.min_sizes"},
       {"model.min_sizes=[2000]", "model.min_sizes"},
@@ -216,7 +217,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 54u);  // DataConfig 17 + ModelConfig 14 + OptimConfig 15 + RunConfig 8
+  EXPECT_EQ(keys, 55u);  // DataConfig 17 + ModelConfig 15 + OptimConfig 15 + RunConfig 8
 }
 
 }  // namespace

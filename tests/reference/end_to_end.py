@@ -9,7 +9,9 @@ Writes plain dicts of tensors (torch.save) that the C++ tests read:
   weights_{v1,v2}.pt   state dicts (without num_batches_tracked)
   stages_{v1,v2}.pt    FPN features + proposals of a 2-image batch and each RoI-head stage's output
   e2e_{v1,v2}.pt       3 images and torchvision's final detections
-  paste.pt             paste_masks_in_image on hand-made boxes (border-crossing, tiny, large)
+  paste.pt             paste_masks_in_image on hand-made boxes (border-crossing, tiny, large), and
+                       the aligned paste as grid_sample computes it
+  paste_round_trip.pt  masks of small shapes -> training targets -> torchvision's paste
   levels.pt            MultiScaleRoIAlign level mapping of hand-made boxes
   training_{v1,v2}.pt  RoI-head losses given sampled proposals (explicit indices), also in bfloat16
 """
@@ -161,7 +163,40 @@ def paste_case():
     )
     masks = torch.rand(len(boxes), 1, 28, 28, generator=g)
     pasted = tv_roi_heads.paste_masks_in_image(masks, boxes, (h, w), padding=1)
-    return {"masks": masks, "boxes": boxes, "size": torch.tensor([h, w]), "pasted": pasted}
+    return {"masks": masks, "boxes": boxes, "size": torch.tensor([h, w]), "pasted": pasted,
+            "pasted_aligned": grid_sample_paste(masks, boxes, h, w)}
+
+
+def grid_sample_paste(masks, boxes, h, w):
+    """Pixel x reads mask cell coordinate (x - x1) M / max(x2 - x1, 1) - 0.5: where training's
+    target (roi_align, aligned=False) sampled the ground truth for it. Zero beyond the mask."""
+    out = []
+    for mask, (x1, y1, x2, y2) in zip(masks, boxes.double()):
+        gx = 2 * (torch.arange(w, dtype=torch.double) - x1) / max(x2 - x1, 1.0) - 1
+        gy = 2 * (torch.arange(h, dtype=torch.double) - y1) / max(y2 - y1, 1.0) - 1
+        grid = torch.stack(torch.meshgrid(gx, gy, indexing="xy"), dim=-1)[None]  # [1, h, w, (x, y)]
+        out.append(F.grid_sample(mask[None].double(), grid, mode="bilinear", padding_mode="zeros",
+                                 align_corners=False)[0].float())
+    return torch.stack(out) if out else torch.zeros(0, 1, h, w)
+
+
+def round_trip_case():
+    """Ground-truth masks of small shapes -> their 28x28 training targets (torchvision's
+    project_masks_on_boxes on the exact box) -> pasted back by torchvision."""
+    h, w = 96, 128
+    yy, xx = torch.meshgrid(torch.arange(h, dtype=torch.float), torch.arange(w, dtype=torch.float), indexing="ij")
+    shapes = [
+        ((xx - 30.3) ** 2 + (yy - 40.6) ** 2 <= 17.2**2),  # disc, 34 px
+        ((xx - 80.0).abs() + (yy - 50.0).abs() <= 21.0),  # diamond, 42 px
+        ((xx >= 60) & (xx < 107) & (yy >= 8) & (yy < 31)),  # rectangle 47 x 23
+        ((xx - 25.0) ** 2 / 14.0**2 + (yy - 75.0) ** 2 / 9.0**2 <= 1),  # ellipse
+    ]
+    gt = torch.stack(shapes).to(torch.uint8)
+    boxes = torchvision.ops.masks_to_boxes(gt).float()
+    boxes[:, 2:] += 1  # COCO's (x, y, x + w, y + h): the far edge of the last pixel
+    targets = tv_roi_heads.project_masks_on_boxes(gt, boxes, torch.arange(len(boxes)), 28)
+    pasted = tv_roi_heads.paste_masks_in_image(targets[:, None], boxes, (h, w), padding=1)
+    return {"gt": gt, "boxes": boxes, "targets": targets, "pasted": pasted}
 
 
 def levels_case():
@@ -263,6 +298,7 @@ def main():
     torch.set_num_threads(2)
     images = [load_image(n) for n in IMAGES]
     save("paste.pt", paste_case())
+    save("paste_round_trip.pt", round_trip_case())
     save("levels.pt", levels_case())
     for tag, builder, seed in [("v1", maskrcnn_resnet50_fpn, 1), ("v2", maskrcnn_resnet50_fpn_v2, 2)]:
         torch.manual_seed(seed)

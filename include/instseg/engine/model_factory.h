@@ -13,7 +13,12 @@ struct ModelOverrides {
   std::optional<int> min_size;
   std::optional<int> max_size;
   std::optional<double> score_thresh;
+  std::optional<MaskPaste> mask_paste;
 };
+
+// "torchvision" | "aligned" (ModelConfig::mask_paste, predict's --mask-paste); throws ConfigError
+// naming `field` otherwise.
+MaskPaste mask_paste_named(const std::string& name, const std::string& field);
 
 // Reads a torchvision-layout Mask R-CNN checkpoint, recognises v1/v2, the ResNet depth and the
 // number of classes from its keys, builds that model in eval mode and loads the weights strictly.

@@ -14,6 +14,9 @@ struct PredictOptions {
   // train`) lies beside the weights, else torchvision's transform defaults 800 / 1333.
   int min_size = 0;
   int max_size = 0;
+  // "torchvision" | "aligned" (modeling/roi_heads/paste_masks.h); "" = model.mask_paste from
+  // config.json beside the weights, else torchvision.
+  std::string mask_paste;
   int threads = 0;                  // intra-op threads; 0 = every core (LibTorch starts with 1 here)
   std::string coco_gt;              // optional instances JSON: image ids are looked up by file_name
   double show_thresh = 0.5;         // overlay pictures draw detections scoring at least this

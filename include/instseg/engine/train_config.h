@@ -49,6 +49,10 @@ struct ModelConfig {
   int fpn_channels = 256;
   int box_representation_size = 1024;
   int mask_head_channels = 256;
+  // How validation (and predict, reading config.json beside the weights) pastes masks into the
+  // image: "torchvision" (its detections exactly) | "aligned" (where the mask targets were
+  // sampled; more accurate at strict IoU, modeling/roi_heads/paste_masks.h). Inference only.
+  std::string mask_paste = "torchvision";
 };
 
 struct OptimConfig {

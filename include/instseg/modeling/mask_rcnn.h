@@ -10,6 +10,7 @@
 
 #include "instseg/modeling/anchor_generator.h"
 #include "instseg/modeling/backbone/resnet_fpn.h"
+#include "instseg/modeling/roi_heads/paste_masks.h"
 #include "instseg/modeling/roi_heads/roi_heads.h"
 #include "instseg/modeling/rpn.h"
 #include "instseg/modeling/transform.h"
@@ -30,6 +31,7 @@ struct MaskRcnnOptions {
   AnchorGeneratorOptions anchors;
   RpnOptions rpn;
   RoiHeadsOptions roi_heads;
+  MaskPaste mask_paste = MaskPaste::kTorchvision;  // inference only (roi_heads/paste_masks.h)
   void validate() const;
 };
 

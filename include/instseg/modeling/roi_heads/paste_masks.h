@@ -3,6 +3,10 @@
 
 namespace instseg {
 
+// How predict pastes each box's mask into the image: kTorchvision reproduces torchvision's
+// detections exactly; kAligned puts each pixel where training's mask target sampled it (below).
+enum class MaskPaste { kTorchvision, kAligned };
+
 // Pastes per-box mask probabilities into full images, as torchvision 0.14's
 // paste_masks_in_image: each M x M mask is zero-padded by `padding` pixels, its box enlarged by
 // (M + 2 padding) / M about the centre and truncated to whole pixels, the mask bilinearly resized
@@ -12,5 +16,15 @@ namespace instseg {
 // Returns [K, 1, height, width], zero outside the boxes.
 torch::Tensor paste_masks_in_image(const torch::Tensor& masks, const torch::Tensor& boxes,
                                    int64_t height, int64_t width, int64_t padding = 1);
+
+// The same paste where every image pixel takes its value from the place that the mask target of
+// training sampled for it: mask cell i of a box (x1, y1, x2, y2) was learned from the ground truth
+// at pixel x1 + (i + 0.5) (x2 - x1) / M (torchvision's project_masks_on_boxes, RoIAlign with
+// aligned=False), so pixel x reads the mask bilinearly at u = (x - x1) M / (x2 - x1) - 0.5, zero
+// beyond its edge cells (= grid_sample, align_corners=False, zero padding). The box is not
+// rounded to whole pixels, nor widened by torchvision's "+1", which move the pasted mask by up to
+// a pixel: little at COCO sizes, but most of a 32-64 px object's mask AP at IoU 0.9-0.95.
+torch::Tensor paste_masks_aligned(const torch::Tensor& masks, const torch::Tensor& boxes, int64_t height,
+                                  int64_t width);
 
 }  // namespace instseg
