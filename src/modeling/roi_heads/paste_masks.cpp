@@ -99,11 +99,11 @@ torch::Tensor paste_masks_aligned(const torch::Tensor& masks, const torch::Tenso
     LinearTaps taps;
   };
   const auto axis = [&](double lo, double hi, int64_t pixels) {
-    const double cell = std::max(hi - lo, 1.0) / m;  // RoIAlign's (aligned=False) minimum box side
+    const double cell = std::max(hi - lo, 1.0) / m;  // as the targets' RoIAlign: sides of at least 1 px
     // Reads are non-zero for u in (-1, M), i.e. pixels in (lo - cell / 2, lo + (M + 0.5) cell).
     const auto begin = std::clamp<int64_t>(static_cast<int64_t>(std::floor(lo - 0.5 * cell)), 0, pixels);
     const auto end = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(lo + (m + 0.5) * cell)) + 1, 0, pixels);
-    const auto x = torch::arange(begin, std::max(begin, end), torch::TensorOptions().dtype(torch::kDouble));
+    const auto x = torch::arange(begin, std::max(begin, end), masks.options().dtype(torch::kDouble));
     const auto src = (x - lo) / cell + 0.5;  // u + 1: the padded mask's index
     return Axis{begin, end, clamped_taps(src.to(masks.scalar_type()), m + 2)};
   };
