@@ -23,8 +23,8 @@ constexpr int kShiftBits = 4;  // OpenCV sub-pixel precision for the drawn outli
 constexpr int kPlacementTries = 20;
 
 // Pixels are composed in plain float arrays: through tensor operations a batch of eight 128 px
-// images took ~55 ms of CPU (dispatch and thread-pool overhead on tiny tensors), now ~8 ms, taken
-// by the loader's thread from the training step's two cores. The float arithmetic is the tensor
+// images took 35-65 ms of CPU (dispatch and thread-pool overhead on tiny tensors), now 8-15 ms,
+// taken by the loader's thread from the training step's two cores. The float arithmetic is the tensor
 // version's, in its order: 600 images of two configurations came out bit-identical.
 struct Canvas {
   int64_t h, w;

@@ -63,8 +63,8 @@ TrainConfig demo_train_config(const DemoOptions& options) {
   config.model.box_batch_size_per_image = 64;
   config.model.detections_per_image = 30;
   // Masks pasted where training sampled them: torchvision's paste moves a mask by up to a pixel,
-  // which on these 32-64 px shapes costs most of the mask AP at IoU 0.9-0.95 (0.784 -> 0.858 for
-  // the same weights, docs/benchmarks.md).
+  // which on these 32-64 px shapes costs most of the mask AP at IoU 0.9-0.95 (0.78-0.80 -> 0.84-0.86
+  // on the same weights, docs/benchmarks.md).
   config.model.mask_paste = "aligned";
   // Batch 8 runs more images per second than 4 (part of a step's cost is per iteration, and
   // larger operations keep both cores busy) and learns as much per image (docs/benchmarks.md).
