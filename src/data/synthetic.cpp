@@ -30,6 +30,7 @@ struct Canvas {
   int64_t h, w;
   std::vector<float> pixels;  // [3, H, W]
   float& at(int64_t c, int64_t i) { return pixels[static_cast<size_t>(c * h * w + i)]; }
+  float at(int64_t c, int64_t i) const { return pixels[static_cast<size_t>(c * h * w + i)]; }
 };
 
 using Colour = std::array<float, 3>;
@@ -138,7 +139,7 @@ int64_t area_outside(const cv::Mat& earlier, const cv::Mat& later) {
 
 // Mean colour of the canvas over the given pixels, summed in double (the tensor version's float sum
 // differs in the last bits; the value only decides whether a colour stands out enough).
-Colour mean_colour(Canvas& canvas, const std::vector<int64_t>& pixels) {
+Colour mean_colour(const Canvas& canvas, const std::vector<int64_t>& pixels) {
   Colour mean;
   for (int64_t c = 0; c < 3; ++c) {
     double sum = 0;

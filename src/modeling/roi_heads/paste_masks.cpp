@@ -7,29 +7,26 @@
 namespace instseg {
 namespace {
 
-// Source indices and weights of a 1-D bilinear resize (half-pixel centres, PyTorch's
-// align_corners=False rule) from `in` samples to `out`, for outputs [begin, end) only.
+// Source indices and weights of 1-D bilinear reads at given positions.
 struct LinearTaps {
-  torch::Tensor index0, index1;     // [end - begin] int64
-  torch::Tensor weight0, weight1;   // [end - begin] float
+  torch::Tensor index0, index1;     // [positions] int64
+  torch::Tensor weight0, weight1;   // [positions] float
 };
 
-LinearTaps linear_taps(int64_t in, int64_t out, int64_t begin, int64_t end,
-                       const torch::TensorOptions& options) {
-  // float arithmetic in PyTorch's order, so weights equal F.interpolate's bit for bit
-  const float scale = static_cast<float>(in) / static_cast<float>(out);
-  const auto src = ((torch::arange(begin, end, options) + 0.5f) * scale - 0.5f).clamp_min(0);
-  const auto index0 = src.to(torch::kLong).clamp_max(in - 1);
+// Taps at positions `src` along an axis of `size` samples; positions beyond either end read the
+// end sample (for a zero-bordered mask: zero).
+LinearTaps taps_at(const torch::Tensor& src, int64_t size) {
+  const auto index0 = src.floor().clamp(0, size - 1).to(torch::kLong);
   const auto weight1 = (src - index0).clamp(0, 1);
-  return {index0, (index0 + 1).clamp_max(in - 1), 1 - weight1, weight1};
+  return {index0, (index0 + 1).clamp_max(size - 1), 1 - weight1, weight1};
 }
 
-// Taps at positions `src` of a mask padded with a zero border (padded_size cells a side);
-// positions beyond it are clamped onto the border, so they read zero.
-LinearTaps clamped_taps(const torch::Tensor& src, int64_t padded_size) {
-  const auto index0 = src.floor().clamp(0, padded_size - 1).to(torch::kLong);
-  const auto weight1 = (src - index0).clamp(0, 1);
-  return {index0, (index0 + 1).clamp_max(padded_size - 1), 1 - weight1, weight1};
+// Taps of a 1-D bilinear resize (half-pixel centres, PyTorch's align_corners=False rule) from `in`
+// samples to `out`, for outputs [begin, end) only.
+LinearTaps resize_taps(int64_t in, int64_t out, int64_t begin, int64_t end, const torch::TensorOptions& options) {
+  // float arithmetic in PyTorch's order, so weights equal F.interpolate's bit for bit
+  const float scale = static_cast<float>(in) / static_cast<float>(out);
+  return taps_at((torch::arange(begin, end, options) + 0.5f) * scale - 0.5f, in);  // < 0 reads sample 0
 }
 
 // Bilinear read of mask [S, S] at every (row, column) pair of the taps: [rows, cols].
@@ -77,8 +74,8 @@ torch::Tensor paste_masks_in_image(const torch::Tensor& masks, const torch::Tens
     const int64_t xa = std::max<int64_t>(x0, 0), xb = std::min(x1 + 1, width);
     const int64_t ya = std::max<int64_t>(y0, 0), yb = std::min(y1 + 1, height);
     if (xa >= xb || ya >= yb) continue;
-    const auto cols = linear_taps(s, box_w, xa - x0, xb - x0, float_options);  // [w_vis]
-    const auto rows = linear_taps(s, box_h, ya - y0, yb - y0, float_options);  // [h_vis]
+    const auto cols = resize_taps(s, box_w, xa - x0, xb - x0, float_options);  // [w_vis]
+    const auto rows = resize_taps(s, box_h, ya - y0, yb - y0, float_options);  // [h_vis]
     using torch::indexing::Slice;
     out.index({k, 0, Slice(ya, yb), Slice(xa, xb)}).copy_(bilinear(padded[k][0], rows, cols));
   }
@@ -105,7 +102,7 @@ torch::Tensor paste_masks_aligned(const torch::Tensor& masks, const torch::Tenso
     const auto end = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(lo + (m + 0.5) * cell)) + 1, 0, pixels);
     const auto x = torch::arange(begin, std::max(begin, end), masks.options().dtype(torch::kDouble));
     const auto src = (x - lo) / cell + 0.5;  // u + 1: the padded mask's index
-    return Axis{begin, end, clamped_taps(src.to(masks.scalar_type()), m + 2)};
+    return Axis{begin, end, taps_at(src.to(masks.scalar_type()), m + 2)};
   };
   for (int64_t k = 0; k < masks.size(0); ++k) {
     const Axis cols = axis(box[k][0], box[k][2], width), rows = axis(box[k][1], box[k][3], height);
