@@ -216,7 +216,7 @@ void print_row(const char* who, const Timing& t) {
 int main(int argc, char** argv) {
   CLI::App app{"COCO evaluation benchmark: instseg vs pycocotools on replicated tiny_coco val"};
   std::string pycocotools, python = "/usr/bin/python3", tmp;
-  std::string val = std::string(INSTSEG_SOURCE_DIR) + "/../shared/data/tiny_coco/annotations/instances_val2017.json";
+  std::string val = std::string(INSTSEG_SOURCE_DIR) + "/datasets/tiny_coco/annotations/instances_val2017.json";
   int images = 5000, threads = 0;
   bool keep = false;
   std::vector<int> densities{20, 100};

@@ -8,7 +8,7 @@ set -euo pipefail
 out=${1:-out/overfit}
 shift || true
 mkdir -p "$out"
-/usr/bin/python3 - "../shared/data/tiny_coco/annotations/instances_train2017.json" "$out/train10.json" <<'PY'
+/usr/bin/python3 - "datasets/tiny_coco/annotations/instances_train2017.json" "$out/train10.json" <<'PY'
 import json, sys
 data = json.load(open(sys.argv[1]))
 keep = sorted(image["id"] for image in data["images"])[:10]

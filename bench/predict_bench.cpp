@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
     weights = (fs::temp_directory_path() / ("instseg_bench_" + variant + ".pth")).string();
     if (!fs::exists(weights)) run_capture("/usr/bin/python3 " + source + "/bench/make_checkpoint.py " + weights + " " + variant);
   }
-  auto paths = instseg::collect_image_paths({source + "/../shared/data/tiny_coco/val2017"});
+  auto paths = instseg::collect_image_paths({source + "/datasets/tiny_coco/val2017"});
   paths.resize(std::min<size_t>(paths.size(), static_cast<size_t>(images)));
 
   torch::set_num_threads(threads);

@@ -18,7 +18,7 @@ namespace {
 using nlohmann::json;
 namespace fs = std::filesystem;
 
-std::string fixture(const std::string& name) { return testing::shared_path("fixtures/coco_eval/" + name); }
+std::string fixture(const std::string& name) { return testing::source_path("tests/fixtures/coco_eval/" + name); }
 
 // Runs `instseg eval ARGS` and returns what it printed.
 std::string run_eval(std::vector<std::string> args) {

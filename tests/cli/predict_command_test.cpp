@@ -22,8 +22,8 @@ using testing::run_instseg;
 using testing::TestDir;
 
 std::string input(const std::string& name) { return testing::reference_dir("interop_cli") + "/" + name; }
-std::string coco_image(const std::string& file) { return testing::shared_path("data/tiny_coco/val2017/" + file); }
-std::string coco_gt() { return testing::shared_path("data/tiny_coco/annotations/instances_val2017.json"); }
+std::string coco_image(const std::string& file) { return testing::source_path("datasets/tiny_coco/val2017/" + file); }
+std::string coco_gt() { return testing::source_path("datasets/tiny_coco/annotations/instances_val2017.json"); }
 
 // Small sizes keep a ResNet-50 Mask R-CNN at a few seconds per image on a loaded 2-core machine.
 std::vector<std::string> predict_args(const std::string& weights, const std::vector<std::string>& inputs,

@@ -49,7 +49,7 @@ TEST(Dataset, ReadsImagesCategoriesAnnotationsAndMasks) {
 }
 
 TEST(Dataset, TinyCocoValHasItsDocumentedContent) {
-  const Dataset d = Dataset::load(testing::shared_path("data/tiny_coco/annotations/instances_val2017.json"));
+  const Dataset d = Dataset::load(testing::source_path("datasets/tiny_coco/annotations/instances_val2017.json"));
   EXPECT_EQ(d.images().size(), 50u);
   EXPECT_EQ(d.categories().size(), 80u);
   EXPECT_EQ(d.annotations().size(), 382u);

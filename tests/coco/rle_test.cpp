@@ -20,7 +20,7 @@ using nlohmann::json;
 
 const json& cases() {
   static const json data = [] {
-    std::ifstream in(testing::shared_path("fixtures/coco_eval/rle_cases.json"));
+    std::ifstream in(testing::source_path("tests/fixtures/coco_eval/rle_cases.json"));
     return json::parse(in);
   }();
   return data;
@@ -276,7 +276,7 @@ TEST(Rle, IouMatchesPycocotoolsIncludingCrowdAndSizeMismatch) {
 }
 
 TEST(Rle, GroundTruthAnnotationsMatchAnnToRle) {
-  const Dataset gt = Dataset::load(testing::shared_path("data/tiny_coco/annotations/instances_val2017.json"));
+  const Dataset gt = Dataset::load(testing::source_path("datasets/tiny_coco/annotations/instances_val2017.json"));
   std::map<int64_t, size_t> by_id;
   for (size_t i = 0; i < gt.annotations().size(); ++i) by_id[gt.annotations()[i].id] = i;
   const auto& expected = cases()["ground_truth_rles"];

@@ -18,15 +18,15 @@
 namespace instseg::data {
 namespace {
 
-using ::instseg::testing::shared_path;
+using ::instseg::testing::source_path;
 using ::instseg::testing::input_error_of;
 using ::instseg::testing::TestDir;
 using ::testing::HasSubstr;
 using torch::indexing::Slice;
 
 TEST(CocoDataset, TinyCocoValMasksEqualPycocotoolsAnnToMask) {
-  const CocoDataset dataset(shared_path("data/tiny_coco/annotations/instances_val2017.json"),
-                            shared_path("data/tiny_coco/val2017"));
+  const CocoDataset dataset(source_path("datasets/tiny_coco/annotations/instances_val2017.json"),
+                            source_path("datasets/tiny_coco/val2017"));
   ASSERT_EQ(dataset.size(), 50);
   EXPECT_EQ(dataset.categories().num_categories(), 80);  // all of the file's, used or not
   EXPECT_EQ(dataset.categories().category_id_of(80), 90);
@@ -34,7 +34,7 @@ TEST(CocoDataset, TinyCocoValMasksEqualPycocotoolsAnnToMask) {
 
   // pycocotools' COCO.annToRLE of every val annotation, in file order.
   const auto fixture = nlohmann::json::parse(
-      instseg::testing::read_file_bytes(shared_path("fixtures/coco_eval/rle_cases.json")))["ground_truth_rles"];
+      instseg::testing::read_file_bytes(source_path("tests/fixtures/coco_eval/rle_cases.json")))["ground_truth_rles"];
   std::map<int64_t, std::vector<nlohmann::json>> regular_by_image;
   int64_t crowd = 0;
   for (const auto& entry : fixture) {

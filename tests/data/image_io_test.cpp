@@ -15,7 +15,7 @@ namespace {
 using ::instseg::testing::TestDir;
 using ::testing::HasSubstr;
 
-const std::string kCocoJpg = "data/tiny_coco/train2017/000000005802.jpg";
+const std::string kCocoJpg = "datasets/tiny_coco/train2017/000000005802.jpg";
 
 std::string error_of(const std::string& path) {
   return instseg::testing::input_error_of([&] { read_image_rgb(path); });
@@ -24,7 +24,7 @@ std::string error_of(const std::string& path) {
 TEST(ReadImage, JpegMatchesTorchvisionsPilReading) {
   const auto expected = instseg::testing::load_tensors(
       instseg::testing::reference_dir("data_images") + "/expected.pt");
-  const auto image = read_image_rgb(instseg::testing::shared_path(kCocoJpg));
+  const auto image = read_image_rgb(instseg::testing::source_path(kCocoJpg));
   ASSERT_EQ(image.sizes(), expected.at("coco_jpg").sizes());
   EXPECT_EQ(image.dtype(), torch::kFloat);
   // Same libjpeg-turbo and the same float division: identical values.
@@ -75,7 +75,7 @@ TEST(ReadImage, LabelImageRejectsColourMasks) {
 
 TEST(ReadImage, BadFilesAreInputErrorsNamingTheFile) {
   TestDir dir;
-  const std::string jpg = instseg::testing::read_file_bytes(instseg::testing::shared_path(kCocoJpg));
+  const std::string jpg = instseg::testing::read_file_bytes(instseg::testing::source_path(kCocoJpg));
   const std::string png = instseg::testing::read_file_bytes(
       instseg::testing::reference_dir("data_images") + "/rgba.png");
   const std::string empty = dir.write("empty.jpg", "");
@@ -94,9 +94,9 @@ TEST(ReadImage, BadFilesAreInputErrorsNamingTheFile) {
 
 TEST(ReadImage, JpegWithJunkAfterTheEndMarkerIsAccepted) {
   TestDir dir;
-  const std::string jpg = instseg::testing::read_file_bytes(instseg::testing::shared_path(kCocoJpg));
+  const std::string jpg = instseg::testing::read_file_bytes(instseg::testing::source_path(kCocoJpg));
   const auto path = dir.write("junk.jpg", jpg + std::string(100, '\0'));
-  EXPECT_TRUE(torch::equal(read_image_rgb(path), read_image_rgb(instseg::testing::shared_path(kCocoJpg))));
+  EXPECT_TRUE(torch::equal(read_image_rgb(path), read_image_rgb(instseg::testing::source_path(kCocoJpg))));
 }
 
 }  // namespace

@@ -17,7 +17,7 @@ namespace {
 
 using nlohmann::json;
 
-std::string fixture(const std::string& name) { return testing::shared_path("fixtures/coco_eval/" + name); }
+std::string fixture(const std::string& name) { return testing::source_path("tests/fixtures/coco_eval/" + name); }
 
 json load_json(const std::string& path) {
   std::ifstream in(path);

@@ -29,7 +29,7 @@ from torchvision.ops import poolers
 
 OUT = sys.argv[1]
 IMAGES = ["000000006818.jpg", "000000017627.jpg", "000000025560.jpg"]
-IMAGE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "tiny_coco", "val2017")
+IMAGE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "tiny_coco", "val2017")
 # Sizes used by the C++ tests: the first image at torchvision's defaults, the other two batched
 # smaller (exercises padding and per-image sizes while keeping the test fast).
 LARGE = (800, 1333)

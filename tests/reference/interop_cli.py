@@ -33,7 +33,7 @@ with open(os.path.join(out_dir, "truncated.pth"), "wb") as f:
 torch.manual_seed(0)
 torch.save(torchvision.models.resnet18(weights=None).state_dict(), os.path.join(out_dir, "resnet18_cls.pth"))
 
-source = os.path.join(repo, "..", "shared", "data", "tiny_coco", "val2017", "000000037777.jpg")
+source = os.path.join(repo, "datasets", "tiny_coco", "val2017", "000000037777.jpg")
 image = Image.open(source).convert("RGB")
 image.convert("L").save(os.path.join(out_dir, "gray.png"))
 rgba = image.convert("RGBA")

@@ -22,7 +22,7 @@ from torchvision.models.detection.transform import GeneralizedRCNNTransform
 out_dir = sys.argv[1]
 os.makedirs(out_dir, exist_ok=True)
 torch.set_num_threads(2)
-VAL = os.path.join(os.path.dirname(__file__), "..", "..", "..", "shared", "data", "tiny_coco", "val2017")
+VAL = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "tiny_coco", "val2017")
 
 
 def save(name, tensors):

@@ -39,10 +39,6 @@ std::map<std::string, torch::Tensor> load_tensors(const std::string& path) {
   return out;
 }
 
-std::string shared_path(const std::string& relative) {
-  return std::string(INSTSEG_SHARED_DIR) + "/" + relative;
-}
-
 std::string source_path(const std::string& relative) {
   return std::string(INSTSEG_SOURCE_DIR) + "/" + relative;
 }

@@ -15,8 +15,7 @@ std::string reference_dir(const std::string& script);
 // Reads a file written by Python's torch.save({name: tensor, ...}) (plain dict of tensors).
 std::map<std::string, torch::Tensor> load_tensors(const std::string& path);
 
-// Paths of the shared material beside the checkout.
-std::string shared_path(const std::string& relative);  // ../shared/<relative>
+// Paths inside the repository (datasets/tiny_coco, tests/fixtures/coco_eval, ...).
 std::string source_path(const std::string& relative);  // <repo>/<relative>
 
 }  // namespace instseg::testing
