@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 
 #include "instseg/errors.h"
@@ -15,6 +16,45 @@ uint64_t sum_counts(const std::vector<uint32_t>& counts) {
   return total;
 }
 
+void check_size(uint32_t h, uint32_t w) {
+  if (uint64_t(h) * w > kMaxMaskPixels) {
+    throw InputError("mask size [" + std::to_string(h) + ", " + std::to_string(w) +
+                     "] has more than 2^32 - 1 pixels (COCO RLE positions are 32-bit)");
+  }
+}
+
+// %g: short, and exact enough to recognise the value in the file.
+std::string format_number(double value) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
+// Sorts `a` and drops positions that occur an even number of times, keeping one of an odd number:
+// what the runs computed from the sorted list see anyway (two toggles at one place cancel).
+void cancel_pairs(std::vector<uint32_t>& a) {
+  std::sort(a.begin(), a.end());
+  size_t out = 0;
+  for (size_t i = 0; i < a.size();) {
+    size_t j = i + 1;
+    while (j < a.size() && a[j] == a[i]) ++j;
+    if ((j - i) % 2) a[out++] = a[i];
+    i = j;
+  }
+  a.resize(out);
+}
+
+void check_polygon_coordinate(double value, size_t index) {
+  if (!std::isfinite(value)) {
+    throw InputError("polygon coordinate " + std::to_string(index) + " is " + format_number(value) +
+                     ": not a finite number");
+  }
+  if (std::fabs(value) > kMaxPolygonCoordinate) {
+    throw InputError("polygon coordinate " + std::to_string(index) + " is " + format_number(value) +
+                     ": beyond +-" + format_number(kMaxPolygonCoordinate) + " pixels");
+  }
+}
+
 void check_total(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w) {
   const uint64_t total = sum_counts(counts);
   if (total != uint64_t(h) * w) {
@@ -26,6 +66,7 @@ void check_total(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w) {
 }  // namespace
 
 Rle encode(const uint8_t* mask, uint32_t h, uint32_t w) {
+  check_size(h, w);
   Rle rle{h, w, {}};
   uint8_t previous = 0;
   uint32_t run = 0;
@@ -45,13 +86,17 @@ Rle encode(const uint8_t* mask, uint32_t h, uint32_t w) {
 }
 
 std::vector<uint8_t> decode(const Rle& rle) {
+  check_size(rle.h, rle.w);
   std::vector<uint8_t> mask(size_t(rle.h) * rle.w, 0);
   size_t pos = 0;  // column-major position
   uint8_t value = 0;
   for (uint32_t c : rle.counts) {
-    for (uint32_t i = 0; i < c && pos < mask.size(); ++i, ++pos) {
-      if (value) mask[(pos % rle.h) * rle.w + pos / rle.h] = 1;
+    // Runs past the end (an Rle built by hand) stop at it instead of counting up to 2^32 each.
+    const size_t end = std::min(mask.size(), pos + c);
+    if (value) {
+      for (; pos < end; ++pos) mask[(pos % rle.h) * rle.w + pos / rle.h] = 1;
     }
+    pos = end;
     value = !value;
   }
   return mask;
@@ -87,6 +132,7 @@ Rle from_string(const char* counts, size_t length, uint32_t h, uint32_t w) {
 }
 
 void from_string(const char* counts, size_t length, uint32_t h, uint32_t w, Rle& rle) {
+  check_size(h, w);
   // Runs end at characters without the continuation bit (0x20): count them first so the runs
   // take one exact allocation (a results file holds millions of masks).
   size_t runs = 0;
@@ -122,6 +168,7 @@ void from_string(const char* counts, size_t length, uint32_t h, uint32_t w, Rle&
 }
 
 Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t w) {
+  check_size(h, w);
   check_total(counts, h, w);
   return Rle{h, w, counts};
 }
@@ -131,21 +178,32 @@ Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
   // walks the 5x upsampled boundary point by point and keeps the pairs of consecutive points
   // that cross a pixel column's centre. Here only the pairs that can cross are visited (one step
   // in five), with the same formulas, and maskApi's floating-point tests are done in integers.
+  check_size(h, w);
   const size_t k = xy.size() / 2;
+  for (size_t j = 0; j < 2 * k; ++j) check_polygon_coordinate(xy[j], j);
   if (k == 0) return Rle{h, w, {uint32_t(uint64_t(h) * w)}};
   constexpr int kScale = 5;
+  // |kScale * coordinate| <= 5e7: the ints below, their differences and the int64 sums cannot
+  // overflow.
   std::vector<int> x(k + 1), y(k + 1);
   for (size_t j = 0; j < k; ++j) x[j] = int(kScale * xy[j * 2] + .5);
   for (size_t j = 0; j < k; ++j) y[j] = int(kScale * xy[j * 2 + 1] + .5);
   x[k] = x[0];
   y[k] = y[0];
-  // Crossings: at most one per 5 steps of an edge, plus one per edge; one allocation.
+  // Crossings: at most one per 5 steps of an edge, plus one per edge, and only in the w columns
+  // of the mask (the loops below stop at its sides): reserve that, up to a cap.
   size_t bound = 1;
   for (size_t j = 0; j < k; ++j) {
-    bound += size_t(std::max(std::abs(x[j + 1] - x[j]), std::abs(y[j + 1] - y[j]))) / kScale + 2;
+    const size_t length = size_t(std::max(std::abs(x[j + 1] - x[j]), std::abs(y[j + 1] - y[j])));
+    bound += std::min<size_t>(length / kScale + 2, size_t(w) + 1);
   }
+  // A boundary traced over the same columns again and again (a hostile zigzag) can have far more
+  // crossings than the mask has positions: beyond the cap, pairs at one position are cancelled
+  // whenever the list doubles, so memory follows the distinct positions, not the edge count.
+  constexpr size_t kCompactAt = size_t(1) << 22;  // 16 MB of crossings
+  size_t compact_at = kCompactAt;
   std::vector<uint32_t> a;
-  a.reserve(bound);
+  a.reserve(std::min(bound, kCompactAt));
   // maskApi keeps consecutive points (u0, v0), (u1, v1), u1 != u0 (then |u1 - u0| = 1), when
   // xd = (min(u0, u1) + .5) / 5 - .5 is a whole number in [0, w - 1], at xd * h + yd with
   // yd = ceil(clamp((min(v0, v1) + .5) / 5 - .5, 0, h)). (X + .5) / 5 - .5 equals (X - 2) / 5
@@ -157,7 +215,11 @@ Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w) {
   const auto add = [&](int64_t column, int64_t y_min) {
     const int64_t row = y_min - 2;
     const uint32_t yd = row < 0 ? 0 : uint32_t(std::min<int64_t>(h, (row + kScale - 1) / kScale));
-    a.push_back(uint32_t(column) * h + yd);
+    a.push_back(uint32_t(column) * h + yd);  // <= w * h: fits (check_size)
+    if (a.size() >= compact_at) {
+      cancel_pairs(a);
+      compact_at = std::max(kCompactAt, 2 * a.size());
+    }
   };
   // Smallest X >= lo with X = 5c + 2, c >= 0.
   const auto first_crossing_x = [](int64_t lo) {
@@ -245,7 +307,12 @@ Rle from_polygons(const std::vector<std::vector<double>>& polygons, uint32_t h, 
 }
 
 Rle from_box(const std::array<double, 4>& box, uint32_t h, uint32_t w) {
-  const double xs = box[0], xe = box[0] + box[2], ys = box[1], ye = box[1] + box[3];
+  // Clamping moves only parts of the sides that lie beyond every image (whose sides are far below
+  // the limit): an axis-aligned box keeps its crossings inside [0, w) x [0, h], so its mask.
+  const auto clamp = [](double v) {
+    return std::isnan(v) ? v : std::clamp(v, -kMaxPolygonCoordinate, kMaxPolygonCoordinate);
+  };
+  const double xs = clamp(box[0]), xe = clamp(box[0] + box[2]), ys = clamp(box[1]), ye = clamp(box[1] + box[3]);
   return from_polygon({xs, ys, xs, ye, xe, ye, xe, ys}, h, w);
 }
 

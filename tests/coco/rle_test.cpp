@@ -11,6 +11,7 @@
 #include "instseg/coco/dataset.h"
 #include "instseg/coco/rle.h"
 #include "instseg/errors.h"
+#include "support/input_error.h"
 #include "support/reference.h"
 
 namespace instseg::coco {
@@ -367,6 +368,74 @@ TEST(Rle, MalformedCompressedCountsAreErrors) {
   EXPECT_THROW(from_string("0~", 5, 4), InputError);   // '~' is outside '0'..'o'
   EXPECT_EQ(from_string("d0", 5, 4).counts, std::vector<uint32_t>{20});
   EXPECT_THROW(from_uncompressed({3, 4}, 2, 2), InputError);
+}
+
+
+// Issue 14: coordinates beyond +-4.3e8 overflowed maskApi's int casts (undefined behaviour).
+TEST(Rle, PolygonCoordinatesMustBeFiniteAndInRange) {
+  using ::instseg::testing::input_error_of;
+  using ::testing::HasSubstr;
+  const auto with = [](size_t i, double v) {
+    std::vector<double> xy = {1, 1, 8, 1, 8, 8, 1, 8};
+    xy[i] = v;
+    return input_error_of([&] { from_polygon(xy, 10, 10); });
+  };
+  EXPECT_THAT(with(2, 5e8), HasSubstr("polygon coordinate 2 is 5e+08: beyond +-1e+07 pixels"));
+  EXPECT_THAT(with(5, -1e300), HasSubstr("polygon coordinate 5 is -1e+300"));
+  EXPECT_THAT(with(0, std::nan("")), HasSubstr("polygon coordinate 0 is nan: not a finite number"));
+  EXPECT_THAT(with(7, INFINITY), HasSubstr("polygon coordinate 7 is inf"));
+  EXPECT_THAT(input_error_of([] { from_polygons({{1, 1, 8, 1, 8, 8}, {0, 0, 2e7, 0, 0, 3}}, 10, 10); }),
+              HasSubstr("polygon coordinate 2 is 2e+07"));
+  // At the limit it is accepted, and clipped to the image as maskApi does.
+  EXPECT_EQ(from_polygon({-1e7, -1e7, 1e7, -1e7, 1e7, 1e7, -1e7, 1e7}, 3, 4).counts, (std::vector<uint32_t>{0, 12}));
+  // A box is clamped instead (exact for an axis-aligned rectangle): results hold any finite box.
+  EXPECT_EQ(from_box({-1e300, 1, 2e300, 1e300}, 3, 4).counts, (std::vector<uint32_t>{1, 2, 1, 2, 1, 2, 1, 2}));
+  EXPECT_EQ(from_box({2, 0, 1e300, 1}, 3, 4).counts, from_box({2, 0, 10, 1}, 3, 4).counts);
+}
+
+// Issue 14: a polygon zigzagging far outside the image reserved memory for its whole unclipped
+// boundary (~4e10 crossings here: std::bad_alloc). Only columns [0, w) can hold crossings.
+TEST(Rle, PolygonMemoryIsBoundedByTheMaskNotTheEdgeLength) {
+  std::vector<double> far, near;
+  for (int i = 0; i < 2000; ++i) {
+    const double y = 0.3 + (i % 37) * 0.25;  // horizontal edges: clamping x keeps their crossings
+    for (const double x : {-1e7, 1e7}) {
+      far.insert(far.end(), {i % 2 ? -x : x, y});
+      near.insert(near.end(), {i % 2 ? -x / 1e6 : x / 1e6, y});
+    }
+  }
+  const Rle expected = from_polygon(near, 10, 10);
+  EXPECT_EQ(expected.counts, reference_from_polygon(near, 10, 10).counts);
+  EXPECT_EQ(from_polygon(far, 10, 10).counts, expected.counts);
+}
+
+// Crossings are compacted (pairs at one position cancel) when they pile up: the same polygon
+// traced an odd number of times is itself, an even number of times nothing.
+TEST(Rle, RepeatedTracesCancelInPairs) {
+  const uint32_t h = 7, w = 5000;
+  const std::vector<double> once = {-3, 0.4, 5003, 2.2, 4000, 6.6, 10, 5.1, 2500, 3.3};
+  const Rle single = from_polygon(once, h, w);
+  ASSERT_GT(single.counts.size(), 4000u);
+  std::vector<double> odd, even;
+  for (int i = 0; i < 301; ++i) odd.insert(odd.end(), once.begin(), once.end());  // 4.5M crossings
+  even = odd;
+  even.insert(even.end(), once.begin(), once.end());
+  EXPECT_EQ(from_polygon(odd, h, w).counts, single.counts);
+  EXPECT_EQ(from_polygon(even, h, w).counts, std::vector<uint32_t>{h * w});
+}
+
+// maskApi counts positions in 32 bits: h * w beyond 2^32 - 1 wrapped around silently.
+TEST(Rle, SizesBeyond32BitPositionsAreErrors) {
+  using ::instseg::testing::input_error_of;
+  using ::testing::HasSubstr;
+  const std::string too_big = "mask size [65536, 65536] has more than 2^32 - 1 pixels";
+  EXPECT_THAT(input_error_of([] { from_polygon({1, 1, 70000, 1, 1, 70000}, 65536, 65536); }), HasSubstr(too_big));
+  EXPECT_THAT(input_error_of([] { from_uncompressed({UINT32_MAX, UINT32_MAX, 2}, 65536, 65536); }), HasSubstr(too_big));
+  EXPECT_THAT(input_error_of([] { decode(Rle{65536, 65536, {0}}); }), HasSubstr(too_big));
+  EXPECT_THAT(input_error_of([] { encode(nullptr, 65536, 65536); }), HasSubstr(too_big));
+  EXPECT_THAT(input_error_of([] { from_string("0", 65536, 65536); }), HasSubstr(too_big));
+  // The largest size that fits is accepted.
+  EXPECT_EQ(area(from_polygon({0, 0, 2, 0, 2, 2, 0, 2}, 65535, 65537)), 4u);
 }
 
 }  // namespace

@@ -2,12 +2,21 @@
 // COCO run-length encoded masks, bit-for-bit as pycocotools.mask (cocoapi's maskApi.c).
 // A mask of h rows and w columns is scanned column after column (column-major); `counts` are the
 // lengths of alternating runs of 0s and 1s, starting with 0s (the first run may be empty).
+// Positions are 32-bit, as in maskApi: every function that makes or reads a mask throws InputError
+// when h * w exceeds kMaxMaskPixels (maskApi would wrap around silently).
 #include <array>
 #include <cstdint>
 #include <string>
 #include <vector>
 
 namespace instseg::coco {
+
+// Largest h * w a mask may have: runs and positions are uint32 in the COCO format.
+constexpr uint64_t kMaxMaskPixels = UINT32_MAX;
+// Largest |coordinate| of a polygon, in pixels: ten times the largest image side the readers
+// accept (2^20). Keeps maskApi's integer arithmetic (5x upsampled, int) far from overflow, which
+// starts near 4.3e8; real data lies inside the image or a few pixels outside.
+constexpr double kMaxPolygonCoordinate = 1e7;
 
 struct Rle {
   uint32_t h = 0;
@@ -35,12 +44,17 @@ Rle from_uncompressed(const std::vector<uint32_t>& counts, uint32_t h, uint32_t 
 
 // One polygon [x0, y0, x1, y1, ...] rasterised as maskApi's rleFrPoly (5x upsampled boundary).
 // A trailing odd value is ignored; fewer than 3 points give a degenerate (empty or thin) mask.
+// Throws InputError naming the index of a coordinate that is not finite or beyond
+// +-kMaxPolygonCoordinate. Memory: O(crossings of the boundary with the columns [0, w)), capped
+// near the number of distinct crossing positions (at most h * w + 1); time O(those crossings).
 Rle from_polygon(const std::vector<double>& xy, uint32_t h, uint32_t w);
 // What COCO.annToRLE does for a polygon annotation: frPyObjects(polygons) then merge (union).
 // Follows frPyObjects' dispatch on the first polygon: 4 values means a box in pycocotools (and a
 // TypeError there), fewer than 4 is "not supported": both throw InputError here.
 Rle from_polygons(const std::vector<std::vector<double>>& polygons, uint32_t h, uint32_t w);
 // A box [x, y, width, height] rasterised as the polygon of its corners (maskApi's rleFrBbox).
+// Corners are clamped to +-kMaxPolygonCoordinate first, which leaves the mask of an axis-aligned
+// box unchanged (it is clipped to the image anyway): any finite box is fine; NaN throws.
 Rle from_box(const std::array<double, 4>& box, uint32_t h, uint32_t w);
 
 // Union (intersect = false) or intersection of masks of one size; masks of different sizes give
