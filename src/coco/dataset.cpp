@@ -1,5 +1,9 @@
 #include "instseg/coco/dataset.h"
 
+#include <string>
+#include <unordered_map>
+#include <vector>
+
 #include "coco/json_fields.h"
 #include "coco/json_reader.h"
 #include "coco/mapped_file.h"
@@ -65,10 +69,37 @@ const Member& top_list(const Member& member, const char* name, const std::string
   return member;
 }
 
+// Image sides: up to 2^20 pixels each, and h * w within a COCO mask's 32-bit positions (maskApi
+// would wrap around). Masks are kept as runs, so memory follows the runs, not the pixels.
+constexpr int64_t kMaxImageSide = int64_t(1) << 20;
+
 uint32_t get_size(const Field<int64_t>& field, const char* name, const Entry& at) {
   const int64_t value = field.get(at, name);
-  if (value <= 0 || value > (int64_t(1) << 20)) detail::fail(at, name, "must be a positive size");
+  if (value <= 0 || value > kMaxImageSide) {
+    detail::fail(at, name, "must be between 1 and " + std::to_string(kMaxImageSide) + ", got " + std::to_string(value));
+  }
   return uint32_t(value);
+}
+
+void check_pixels(const Image& image, const Entry& at) {
+  if (uint64_t(image.width) * image.height > kMaxMaskPixels) {
+    detail::fail(at, "", "width x height = " + std::to_string(image.width) + " x " + std::to_string(image.height) +
+                             " pixels, more than 2^32 - 1 (COCO RLE positions are 32-bit)");
+  }
+}
+
+// pycocotools indexes annotations by id: of two with one id its evaluation sees the last one twice.
+void check_unique_annotation_ids(const std::vector<Annotation>& annotations, const std::string& source) {
+  std::unordered_map<int64_t, size_t> first;
+  first.reserve(annotations.size());
+  for (size_t i = 0; i < annotations.size(); ++i) {
+    const auto [it, added] = first.emplace(annotations[i].id, i);
+    if (!added) {
+      detail::fail({source, "annotations", i}, "id",
+                   "duplicate annotation id " + std::to_string(annotations[i].id) + " (also annotations[" +
+                       std::to_string(it->second) + "])");
+    }
+  }
 }
 
 // Calls read(in, index) for every entry of a (small) top-level list, in order.
@@ -103,6 +134,7 @@ Image read_image(JsonReader& in, const Entry& at) {
   image.file_name = file_name.get(at, "file_name");
   image.width = get_size(width, "width", at);
   image.height = get_size(height, "height", at);
+  check_pixels(image, at);
   return image;
 }
 
@@ -215,6 +247,7 @@ Dataset Dataset::parse(std::string_view json_text, const std::string& source) {
     detail::for_each_entry(json_text, members.annotations.elements, source, [&](JsonReader& in, size_t i) {
       dataset.annotations_[i] = read_annotation(in, {source, "annotations", i}, dataset);
     });
+    check_unique_annotation_ids(dataset.annotations_, source);
   }
   dataset.build_index();
   return dataset;
@@ -227,6 +260,7 @@ Dataset::Dataset(std::vector<Image> images, std::vector<Category> categories,
       annotations_(std::move(annotations)),
       source_(std::move(source)) {
   for (size_t i = 0; i < images_.size(); ++i) {
+    check_pixels(images_[i], {source_, "images", i});
     if (!image_index_.emplace(images_[i].id, int64_t(i)).second) {
       detail::fail({source_, "images", i}, "id", "duplicate image id " + std::to_string(images_[i].id));
     }
@@ -244,6 +278,7 @@ Dataset::Dataset(std::vector<Image> images, std::vector<Category> categories,
       detail::fail(at, "category_id", "unknown category id " + std::to_string(a.category_id));
     }
   }
+  check_unique_annotation_ids(annotations_, source_);
   build_index();
 }
 

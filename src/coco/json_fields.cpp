@@ -109,9 +109,20 @@ SegmentationValue read_segmentation(JsonReader& in) {
       xy.reserve(in.list_size_hint());  // one allocation: the GT holds tens of thousands
       in.begin_array();
       while (in.next_element()) {
-        if (in.peek() != JsonType::kNumber) throw FieldError{field(), "coordinates must be finite numbers"};
+        // Checked here, with the coordinate's place in the file: from_polygon would only give
+        // its index within the polygon.
+        const auto coordinate = [&] { return field() + "[" + std::to_string(xy.size()) + "]"; };
+        if (in.peek() != JsonType::kNumber) throw FieldError{coordinate(), "expected a number, got " + skip_excerpt(in)};
+        const size_t begin = in.offset();
         const double v = in.number().value;
-        if (!std::isfinite(v)) throw FieldError{field(), "coordinates must be finite numbers"};
+        if (!std::isfinite(v)) {
+          throw FieldError{coordinate(), "not a finite number (" + in.excerpt(begin, in.offset()) + ")"};
+        }
+        if (std::fabs(v) > kMaxPolygonCoordinate) {
+          throw FieldError{coordinate(), in.excerpt(begin, in.offset()) + " is beyond +-" +
+                                             std::to_string(int64_t(kMaxPolygonCoordinate)) +
+                                             " pixels (the limit of polygon coordinates)"};
+        }
         xy.push_back(v);
       }
       if (xy.size() % 2 != 0) throw FieldError{field(), "odd number of coordinates"};

@@ -1,8 +1,10 @@
 #include "coco/json_reader.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "instseg/errors.h"
 
@@ -12,6 +14,21 @@ namespace {
 // Python's json module writes NaN and Infinity for non-finite floats: the usual cause of 'N' / 'I'.
 constexpr const char* kNonFiniteHint =
     "unexpected 'N' or 'I' (NaN / Infinity are not JSON numbers: scores and boxes must be finite)";
+
+constexpr std::string_view kByteOrderMark = "\xEF\xBB\xBF";
+
+// A byte for a message: 'x' when printable ASCII, else its hex value (a raw 0xEF byte would be
+// one third of a character in the terminal).
+std::string describe_byte(const char* p, const char* end) {
+  const auto c = static_cast<unsigned char>(*p);
+  if (c >= 0x20 && c < 0x7F) return "'" + std::string(1, char(c)) + "'";
+  static const char kHex[] = "0123456789ABCDEF";
+  std::string s = std::string("byte 0x") + kHex[c >> 4] + kHex[c & 0xF];
+  if (std::string_view(p, std::min<size_t>(size_t(end - p), 3)) == kByteOrderMark) {
+    s += " (a UTF-8 byte-order mark, EF BB BF, is only allowed at the very start)";
+  }
+  return s;
+}
 
 bool is_space(char c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
@@ -108,7 +125,12 @@ JsonReader::JsonReader(std::string_view text, const std::string& file, size_t be
     : text_(text.data()),
       p_(text.data() + std::min(begin, text.size())),
       end_(text.data() + std::min(end, text.size())),
-      file_(file) {}
+      file_(file) {
+  // A UTF-8 byte-order mark opening the text is skipped: RFC 8259 lets parsers ignore it, Windows
+  // tools write it, and nlohmann::json (configs, the training set's first read) skips it too.
+  // pycocotools' json.load refuses it; accepting reads no file differently, it only reads more.
+  if (begin == 0 && std::string_view(p_, size_t(end_ - p_)).substr(0, 3) == kByteOrderMark) p_ += 3;
+}
 
 void JsonReader::syntax_error(const std::string& what) const {
   throw InputError(file_ + ": not valid JSON at byte " + std::to_string(offset()) + ": " + what);
@@ -161,7 +183,7 @@ JsonType JsonReader::peek() {
       break;
   }
   if (*p_ == 'N' || *p_ == 'I') syntax_error(kNonFiniteHint);
-  syntax_error("unexpected '" + std::string(1, *p_) + "', expected a value");
+  syntax_error("unexpected " + describe_byte(p_, end_) + ", expected a value");
 }
 
 void JsonReader::begin_object() {
@@ -491,7 +513,7 @@ void JsonReader::skip() {
 
 void JsonReader::finish() {
   skip_space();
-  if (p_ != end_) syntax_error("unexpected '" + std::string(1, *p_) + "' after the end of the value");
+  if (p_ != end_) syntax_error("unexpected " + describe_byte(p_, end_) + " after the end of the value");
 }
 
 std::vector<Span> split_array(std::string_view text, size_t begin, const std::string& file, size_t& end_offset) {
@@ -517,7 +539,7 @@ std::vector<Span> split_array(std::string_view text, size_t begin, const std::st
   for (;;) {
     while (p < end && is_space(*p)) ++p;
     const char* const start = p;
-    int depth = 0;
+    size_t depth = 0;  // an int would overflow on 2^31 '[' (a 2 GB file)
     while (p < end) {
       const char c = *p;
       if (c == '"') {

@@ -34,7 +34,8 @@ struct JsonNumber {
 class JsonReader {
  public:
   // Reads text[begin, end) (end = npos: to the end); offsets in errors count from text's start,
-  // so a reader over one entry of a large file still points at the right byte.
+  // so a reader over one entry of a large file still points at the right byte. From begin = 0, a
+  // UTF-8 byte-order mark is skipped (elsewhere it is an error that names it).
   JsonReader(std::string_view text, const std::string& file, size_t begin = 0,
              size_t end = std::string_view::npos);
 

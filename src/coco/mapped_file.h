@@ -8,7 +8,8 @@ namespace instseg::coco::detail {
 
 class MappedFile {
  public:
-  // Throws InputError "<path>: cannot open for reading" (or "read failed").
+  // Throws InputError "<path>: cannot open for reading" (or "read failed", "is a folder, not a
+  // file", "not a regular file (a character device)": only regular files and pipes are read).
   explicit MappedFile(const std::string& path);
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;

@@ -237,5 +237,21 @@ TEST(SplitArray, ErrorsNameTheFirstBadByte) {
   EXPECT_THAT(input_error_of([&] { split_array("{}", 0, kFile, end); }), HasSubstr("at byte 0: expected a list"));
 }
 
+
+// Issue 14: a byte-order mark was reported as a raw byte. Skipped at the start of a document,
+// named elsewhere; other bytes outside printable ASCII are shown in hex.
+TEST(JsonReader, ByteOrderMarkIsSkippedAtTheStartOnly) {
+  EXPECT_NO_THROW(skip_document("\xEF\xBB\xBF [1]"));
+  EXPECT_THAT(input_error_of([] { skip_document("[\xEF\xBB\xBF 1]"); }),
+              HasSubstr("doc.json: not valid JSON at byte 1: unexpected byte 0xEF (a UTF-8 byte-order mark, EF BB BF, "
+                        "is only allowed at the very start), expected a value"));
+  EXPECT_THAT(input_error_of([] { skip_document("\xEF\xBB\xBF\xEF\xBB\xBF[1]"); }), HasSubstr("at byte 3: unexpected byte 0xEF"));
+  EXPECT_THAT(input_error_of([] { skip_document("[1] \x7F"); }),
+              HasSubstr("at byte 4: unexpected byte 0x7F after the end of the value"));
+  // A reader over an entry in the middle of a text does not look for one.
+  const std::string text = "[\xEF\xBB\xBF]";
+  EXPECT_THAT(input_error_of([&] { JsonReader(text, kFile, 1).skip(); }), HasSubstr("at byte 1: unexpected byte 0xEF"));
+}
+
 }  // namespace
 }  // namespace instseg::coco::detail

@@ -12,6 +12,7 @@
 #include "instseg/errors.h"
 #include "support/input_error.h"
 #include "support/reference.h"
+#include "support/test_dir.h"
 
 namespace instseg::coco {
 namespace {
@@ -203,6 +204,100 @@ TEST(Results, BadResultsAreClearErrors) {
   json no_box = json::array({good, good});
   no_box[1].erase("bbox");
   EXPECT_THAT(input_error_of([&] { parse_results(no_box.dump(), "res.json", gt); }), HasSubstr("res.json: results[1].bbox: missing"));
+}
+
+
+// Issue 14: out-of-range coordinates were undefined behaviour in rasterisation and accepted
+// silently; the reader names the coordinate.
+TEST(Dataset, PolygonCoordinatesAreCheckedWhenRead) {
+  const auto with_polygon = [](const std::string& polygon) {
+    json j = small_gt();
+    j["annotations"][0]["segmentation"] = json::array({json::array({1, 1, 5, 1, 5, 5}), "@"});
+    std::string text = j.dump();
+    text.replace(text.find("\"@\""), 3, polygon);  // as written (nlohmann refuses 1e999)
+    return input_error_of([&] { Dataset::parse(text, "gt.json"); });
+  };
+  EXPECT_THAT(with_polygon("[1, 1, 5, 5e8, 5, 5]"),
+              HasSubstr("gt.json: annotations[0].segmentation[1][3]: 5e8 is beyond +-10000000 pixels"));
+  EXPECT_THAT(with_polygon("[1, 1, 5, 1, -4.4e8, 5]"), HasSubstr("gt.json: annotations[0].segmentation[1][4]: -4.4e8 is beyond"));
+  EXPECT_THAT(with_polygon("[1, 1e999, 5, 1, 5, 5]"),
+              HasSubstr("gt.json: annotations[0].segmentation[1][1]: not a finite number (1e999)"));
+  EXPECT_THAT(with_polygon("[1, 1, \"5\", 1, 5, 5]"), HasSubstr("gt.json: annotations[0].segmentation[1][2]: expected a number"));
+  EXPECT_EQ(with_polygon("[1, 1, 5, 1e7, -1e7, 5]"), "no error");
+}
+
+// Issue 14: images whose h * w does not fit COCO's 32-bit RLE positions.
+TEST(Dataset, ImageSizesMustFitThirtyTwoBitMasks) {
+  json j = small_gt();
+  j["images"][1]["width"] = 1048576;
+  j["images"][1]["height"] = 4096;
+  EXPECT_THAT(input_error_of([&] { Dataset::parse(j.dump(), "gt.json"); }),
+              HasSubstr("gt.json: images[1]: width x height = 1048576 x 4096 pixels, more than 2^32 - 1"));
+  j["images"][1]["width"] = 1048577;
+  EXPECT_THAT(input_error_of([&] { Dataset::parse(j.dump(), "gt.json"); }),
+              HasSubstr("gt.json: images[1].width: must be between 1 and 1048576, got 1048577"));
+  j["images"][1]["width"] = 1048576;
+  j["images"][1]["height"] = 4095;
+  EXPECT_EQ(Dataset::parse(j.dump(), "gt.json").image(2).width, 1048576u);
+}
+
+// Issue 14: pycocotools keeps the last of two annotations with one id in its index (both count in
+// evaluation, as that one): an error here, like duplicate image and category ids.
+TEST(Dataset, DuplicateAnnotationIdsAreErrors) {
+  json j = small_gt();
+  j["annotations"][1]["id"] = 1;
+  EXPECT_THAT(input_error_of([&] { Dataset::parse(j.dump(), "gt.json"); }),
+              HasSubstr("gt.json: annotations[1].id: duplicate annotation id 1 (also annotations[0])"));
+  const Dataset d = Dataset::parse(small_gt().dump(), "gt.json");
+  std::vector<Annotation> annotations = d.annotations();
+  annotations[0].id = annotations[1].id;
+  EXPECT_THAT(input_error_of([&] { Dataset(d.images(), d.categories(), annotations, "split"); }),
+              HasSubstr("split: annotations[1].id: duplicate annotation id 2 (also annotations[0])"));
+}
+
+// Issue 14: a byte-order mark was "unexpected '\xEF'". Skipped at the start of a file (RFC 8259
+// lets parsers ignore it; nlohmann::json, which reads the training set, does).
+TEST(Dataset, ByteOrderMarkAtTheStartIsSkipped) {
+  const std::string bom = "\xEF\xBB\xBF";
+  const Dataset d = Dataset::parse(bom + small_gt().dump(), "gt.json");
+  EXPECT_EQ(d.annotations().size(), 2u);
+  const std::string results = R"([{"image_id": 5, "category_id": 90, "bbox": [1, 2, 3, 4], "score": 0.5}])";
+  EXPECT_EQ(parse_results(bom + results, "res.json", d).size(), 1u);
+  EXPECT_THAT(input_error_of([&] { parse_results(" " + bom + results, "res.json", d); }),
+              HasSubstr("res.json: not valid JSON at byte 1: unexpected byte 0xEF (a UTF-8 byte-order mark, EF BB BF, "
+                        "is only allowed at the very start)"));
+  EXPECT_THAT(input_error_of([&] { parse_results("\x01" + results, "res.json", d); }),
+              HasSubstr("res.json: not valid JSON at byte 0: unexpected byte 0x01, expected a value"));
+  // The error offsets still count the mark's bytes, as an editor showing the file does.
+  EXPECT_THAT(input_error_of([&] { parse_results(bom + "[1,]", "res.json", d); }), HasSubstr("at byte 6: unexpected ']'"));
+}
+
+// Issue 14: --gt naming a folder said "not valid JSON at byte 0"; /dev/zero read until memory ran out.
+TEST(Dataset, FoldersAndDevicesAreNotFiles) {
+  const testing::TestDir dir;
+  EXPECT_THAT(input_error_of([&] { Dataset::load(dir.str()); }), HasSubstr(dir.str() + ": is a folder, not a file"));
+  const Dataset gt = Dataset::parse(small_gt().dump(), "gt.json");
+  EXPECT_THAT(input_error_of([&] { read_results(dir.str(), gt); }), HasSubstr(": is a folder, not a file"));
+  EXPECT_THAT(input_error_of([&] { CompressedResults::read(dir.str(), gt); }), HasSubstr(": is a folder, not a file"));
+  EXPECT_THAT(input_error_of([&] { Dataset::load("/dev/zero"); }),
+              HasSubstr("/dev/zero: not a regular file (a character device)"));
+}
+
+// Deep nesting anywhere in an entry is skipped without recursion (a guard: no stack overflow).
+TEST(Dataset, DeepNestingInEntriesIsNoCrash) {
+  const size_t depth = 300000;
+  const std::string deep = std::string(depth, '[') + std::string(depth, ']');
+  json j = small_gt();
+  j["annotations"][0]["extra"] = "@";
+  std::string text = j.dump();
+  text.replace(text.find("\"@\""), 3, deep);
+  EXPECT_EQ(Dataset::parse(text, "gt.json").annotations().size(), 2u);
+  j = small_gt();
+  j["annotations"][0]["segmentation"] = "@";
+  text = j.dump();
+  text.replace(text.find("\"@\""), 3, deep);
+  EXPECT_THAT(input_error_of([&] { Dataset::parse(text, "gt.json"); }),
+              HasSubstr("gt.json: annotations[0].segmentation[0][0]: expected a number"));
 }
 
 }  // namespace
