@@ -6,7 +6,9 @@ import io
 import json
 import os
 import shutil
+import struct
 import zipfile
+import zlib
 
 import torch
 from PIL import Image
@@ -96,6 +98,19 @@ def image_seeds():
         buffer = io.BytesIO()
         image.save(buffer, fmt, **options)
         write("image", name, buffer.getvalue())
+    # Small files whose headers declare huge images (20000 x 15000 RGB: 900 MB decoded, 3.6 GB as
+    # floats): the pixel limit must refuse them before anything that size is allocated.
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 20000, 15000, 8, 2, 0, 0, 0)) +
+           chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    write("image", "huge_header.png", png)
+    buffer = io.BytesIO()
+    rgb.save(buffer, "JPEG")
+    jpeg = bytearray(buffer.getvalue())
+    sof = jpeg.index(b"\xff\xc0")  # baseline frame header: length, precision, height, width
+    jpeg[sof + 5:sof + 9] = struct.pack(">HH", 15000, 20000)
+    write("image", "huge_header.jpg", bytes(jpeg))
 
 
 if __name__ == "__main__":

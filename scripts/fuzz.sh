@@ -28,7 +28,7 @@ while [[ $# -gt 0 ]]; do
 done
 [[ ${#targets[@]} -eq 0 ]] && targets=("${all_targets[@]}")
 
-build=build-fuzz
+build="${INSTSEG_FUZZ_BUILD:-build-fuzz}"  # the environment may name another tree
 scripts/sanitize.sh --configure-only
 cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 [[ $build_only -eq 1 ]] && exit 0
@@ -45,7 +45,9 @@ mkdir -p "$build/findings" "$build/fuzz-logs"
 run_target() {
   local t=$1
   mkdir -p "$build/corpus/$t"
-  "$build/fuzz/fuzz_$t" "$build/corpus/$t" "fuzz/corpus/$t" \
+  local seeds=()
+  [[ -d "fuzz/corpus/$t" ]] && seeds=("fuzz/corpus/$t")  # rle has none: it starts from nothing
+  "$build/fuzz/fuzz_$t" "$build/corpus/$t" "${seeds[@]}" \
     -max_total_time="$seconds" -max_len="${max_len[$t]}" -rss_limit_mb=2048 -timeout=10 \
     -print_final_stats=1 -artifact_prefix="$build/findings/$t-" >"$build/fuzz-logs/$t.log" 2>&1
 }

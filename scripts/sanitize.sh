@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-build=build-fuzz
+build="${INSTSEG_FUZZ_BUILD:-build-fuzz}"  # the environment may name another tree
 # Sanitizer flags come from the top-level CMakeLists.txt (INSTSEG_BUILD_FUZZERS implies them).
 # RelWithDebInfo: optimised like the real build, with line numbers in reports.
 cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what instseg needs on Debian 12 and is quiet when everything is already there.
-# Usage: scripts/setup.sh [--tests]   (--tests adds the Python reference used by the test suite)
+# Usage: scripts/setup.sh [--tests]   (--tests adds the Python reference used by the test suite and
+#                                      clang for the sanitizer build and the fuzzers)
 set -euo pipefail
 
 packages=(
@@ -12,6 +13,8 @@ packages=(
 if [[ "${1:-}" == "--tests" ]]; then
   # Test-only reference: torchvision 0.14 under /usr/bin/python3; never needed at run time.
   packages+=(python3-torchvision python3-numpy)
+  # scripts/sanitize.sh and scripts/fuzz.sh: clang with its sanitizer and libFuzzer runtimes.
+  packages+=(clang libclang-rt-14-dev)
 fi
 
 missing=()
