@@ -2,8 +2,10 @@
 
 #include <torch/torch.h>
 
+#include <limits>
 #include <map>
 #include <set>
+#include <sstream>
 
 #include "instseg/errors.h"
 
@@ -17,12 +19,31 @@ const torch::Tensor* find(const StateDict& sd, const std::string& key) {
   return nullptr;
 }
 
+// Rows of a classifier weight ([classes, features]); the file's shape is not trusted.
+int class_count(const torch::Tensor& weight, const std::string& key, const std::string& source) {
+  if (weight.dim() != 2 || weight.size(0) < 1 || weight.size(0) > std::numeric_limits<int>::max()) {
+    std::ostringstream shape;
+    shape << weight.sizes();
+    throw CheckpointError(source + ": '" + key + "' has shape " + shape.str() + ", expected [classes, features]");
+  }
+  return static_cast<int>(weight.size(0));
+}
+
+// The block index N of "<layer3>N.rest", or -1 (std::atoi's overflow on a long number is undefined).
+int block_index(const std::string& key, size_t start) {
+  int n = 0;
+  size_t i = start;
+  for (; i < key.size() && i < start + 6 && key[i] >= '0' && key[i] <= '9'; ++i) n = n * 10 + (key[i] - '0');
+  return i > start && i < key.size() && key[i] == '.' ? n : -1;
+}
+
 // ResNet depth from the number of blocks in layer3 and the block type (bottlenecks have conv3).
 int resnet_depth(const StateDict& sd, const std::string& prefix, const std::string& source) {
   const std::string layer3 = prefix + "layer3.";
   std::set<int> blocks;
   for (const auto& [k, t] : sd) {
-    if (k.compare(0, layer3.size(), layer3) == 0) blocks.insert(std::atoi(k.c_str() + layer3.size()));
+    if (k.compare(0, layer3.size(), layer3) != 0) continue;
+    if (const int block = block_index(k, layer3.size()); block >= 0) blocks.insert(block);
   }
   const bool bottleneck = find(sd, prefix + "layer1.0.conv3.weight") != nullptr;
   static const std::map<std::pair<bool, size_t>, int> kDepth = {
@@ -48,7 +69,7 @@ CheckpointInfo describe_checkpoint(const StateDict& sd, const std::string& sourc
   if (const auto* cls = find(sd, "roi_heads.box_predictor.cls_score.weight")) {
     info.has_masks = find(sd, "roi_heads.mask_predictor.mask_fcn_logits.weight") != nullptr;
     info.kind = info.has_masks ? CheckpointKind::kMaskRcnn : CheckpointKind::kFasterRcnn;
-    info.num_classes = static_cast<int>(cls->size(0));
+    info.num_classes = class_count(*cls, "roi_heads.box_predictor.cls_score.weight", source);
     if (find(sd, "rpn.head.conv.1.0.weight") && find(sd, "roi_heads.box_head.0.0.weight")) {
       info.version = 2;
     } else if (find(sd, "roi_heads.box_head.fc6.weight")) {
@@ -62,7 +83,7 @@ CheckpointInfo describe_checkpoint(const StateDict& sd, const std::string& sourc
   }
   if (find(sd, "conv1.weight") && find(sd, "layer1.0.conv1.weight") && find(sd, "fc.weight")) {
     info.kind = CheckpointKind::kImageNetResNet;
-    info.num_classes = static_cast<int>(find(sd, "fc.weight")->size(0));
+    info.num_classes = class_count(*find(sd, "fc.weight"), "fc.weight", source);
     info.depth = resnet_depth(sd, "", source);
     return info;
   }

@@ -7,16 +7,23 @@
 #include <cstring>
 #include <fstream>
 #include <iomanip>
+#include <algorithm>
+#include <functional>
 #include <map>
+#include <memory>
+#include <set>
 #include <sstream>
+#include <unordered_map>
 
 #include "checkpoint/pickle.h"
+#include "checkpoint/reader.h"
 #include "instseg/common/atomic_file.h"
 #include "instseg/errors.h"
 
 namespace instseg {
 namespace {
 
+using checkpoint_detail::Unpickled;
 using checkpoint_detail::Unpickler;
 using checkpoint_detail::Value;
 using checkpoint_detail::ValuePtr;
@@ -82,13 +89,35 @@ StorageId parse_storage_id(const Value& pid, const std::string& where) {
   if (f.size() > 5 && f[5]->kind != Kind::None) {
     throw CheckpointError(where + ": storage '" + f[2]->text + "' is a view of another storage (pre-1.0 format), not supported");
   }
+  if (f[4]->integer < 0) {
+    throw CheckpointError(where + ": storage '" + f[2]->text + "' declares " + std::to_string(f[4]->integer) + " elements");
+  }
   return {storage_dtype(*f[1], where), f[2]->text, f[4]->integer};
 }
 
-ValuePtr unpickle_zip(const std::string& path) {
+// caffe2's MemoryReadAdapter copies whatever range it is asked for, and the offsets come from the
+// zip's own (untrusted) directory; this one stops at the end of the bytes.
+class BytesReadAdapter final : public caffe2::serialize::ReadAdapterInterface {
+ public:
+  explicit BytesReadAdapter(const std::string& bytes) : bytes_(bytes) {}
+  size_t size() const override { return bytes_.size(); }
+  size_t read(uint64_t pos, void* buf, size_t n, const char* /*what*/) const override {
+    if (pos >= bytes_.size()) return 0;
+    n = static_cast<size_t>(std::min<uint64_t>(n, bytes_.size() - pos));
+    std::memcpy(buf, bytes_.data() + pos, n);
+    return n;
+  }
+
+ private:
+  const std::string& bytes_;
+};
+
+using OpenZip = std::function<std::unique_ptr<caffe2::serialize::PyTorchStreamReader>()>;
+
+Unpickled unpickle_zip(const std::string& path, const OpenZip& open) {
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
   try {
-    zip = std::make_unique<caffe2::serialize::PyTorchStreamReader>(path);
+    zip = open();
   } catch (const c10::Error& e) {
     std::string why = e.what_without_backtrace();
     why = why.substr(0, why.find('\n'));
@@ -108,9 +137,10 @@ ValuePtr unpickle_zip(const std::string& path) {
       throw CheckpointError(path + ": record '" + record + "' unreadable: " + why.substr(0, why.find('\n')));
     }
   };
+  const std::string where = path + " (record data.pkl)";
   std::map<std::string, torch::Tensor> storages;
-  auto load_storage = [&](const Value& pid) {
-    const StorageId id = parse_storage_id(pid, path + " (record data.pkl)");
+  auto load_storage = [&](const Value& pid, size_t at) {
+    const StorageId id = parse_storage_id(pid, where + " at byte " + std::to_string(at));
     auto& storage = storages[id.key];
     if (!storage.defined()) {
       const std::string record = "data/" + id.key;
@@ -127,15 +157,15 @@ ValuePtr unpickle_zip(const std::string& path) {
       storage = torch::from_blob(owner->get(), {int64_t(nbytes / element)}, [owner](void*) {},
                                  torch::TensorOptions().dtype(id.dtype));
     }
-    return Value::make_tensor(storage);
+    return Value::make_tensor(storage, Kind::Storage);
   };
   auto [pkl, pkl_size] = get("data.pkl");
   size_t pos = 0;
-  Unpickler unpickler(static_cast<const char*>(pkl.get()), pkl_size, path + " (record data.pkl)", 0, load_storage);
-  return unpickler.load(&pos);
+  Unpickler unpickler(static_cast<const char*>(pkl.get()), pkl_size, where, 0, load_storage);
+  return {unpickler.load(&pos), path, "data.pkl"};
 }
 
-ValuePtr unpickle_legacy(const std::string& path, const std::string& bytes) {
+Unpickled unpickle_legacy(const std::string& path, const std::string& bytes) {
   if (bytes.size() < kLegacyMagicSize) {
     throw CheckpointError(path + ": truncated: " + std::to_string(bytes.size()) +
                           " bytes, shorter than the legacy torch.save magic number");
@@ -160,21 +190,35 @@ ValuePtr unpickle_legacy(const std::string& path, const std::string& bytes) {
                           ": written on a big-endian machine or sys_info missing; not supported");
   }
 
-  // Storages are created empty while the main pickle is read and filled from the trailing data.
+  // Storages are created empty while the main pickle is read and filled from the trailing data,
+  // which lies in this same file: what they declare in all may not exceed its size, so a pickle
+  // cannot make us allocate more than the file holds.
   std::map<std::string, torch::Tensor> storages;
-  auto load_storage = [&](const Value& pid) {
-    const StorageId id = parse_storage_id(pid, path);
+  size_t declared = 0;
+  auto load_storage = [&](const Value& pid, size_t at) {
+    const std::string where = path + " at byte " + std::to_string(at);
+    const StorageId id = parse_storage_id(pid, where);
     auto& storage = storages[id.key];
-    if (!storage.defined()) storage = torch::empty({id.numel}, torch::TensorOptions().dtype(id.dtype));
-    return Value::make_tensor(storage);
+    if (!storage.defined()) {
+      const size_t element = c10::elementSize(id.dtype);
+      if (uint64_t(id.numel) > (bytes.size() - declared) / element) {
+        throw CheckpointError(where + ": storage '" + id.key + "' declares " + std::to_string(id.numel) +
+                              " elements of " + std::to_string(element) + " bytes, more than the file's " +
+                              std::to_string(bytes.size()) + " bytes hold");
+      }
+      declared += size_t(id.numel) * element;
+      storage = torch::empty({id.numel}, torch::TensorOptions().dtype(id.dtype));
+    }
+    return Value::make_tensor(storage, Kind::Storage);
   };
   Unpickler main(bytes.data(), bytes.size(), path, 0, load_storage);
-  const auto root = main.load(&pos);
+  auto root = main.load(&pos);
   const size_t keys_at = pos;
   const auto keys = header.load(&pos);
   if (keys->kind != Kind::List) {
     throw CheckpointError(path + " at byte " + std::to_string(keys_at) + ": expected the list of storage keys");
   }
+  std::set<std::string> filled;
   for (const auto& key : keys->items) {
     const size_t at = pos;
     auto it = key->kind == Kind::String ? storages.find(key->text) : storages.end();
@@ -183,7 +227,7 @@ ValuePtr unpickle_legacy(const std::string& path, const std::string& bytes) {
     }
     torch::Tensor& storage = it->second;
     const size_t nbytes = storage.nbytes();
-    if (bytes.size() - pos < 8 + nbytes) {
+    if (bytes.size() - pos < 8 || bytes.size() - pos - 8 < nbytes) {
       throw CheckpointError(path + " at byte " + std::to_string(at) + ": storage '" + key->text + "' needs " +
                             std::to_string(8 + nbytes) + " bytes but the file ends at byte " +
                             std::to_string(bytes.size()) + " (truncated?)");
@@ -196,24 +240,16 @@ ValuePtr unpickle_legacy(const std::string& path, const std::string& bytes) {
     }
     std::memcpy(storage.data_ptr(), bytes.data() + pos + 8, nbytes);
     pos += 8 + nbytes;
+    filled.insert(key->text);
   }
-  return root;
-}
-
-ValuePtr unpickle_file(const std::string& path) {
-  std::string head;
-  {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw CheckpointError(path + ": cannot open file");
-    head.resize(4);
-    in.read(head.data(), 4);
-    head.resize(in.gcount());
+  // torch.empty's memory would otherwise be read as weights.
+  for (const auto& [key, storage] : storages) {
+    if (!filled.count(key)) {
+      throw CheckpointError(path + " at byte " + std::to_string(keys_at) + ": storage '" + key +
+                            "' is used by the pickle but missing from the storage key list (no data)");
+    }
   }
-  if (head.empty()) throw CheckpointError(path + ": empty file (0 bytes), not a PyTorch checkpoint");
-  if (head == std::string("PK\x03\x04", 4)) return unpickle_zip(path);
-  if (head.size() >= 2 && head[0] == '\x80' && head[1] == '\x02') return unpickle_legacy(path, read_file(path));
-  throw CheckpointError(path + ": not a PyTorch checkpoint: starts with bytes " + hex_bytes(head, 4) +
-                        ", expected a zip archive (50 4b 03 04) or a legacy torch.save pickle (80 02)");
+  return {root, path, ""};
 }
 
 std::string quoted_keys(const Value& dict) {
@@ -226,43 +262,66 @@ std::string quoted_keys(const Value& dict) {
   return out;
 }
 
-StateDict to_state_dict(const Value& dict, const std::string& where) {
+// "of type int", or for what stands for Python code, what it names and where it is in the file
+// (e.g. a malicious pickle's "Python object 'posix.system' (a call at byte 57 of record data.pkl,
+// not run)"): nothing is imported or run, the value is refused where it is used.
+std::string type_of(const Value& v, const Unpickled& data) {
+  if (v.kind != Kind::Object && v.kind != Kind::Global) return std::string("of type ") + v.kind_name();
+  const std::string place = "byte " + std::to_string(v.offset) + (data.record.empty() ? "" : " of record " + data.record);
+  return "a " + v.describe() + (v.kind == Kind::Object ? " (a call at " + place + ", not run)"
+                                                        : " (at " + place + ", not imported)");
+}
+
+StateDict to_state_dict(const Value& dict, const Unpickled& data, const std::string& where) {
   if (dict.kind != Kind::Dict) {
-    throw CheckpointError(where + ": holds a value of type " + std::string(dict.kind_name()) + ", not a dict of tensors");
+    const std::string what = dict.kind == Kind::Object || dict.kind == Kind::Global
+                                 ? type_of(dict, data)
+                                 : "a value " + type_of(dict, data);
+    throw CheckpointError(where + ": holds " + what + ", not a dict of tensors");
   }
   StateDict out;
   for (const auto& [k, v] : dict.entries) {
     if (k->kind != Kind::String || v->kind != Kind::Tensor) {
       for (const char* wrapper : {"model", "state_dict"}) {
+        // Nesting is bounded and the value has no cycles (see Unpickler::load), so this recursion is too.
         if (auto inner = dict.find(wrapper); inner && inner->kind == Kind::Dict) {
-          return to_state_dict(*inner, where + " (entry '" + wrapper + "')");
+          return to_state_dict(*inner, data, where + " (entry '" + wrapper + "')");
         }
       }
-      throw CheckpointError(where + ": not a state dict: entry '" + (k->kind == Kind::String ? k->text : "?") +
-                            "' is of type " + v->kind_name() + ", not a tensor (keys: " + quoted_keys(dict) + ")");
+      throw CheckpointError(where + ": not a state dict: entry '" + (k->kind == Kind::String ? k->text : "?") + "' is " + type_of(*v, data) +
+                            ", not a tensor (keys: " + quoted_keys(dict) + ")");
     }
     out.emplace_back(k->text, v->tensor);
   }
   return out;
 }
 
-c10::IValue to_ivalue(const Value& v, const std::string& path) {
+// Recursion depth is bounded by kMaxNesting; `done` converts a container shared by several parents
+// (memo references make DAGs cheap to write) once instead of once per path, which could be 2^1000.
+c10::IValue to_ivalue(const Value& v, const Unpickled& data, std::unordered_map<const Value*, c10::IValue>& done) {
+  if (v.is_container()) {
+    if (auto it = done.find(&v); it != done.end()) return it->second;
+  }
+  c10::IValue out;
   switch (v.kind) {
     case Kind::None: return {};
     case Kind::Bool: return v.boolean;
     case Kind::Int: return v.integer;
     case Kind::Float: return v.real;
     case Kind::String: return v.text;
-    case Kind::Tensor: return v.tensor;
+    case Kind::Tensor:
+    case Kind::Storage: return v.tensor;
     case Kind::Tuple: {
       std::vector<c10::IValue> items;
-      for (const auto& item : v.items) items.push_back(to_ivalue(*item, path));
-      return c10::ivalue::Tuple::create(std::move(items));
+      for (const auto& item : v.items) items.push_back(to_ivalue(*item, data, done));
+      out = c10::ivalue::Tuple::create(std::move(items));
+      break;
     }
     case Kind::List: {
       c10::impl::GenericList list(c10::AnyType::get());
-      for (const auto& item : v.items) list.push_back(to_ivalue(*item, path));
-      return list;
+      for (const auto& item : v.items) list.push_back(to_ivalue(*item, data, done));
+      out = list;
+      break;
     }
     case Kind::Dict: {
       bool strings = true, ints = true;
@@ -270,23 +329,68 @@ c10::IValue to_ivalue(const Value& v, const std::string& path) {
         strings = strings && k->kind == Kind::String;
         ints = ints && k->kind == Kind::Int;
       }
-      if (!strings && !ints) throw CheckpointError(path + ": dict with keys other than str or int");
+      if (!strings && !ints) throw CheckpointError(data.path + ": dict with keys other than str or int");
       c10::impl::GenericDict dict(strings ? c10::TypePtr(c10::StringType::get()) : c10::IntType::get(),
                                   c10::AnyType::get());
-      for (const auto& [k, value] : v.entries) dict.insert_or_assign(to_ivalue(*k, path), to_ivalue(*value, path));
-      return dict;
+      for (const auto& [k, value] : v.entries) {
+        dict.insert_or_assign(to_ivalue(*k, data, done), to_ivalue(*value, data, done));
+      }
+      out = dict;
+      break;
     }
     case Kind::Global:
-    case Kind::Object: break;
+    case Kind::Object:
+      throw CheckpointError(data.path + ": holds " + type_of(v, data) + " that has no C++ equivalent");
   }
-  throw CheckpointError(path + ": holds a Python object '" + v.text + "' that has no C++ equivalent");
+  done.emplace(&v, out);
+  return out;
+}
+
+Unpickled unpickle_file(const std::string& path) {
+  std::string head;
+  {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw CheckpointError(path + ": cannot open file");
+    head.resize(4);
+    in.read(head.data(), 4);
+    head.resize(in.gcount());
+  }
+  // Zip archives are read record by record from the file, not loaded whole (checkpoints are large);
+  // anything but a legacy pickle is refused from its first bytes alone.
+  if (head == std::string("PK\x03\x04", 4)) {
+    return unpickle_zip(path, [&] { return std::make_unique<caffe2::serialize::PyTorchStreamReader>(path); });
+  }
+  return checkpoint_detail::unpickle_bytes(head.compare(0, 2, "\x80\x02") == 0 ? read_file(path) : head, path);
 }
 
 }  // namespace
 
-StateDict read_state_dict(const std::string& path) { return to_state_dict(*unpickle_file(path), path); }
+namespace checkpoint_detail {
 
-c10::IValue read_archive(const std::string& path) { return to_ivalue(*unpickle_file(path), path); }
+Unpickled unpickle_bytes(const std::string& bytes, const std::string& path) {
+  if (bytes.empty()) throw CheckpointError(path + ": empty file (0 bytes), not a PyTorch checkpoint");
+  if (bytes.compare(0, 4, "PK\x03\x04", 4) == 0) {
+    return unpickle_zip(path, [&] {
+      return std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<BytesReadAdapter>(bytes));
+    });
+  }
+  if (bytes.size() >= 2 && bytes[0] == '\x80' && bytes[1] == '\x02') return unpickle_legacy(path, bytes);
+  throw CheckpointError(path + ": not a PyTorch checkpoint: starts with bytes " + hex_bytes(bytes, 4) +
+                        ", expected a zip archive (50 4b 03 04) or a legacy torch.save pickle (80 02)");
+}
+
+StateDict to_state_dict(const Unpickled& data) { return instseg::to_state_dict(*data.root, data, data.path); }
+
+c10::IValue to_ivalue(const Unpickled& data) {
+  std::unordered_map<const Value*, c10::IValue> done;
+  return instseg::to_ivalue(*data.root, data, done);
+}
+
+}  // namespace checkpoint_detail
+
+StateDict read_state_dict(const std::string& path) { return checkpoint_detail::to_state_dict(unpickle_file(path)); }
+
+c10::IValue read_archive(const std::string& path) { return checkpoint_detail::to_ivalue(unpickle_file(path)); }
 
 void save_archive(const std::string& path, const c10::IValue& value) {
   const std::vector<char> bytes = torch::pickle_save(value);
