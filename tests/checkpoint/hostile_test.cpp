@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "checkpoint/pickle.h"
 #include "checkpoint/reader.h"
 #include "checkpoint/test_util.h"
 #include "instseg/checkpoint/describe.h"
@@ -324,6 +325,22 @@ TEST(HostilePickle, CorruptZipInMemoryIsOneClearError) {
     }
   }
   EXPECT_GT(refused, 0);
+}
+
+TEST(PickleValue, FreesADeepChainWithoutRecursion) {
+  // The reader unlinks what it made before dropping it; this checks the destructor on its own:
+  // a million lists, each holding the next and a shared leaf list.
+  using checkpoint_detail::Value;
+  auto shared = Value::make(Value::Kind::List);
+  auto root = Value::make(Value::Kind::List);
+  Value* tail = root.get();
+  for (int i = 0; i < 1000000; ++i) {
+    auto next = Value::make(Value::Kind::List);
+    tail->items = {shared, next};
+    tail = next.get();
+  }
+  root.reset();
+  EXPECT_EQ(shared.use_count(), 1);
 }
 
 TEST(DescribeCheckpointHostile, ClassifierOfTheWrongShapeIsACheckpointError) {
