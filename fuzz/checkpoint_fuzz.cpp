@@ -1,29 +1,35 @@
 // .pth files (include/instseg/checkpoint/state_dict.h): zip archives and the legacy format, read
-// as a state dict and as a training-state archive. The readers take a path: each input is written
-// to a scratch file on tmpfs. Documented refusal: CheckpointError.
+// in memory by the reader's own entry (src/checkpoint/reader.h; read_state_dict and read_archive
+// are it plus reading the file), as a state dict and as a training-state archive.
+// Documented refusal: CheckpointError.
 #include <torch/torch.h>
 
 #include <cstdint>
-#include <cstdio>
 #include <string>
 
+#include "checkpoint/reader.h"
 #include "fuzz_util.h"
-#include "instseg/checkpoint/state_dict.h"
 #include "instseg/errors.h"
 
+namespace ckpt = instseg::checkpoint_detail;
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  static const std::string path = instseg::fuzz::scratch_path(".pth");
-  instseg::fuzz::write_scratch(path, data, size);
+  const std::string bytes(reinterpret_cast<const char*>(data), size);
+  ckpt::Unpickled unpickled;
   try {
-    for (const auto& [name, tensor] : instseg::read_state_dict(path)) {
+    unpickled = ckpt::unpickle_bytes(bytes, "fuzz.pth");
+  } catch (const instseg::CheckpointError&) {
+    return 0;
+  }
+  try {
+    for (const auto& [name, tensor] : ckpt::to_state_dict(unpickled)) {
       if (tensor.numel() > 0) tensor.sum();  // reads every element of the view
     }
   } catch (const instseg::CheckpointError&) {
   }
   try {
-    instseg::read_archive(path);
+    ckpt::to_ivalue(unpickled);
   } catch (const instseg::CheckpointError&) {
   }
-  std::remove(path.c_str());
   return 0;
 }

@@ -18,12 +18,12 @@ using instseg::checkpoint_detail::Unpickler;
 using instseg::checkpoint_detail::Value;
 using instseg::checkpoint_detail::ValuePtr;
 
-ValuePtr storage(const Value& pid) {
+ValuePtr storage(const Value& pid, size_t at) {
   if (pid.kind != Value::Kind::Tuple || pid.items.size() < 5 || pid.items[4]->kind != Value::Kind::Int) {
-    throw instseg::CheckpointError("fuzz: malformed persistent id");
+    throw instseg::CheckpointError("fuzz.pkl at byte " + std::to_string(at) + ": malformed persistent id");
   }
   const int64_t numel = std::clamp<int64_t>(pid.items[4]->integer, 0, 1024);
-  return Value::make_tensor(torch::zeros({numel}));
+  return Value::make_tensor(torch::zeros({numel}), Value::Kind::Storage);
 }
 
 }  // namespace
