@@ -67,7 +67,7 @@ def coco_seeds():
 def checkpoint_seeds():
     state = {"conv.weight": torch.arange(8, dtype=torch.float32).reshape(2, 1, 2, 2),
              "conv.bias": torch.tensor([0.5, -1.0]),
-             "bn.num_batches_tracked": torch.tensor(3)}
+             "bn.num_batches_tracked": torch.tensor(3), "empty": torch.zeros(0)}
     state["view"] = state["conv.weight"].view(-1)[2:6]  # shares the storage, with an offset
     archive = {"iteration": 7, "lr": 0.01, "flags": [True, None], "rng": (1, "mt"),
                "buffers": {0: torch.zeros(2, dtype=torch.float64)}}
