@@ -1,5 +1,6 @@
 #include "instseg/checkpoint/state_dict.h"
 
+#include <caffe2/serialize/file_adapter.h>
 #include <caffe2/serialize/inline_container.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
@@ -8,7 +9,6 @@
 #include <fstream>
 #include <iomanip>
 #include <algorithm>
-#include <functional>
 #include <map>
 #include <memory>
 #include <set>
@@ -17,6 +17,7 @@
 
 #include "checkpoint/pickle.h"
 #include "checkpoint/reader.h"
+#include "checkpoint/zip_directory.h"
 #include "instseg/common/atomic_file.h"
 #include "instseg/errors.h"
 
@@ -112,21 +113,19 @@ class BytesReadAdapter final : public caffe2::serialize::ReadAdapterInterface {
   const std::string& bytes_;
 };
 
-using OpenZip = std::function<std::unique_ptr<caffe2::serialize::PyTorchStreamReader>()>;
-
-Unpickled unpickle_zip(const std::string& path, const OpenZip& open) {
+// The directory is checked before LibTorch reads any record (its constructor reads 'version'), so
+// what it allocates for records is bounded by the file's size; see zip_directory.h.
+Unpickled unpickle_zip(const std::string& path, const std::shared_ptr<caffe2::serialize::ReadAdapterInterface>& in) {
+  const uint64_t file_size = checkpoint_detail::check_zip_records(*in, path);
   std::unique_ptr<caffe2::serialize::PyTorchStreamReader> zip;
   try {
-    zip = open();
+    zip = std::make_unique<caffe2::serialize::PyTorchStreamReader>(in);
   } catch (const c10::Error& e) {
     std::string why = e.what_without_backtrace();
     why = why.substr(0, why.find('\n'));
     throw CheckpointError(path + ": not a readable zip archive (truncated or corrupt?): " + why);
   }
   if (!zip->hasRecord("data.pkl")) {
-    if (zip->hasRecord("constants.pkl")) {
-      throw CheckpointError(path + ": is a TorchScript archive (torch.jit.save), not a torch.save file");
-    }
     throw CheckpointError(path + ": zip archive without a data.pkl record, not a torch.save file");
   }
   auto get = [&](const std::string& record) {
@@ -139,6 +138,9 @@ Unpickled unpickle_zip(const std::string& path, const OpenZip& open) {
   };
   const std::string where = path + " (record data.pkl)";
   std::map<std::string, torch::Tensor> storages;
+  // Records are found case-insensitively (miniz), so keys 'a' and 'A' would read one record twice:
+  // what is read in all may not exceed the file either.
+  uint64_t read_in_all = 0;
   auto load_storage = [&](const Value& pid, size_t at) {
     const StorageId id = parse_storage_id(pid, where + " at byte " + std::to_string(at));
     auto& storage = storages[id.key];
@@ -146,6 +148,13 @@ Unpickled unpickle_zip(const std::string& path, const OpenZip& open) {
       const std::string record = "data/" + id.key;
       if (!zip->hasRecord(record)) throw CheckpointError(path + ": record '" + record + "' is missing");
       auto [data, nbytes] = get(record);
+      if (nbytes > file_size - read_in_all) {
+        throw CheckpointError(where + " at byte " + std::to_string(at) + ": storage '" + id.key +
+                              "' brings the bytes read from records to " + std::to_string(read_in_all + nbytes) +
+                              ", more than the file's " + std::to_string(file_size) +
+                              " (storage keys that differ only in case name one record)");
+      }
+      read_in_all += nbytes;
       const size_t element = c10::elementSize(id.dtype);
       if (nbytes % element != 0 || int64_t(nbytes / element) < id.numel) {
         throw CheckpointError(path + ": record '" + record + "' holds " + std::to_string(nbytes) +
@@ -160,6 +169,7 @@ Unpickled unpickle_zip(const std::string& path, const OpenZip& open) {
     return Value::make_tensor(storage, Kind::Storage);
   };
   auto [pkl, pkl_size] = get("data.pkl");
+  read_in_all = pkl_size;
   size_t pos = 0;
   Unpickler unpickler(static_cast<const char*>(pkl.get()), pkl_size, where, 0, load_storage);
   return {unpickler.load(&pos), path, "data.pkl"};
@@ -358,7 +368,13 @@ Unpickled unpickle_file(const std::string& path) {
   // Zip archives are read record by record from the file, not loaded whole (checkpoints are large);
   // anything but a legacy pickle is refused from its first bytes alone.
   if (head == std::string("PK\x03\x04", 4)) {
-    return unpickle_zip(path, [&] { return std::make_unique<caffe2::serialize::PyTorchStreamReader>(path); });
+    std::shared_ptr<caffe2::serialize::ReadAdapterInterface> file;
+    try {
+      file = std::make_shared<caffe2::serialize::FileAdapter>(path);
+    } catch (const c10::Error&) {
+      throw CheckpointError(path + ": cannot open file");
+    }
+    return unpickle_zip(path, file);
   }
   return checkpoint_detail::unpickle_bytes(head.compare(0, 2, "\x80\x02") == 0 ? read_file(path) : head, path);
 }
@@ -370,9 +386,7 @@ namespace checkpoint_detail {
 Unpickled unpickle_bytes(const std::string& bytes, const std::string& path) {
   if (bytes.empty()) throw CheckpointError(path + ": empty file (0 bytes), not a PyTorch checkpoint");
   if (bytes.compare(0, 4, "PK\x03\x04", 4) == 0) {
-    return unpickle_zip(path, [&] {
-      return std::make_unique<caffe2::serialize::PyTorchStreamReader>(std::make_shared<BytesReadAdapter>(bytes));
-    });
+    return unpickle_zip(path, std::make_shared<BytesReadAdapter>(bytes));
   }
   if (bytes.size() >= 2 && bytes[0] == '\x80' && bytes[1] == '\x02') return unpickle_legacy(path, bytes);
   throw CheckpointError(path + ": not a PyTorch checkpoint: starts with bytes " + hex_bytes(bytes, 4) +
