@@ -30,6 +30,14 @@ void write_file_atomically(const std::string& path,
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);
     if (ec) throw InputError(path + ": cannot rename temporary file: " + ec.message());
+    // The rename itself lives in the folder's entry list: sync it too, or after a power loss the
+    // folder may still show the old file (a killed process needs neither sync).
+    const auto parent = std::filesystem::path(path).parent_path();
+    const int dir_fd = ::open(parent.empty() ? "." : parent.c_str(), O_RDONLY | O_DIRECTORY);
+    if (dir_fd >= 0) {
+      ::fsync(dir_fd);
+      ::close(dir_fd);
+    }
   } catch (...) {
     std::remove(tmp.c_str());
     throw;
