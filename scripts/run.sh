@@ -6,4 +6,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 scripts/build.sh --target instseg
-exec build/instseg demo --out out/demo "$@"
+# --overwrite: each run of this script is a fresh demo in its own folder, replacing the last one.
+exec build/instseg demo --out out/demo --overwrite "$@"

@@ -13,6 +13,8 @@ void register_demo(CLI::App& app) {
   cmd->add_option("--minutes", options->minutes, "Time budget for training and evaluation")->capture_default_str();
   cmd->add_option("--threads", options->threads, "Intra-op threads (0 = all cores)")->capture_default_str();
   cmd->add_option("--overlays", options->overlays, "Validation images to draw")->capture_default_str();
+  cmd->add_flag("--overwrite", options->overwrite,
+                "Replace the run already in --out (removes the files a demo writes there, nothing else)");
   cmd->callback([options] { run_demo(*options); });
 }
 

@@ -12,13 +12,16 @@ void register_train(CLI::App& app) {
   struct Args {
     std::string config_path, out_dir;
     std::vector<std::string> overrides;
-    bool resume = false;
+    bool resume = false, overwrite = false;
   };
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train", "Train or fine-tune Mask R-CNN on COCO-format, folder or synthetic data");
   cmd->add_option("--config", args->config_path, "JSON config (see configs/); keys as in --set")->check(CLI::ExistingFile);
   cmd->add_option("--set", args->overrides, "Override one key, e.g. --set optim.lr=0.01 --set model.depth=18");
-  cmd->add_flag("--resume", args->resume, "Continue from OUT/train_state.pth exactly where it stopped");
+  auto* resume = cmd->add_flag("--resume", args->resume, "Continue from OUT/train_state.pth exactly where it stopped");
+  cmd->add_flag("--overwrite", args->overwrite,
+                "Replace the run already in OUT (removes the files a run writes there, nothing else)")
+      ->excludes(resume);
   cmd->add_option("--out", args->out_dir, "Run folder (checkpoints, log.jsonl, metrics.json)")->required();
   cmd->footer(
       "Keys (defaults in include/instseg/engine/train_config.h): data.kind coco|folder|synthetic, "
@@ -29,7 +32,12 @@ void register_train(CLI::App& app) {
   cmd->callback([args] {
     TrainConfig config = args->config_path.empty() ? TrainConfig{} : load_train_config(args->config_path);
     for (const auto& assignment : args->overrides) config.apply_override(assignment);
-    const auto outcome = train(config, args->out_dir, args->resume);
+    TrainRunOptions options;
+    // Without either flag a folder holding a run is refused: replacing it silently lost finished runs.
+    options.existing_run = args->resume      ? ExistingRun::kResume
+                           : args->overwrite ? ExistingRun::kOverwrite
+                                             : ExistingRun::kRefuse;
+    const auto outcome = train(config, args->out_dir, options);
     std::cout << "trained " << outcome.iterations_done << " iterations in " << outcome.seconds << " s; run folder: "
               << args->out_dir << "\n";
     if (!outcome.validations.empty()) {

@@ -4,6 +4,9 @@
 
 #include <cstdio>
 #include <filesystem>
+#include <regex>
+#include <string>
+#include <vector>
 
 #include "instseg/common/atomic_file.h"
 #include "instseg/engine/model_factory.h"
@@ -20,6 +23,39 @@ namespace fs = std::filesystem;
 
 namespace {
 constexpr double kAfterTrainingSeconds = 10.0;
+
+// What a demo writes besides the trainer's files: its curves and the overlays it drew (found by
+// their exact names, so --overwrite removes no picture the demo did not write).
+std::vector<std::string> demo_file_names(const std::string& out_dir) {
+  std::vector<std::string> names = {"curves_loss.png", "curves_ap.png"};
+  static const std::regex kOverlay(R"(val_[0-9]+\.png)");
+  std::error_code ec;
+  for (fs::directory_iterator it(fs::path(out_dir) / "overlays", ec), end; !ec && it != end; it.increment(ec)) {
+    std::string name = it->path().filename().string();
+    if (name.size() > 4 && name.compare(name.size() - 4, 4, ".tmp") == 0) name.resize(name.size() - 4);
+    if (std::regex_match(name, kOverlay)) names.push_back("overlays/" + name);
+  }
+  return names;
+}
+
+// A folder holding a run (the trainer's files or the demo's) is refused unless options.overwrite;
+// then the demo's own files go now, and the trainer removes its files once the new run can start.
+void clear_previous_demo(const DemoOptions& options) {
+  std::vector<std::string> names = run_file_names();
+  const auto extras = demo_file_names(options.out_dir);
+  names.insert(names.end(), extras.begin(), extras.end());
+  const auto previous = existing_files(options.out_dir, names);
+  if (previous.empty()) return;
+  if (!options.overwrite) {
+    std::string list;
+    for (const auto& name : previous) list += (list.empty() ? "" : ", ") + name;
+    throw ConfigError(options.out_dir + " already holds a run (" + list +
+                      "): replace it with --overwrite (removes those files) or choose another --out");
+  }
+  remove_files(options.out_dir, extras);
+  std::error_code ec;
+  fs::remove(fs::path(options.out_dir) / "overlays", ec);  // only when empty; failing is fine
+}
 }  // namespace
 
 void DemoOptions::validate() const {
@@ -92,9 +128,12 @@ TrainConfig demo_train_config(const DemoOptions& options) {
 DemoOutcome run_demo(const DemoOptions& options) {
   options.validate();
   const TrainConfig config = demo_train_config(options);
+  clear_previous_demo(options);
   std::printf("demo: training Mask R-CNN (ResNet-18-FPN, narrow heads, from scratch) on synthetic shapes for %.1f minutes\n",
               options.minutes);
-  const TrainOutcome outcome = train(config, options.out_dir, /*resume=*/false);
+  TrainRunOptions run_options;
+  run_options.existing_run = options.overwrite ? ExistingRun::kOverwrite : ExistingRun::kRefuse;
+  const TrainOutcome outcome = train(config, options.out_dir, run_options);
 
   // Curves of the run, from what the trainer recorded.
   PlotSeries loss{"total loss", {}, {}};

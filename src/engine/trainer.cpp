@@ -3,11 +3,13 @@
 #include <torch/torch.h>
 
 #include <ATen/CPUGeneratorImpl.h>
+#include <c10/util/Exception.h>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <new>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <thread>
@@ -35,25 +37,45 @@ using nlohmann::json;
 namespace {
 
 constexpr const char* kStateFile = "train_state.pth";
+constexpr const char* kLastFile = "model_last.pth";
+constexpr const char* kLogFile = "log.jsonl";
 
 double seconds_since(std::chrono::steady_clock::time_point start) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
-// Appends one JSON object per line and flushes, so a killed run keeps every record written.
+// Appends one JSON object per line and flushes, so a killed run keeps every record written, and
+// counts its bytes: the checkpoint records how much of the log it covers.
 class JsonLinesLog {
  public:
-  JsonLinesLog(const std::string& path, bool append)
-      : out_(path, append ? std::ios::app : std::ios::trunc) {
+  // A fresh log, or (resume) the existing one cut back to `keep_bytes`, the length the checkpoint
+  // recorded: the records after it (and a line half-written by a kill) are dropped, since the
+  // resumed run writes them again. keep_bytes < 0 (a state written before log lengths were
+  // recorded) or a log shorter than it (edited by hand) keeps the log as it is.
+  JsonLinesLog(const std::string& path, bool resume, int64_t keep_bytes) : path_(path) {
+    std::error_code ec;
+    if (resume && fs::exists(path)) {
+      const auto size = static_cast<int64_t>(fs::file_size(path, ec));
+      if (!ec && keep_bytes >= 0 && size > keep_bytes) fs::resize_file(path, static_cast<uintmax_t>(keep_bytes), ec);
+      if (ec) throw InputError(path + ": cannot cut the log back to the checkpoint: " + ec.message());
+      bytes_ = static_cast<int64_t>(fs::file_size(path));
+    }
+    out_.open(path, std::ios::binary | (resume ? std::ios::app : std::ios::trunc));
     if (!out_) throw InputError(path + ": cannot open log for writing");
   }
   void write(const json& record) {
-    out_ << record.dump() << "\n";
+    const std::string line = record.dump() + "\n";
+    out_ << line;
     out_.flush();
+    if (!out_) throw InputError(path_ + ": write failed (disk full?)");
+    bytes_ += static_cast<int64_t>(line.size());
   }
+  int64_t bytes() const { return bytes_; }
 
  private:
+  std::string path_;
   std::ofstream out_;
+  int64_t bytes_ = 0;
 };
 
 // Everything --resume needs to continue exactly as if the run had not stopped.
@@ -62,6 +84,7 @@ struct TrainState {
   int total_iterations = 0;  // the run's length once fitted to a time limit; 0 = optim.iterations
   double best_score = -1.0;
   data::LoaderPosition loader;
+  int64_t log_bytes = -1;  // length of log.jsonl when the state was written; -1 = not recorded
 };
 
 OptimizerOptions optimizer_options(const OptimConfig& optim) {
@@ -90,6 +113,7 @@ void save_train_state(const std::string& path, const MaskRcnnImpl& model, const 
   archive.insert("best_score", state.best_score);
   archive.insert("loader_epoch", state.loader.epoch);
   archive.insert("loader_index", state.loader.index);
+  archive.insert("log_bytes", state.log_bytes);
   archive.insert("torch_rng", at::detail::getDefaultCPUGenerator().get_state());
   archive.insert("model", weights);
   archive.insert("optimizer", optimizer_state);
@@ -128,6 +152,7 @@ TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Optimi
   state.best_score = get("best_score").toDouble();
   state.loader.epoch = get("loader_epoch").toInt();
   state.loader.index = get("loader_index").toInt();
+  if (archive.contains("log_bytes")) state.log_bytes = archive.at("log_bytes").toInt();  // absent before 2026-12
   return state;
 }
 
@@ -193,178 +218,313 @@ ValidationRecord validate_model(MaskRcnnImpl& model, const TrainingData& data, i
   return record;
 }
 
+std::string join(const std::vector<std::string>& names) {
+  std::string out;
+  for (const auto& name : names) out += (out.empty() ? "" : ", ") + name;
+  return out;
+}
+
+// Where the training split comes from, for messages about its size.
+std::string training_source(const DataConfig& config) {
+  if (config.kind == "synthetic") return "data.synthetic_train_images";
+  return config.kind == "coco" ? config.train_annotations : config.train_images;
+}
+
+// The loader hands out each image once per epoch and never lets a batch span two epochs, so a
+// batch holds at most the split's image count: a larger batch_size would silently mean "the whole
+// split per step" (and is the usual typo behind a step that exhausts memory).
+void check_batch_size(const TrainConfig& config, const TrainingData& data) {
+  const int64_t images = data.train_set()->size();
+  if (images == 0) throw InputError(training_source(config.data) + ": the training split has no images");
+  if (config.optim.batch_size > images) {
+    throw ConfigError("optim.batch_size " + std::to_string(config.optim.batch_size) + " exceeds the " +
+                      std::to_string(images) + " images of the training split (" + training_source(config.data) +
+                      "); a batch holds distinct images of one epoch, so it must be at most " + std::to_string(images));
+  }
+}
+
+// The first line of a LibTorch error, without its C++ backtrace.
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
+
 }  // namespace
 
+const std::vector<std::string>& run_file_names() {
+  static const std::vector<std::string> kNames = {
+      "config.json",    "categories.json", "log.jsonl",    kLastFile,  "model_best.pth",
+      kStateFile,       "metrics.json",    "val_predictions.json",  "val_annotations.json"};
+  return kNames;
+}
+
+std::vector<std::string> existing_files(const std::string& dir, const std::vector<std::string>& names) {
+  std::vector<std::string> found;
+  for (const auto& name : names) {
+    for (const std::string& candidate : {name, name + ".tmp"}) {
+      std::error_code ec;  // symlink_status: a dangling link is still something to refuse or remove
+      if (fs::symlink_status(fs::path(dir) / candidate, ec).type() != fs::file_type::not_found && !ec) {
+        found.push_back(candidate);
+      }
+    }
+  }
+  return found;
+}
+
+void remove_files(const std::string& dir, const std::vector<std::string>& names) {
+  for (const auto& name : existing_files(dir, names)) {
+    std::error_code ec;
+    fs::remove(fs::path(dir) / name, ec);
+    if (ec) throw InputError((fs::path(dir) / name).string() + ": cannot remove: " + ec.message());
+  }
+}
+
 TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool resume) {
+  TrainRunOptions options;
+  options.existing_run = resume ? ExistingRun::kResume : ExistingRun::kRefuse;
+  return train(config, out_dir, options);
+}
+
+TrainOutcome train(const TrainConfig& config, const std::string& out_dir, const TrainRunOptions& run_options) {
   config.validate();
+  const bool resume = run_options.existing_run == ExistingRun::kResume;
+  auto probe = [&](const char* moment, int iteration) {
+    if (run_options.probe) run_options.probe(moment, iteration);
+  };
   const auto start = std::chrono::steady_clock::now();
-  torch::set_num_threads(config.run.threads > 0 ? config.run.threads
-                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
-  fs::create_directories(out_dir);
-  const std::string state_path = (fs::path(out_dir) / kStateFile).string();
+  const fs::path dir(out_dir);
+  std::error_code ec;
+  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+    throw InputError(out_dir + ": exists and is not a folder (--out names the run folder)");
+  }
+  // A finished run is hours of work: it is replaced only when asked to.
+  if (const auto previous = existing_files(out_dir, run_file_names());
+      !previous.empty() && run_options.existing_run == ExistingRun::kRefuse) {
+    throw ConfigError(out_dir + " already holds a training run (" + join(previous) +
+                      "): continue it with --resume, replace it with --overwrite (removes those files), or "
+                      "choose another --out");
+  }
+  const std::string state_path = (dir / kStateFile).string();
+  const std::string last_path = (dir / kLastFile).string();
   if (resume && !fs::exists(state_path)) {
     throw CheckpointError(state_path + ": nothing to resume (no complete checkpoint in " + out_dir + ")");
   }
+  torch::set_num_threads(config.run.threads > 0 ? config.run.threads
+                                                : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
+  torch::manual_seed(static_cast<uint64_t>(config.run.seed));
 
+  // Everything that can fail on the user's data, weights or state comes before the first write.
   const TrainingData data(config.data);
+  check_batch_size(config, data);
   const bool has_val = data.val_set() != nullptr && data.val_set()->size() > 0;
-  if (has_val) write_coco_instances((fs::path(out_dir) / "val_annotations.json").string(), data.val_ground_truth());
   MaskRcnn model = build_mask_rcnn_for_training(config.model, data.num_classes());
   Optimizer optimizer(*model, optimizer_options(config.optim));
   TrainState state;
   if (resume) state = load_train_state(state_path, *model, optimizer, config.optim.optimizer);
-  write_bytes_atomically((fs::path(out_dir) / "config.json").string(), config.to_json() + "\n");
-  // Beside the weights, so predict names the classes and writes the data's category ids.
-  write_bytes_atomically((fs::path(out_dir) / "categories.json").string(), data.categories().to_json());
-
   data::LoaderOptions loader_options;
   loader_options.batch_size = config.optim.batch_size;
   loader_options.hflip_prob = config.data.horizontal_flip ? 0.5 : 0.0;
   loader_options.seed = static_cast<uint64_t>(config.run.seed);
   data::DataLoader loader(data.train_set(), loader_options, state.loader);
-  JsonLinesLog log((fs::path(out_dir) / "log.jsonl").string(), resume);
+
+  const bool created_dir = !fs::exists(dir);
+  fs::create_directories(dir, ec);
+  if (ec) throw InputError(out_dir + ": cannot create the run folder: " + ec.message());
+  // Only now that the new run can start: model.weights may have named the old run's model_last.pth.
+  if (run_options.existing_run == ExistingRun::kOverwrite) remove_files(out_dir, run_file_names());
+  // A resumed run has a checkpoint on disk; a fresh one has none until its first commit, and
+  // removes what it wrote if it fails before then, rather than leave a folder that looks like a run.
+  bool committed = resume;
+  auto discard_fresh_run = [&] {
+    try {
+      remove_files(out_dir, run_file_names());
+      if (created_dir && fs::is_empty(dir)) fs::remove(dir);
+    } catch (...) {  // the failure being reported matters more than the leftovers
+    }
+  };
   TrainOutcome outcome;
-  int images_since_log = 0;
-  auto log_start = std::chrono::steady_clock::now();
+  try {
+    write_bytes_atomically((dir / "config.json").string(), config.to_json() + "\n");
+    // Beside the weights, so predict names the classes and writes the data's category ids.
+    write_bytes_atomically((dir / "categories.json").string(), data.categories().to_json());
+    if (has_val) write_coco_instances((dir / "val_annotations.json").string(), data.val_ground_truth());
+    JsonLinesLog log((dir / kLogFile).string(), resume, state.log_bytes);
+    // A kill after a checkpoint's commit and before model_last.pth was replaced leaves the previous
+    // checkpoint's weights there: publish the resumed set's own.
+    if (resume) save_state_dict(last_path, module_state_dict(*model));
+    int images_since_log = 0;
+    auto log_start = std::chrono::steady_clock::now();
 
-  auto checkpoint = [&](int iteration) {
-    state.iteration = iteration;
-    state.loader = loader.position();
-    save_state_dict((fs::path(out_dir) / "model_last.pth").string(), module_state_dict(*model));
-    save_train_state(state_path, *model, optimizer, config.optim.optimizer, state);
-  };
-  auto run_validation = [&](int iteration) {
-    ValidationRecord record = validate_model(*model, data, iteration, out_dir);
-    json entry = {{"type", "val"}, {"iteration", iteration}, {"bbox", record.bbox_stats},
-                  {"segm", record.segm_stats}, {"losses", record.losses},
-                  {"bbox_AP", record.bbox_stats[0]}, {"segm_AP", record.segm_stats[0]}};
-    log.write(entry);
-    const double score = record.segm_stats[0];
-    if (score > state.best_score) {
-      state.best_score = score;
-      save_state_dict((fs::path(out_dir) / "model_best.pth").string(), module_state_dict(*model));
-    }
-    outcome.validations.push_back(record);
-  };
-
-  // The schedule follows `optim`, whose length a time limit may shorten (see fit_to_time_limit).
-  OptimConfig optim = config.optim;
-  if (state.total_iterations > 0) optim.iterations = state.total_iterations;
-  int iteration = state.iteration;
-  const int first = iteration;
-  auto stop_at = [&] {
-    return config.run.stop_after > 0 ? std::min(optim.iterations, first + config.run.stop_after) : optim.iterations;
-  };
-  int last = stop_at();
-  ProgressBar progress(optim.iterations, "train", "it");
-  const auto loop_start = std::chrono::steady_clock::now();
-  // With a time limit, the iteration count is fitted to the speed, so the learning-rate schedule
-  // runs to its end inside the limit instead of being cut off mid-way. The first fit measures
-  // iterations 10..30 of this invocation (the first ones pay for oneDNN's primitive creation and
-  // first-touch memory); later fits every 50 iterations use the speed of the last 50, so that
-  // a noisy first measurement neither wastes the limit's end nor overruns it, and the slow-down
-  // as training finds more objects (more mask-head RoIs) is followed.
-  constexpr int kCalibrationStart = 10, kCalibrationEnd = 30, kRefitEvery = 50;
-  const bool fit_to_time = config.run.time_limit_minutes > 0 && state.total_iterations == 0;
-  auto window_start = loop_start;
-  double validation_reserve = 0.0;  // seconds kept for the final validation, once the speed is known
-  auto fit_to_time_limit = [&](int done, int window_iterations) {
-    const double per_iteration = seconds_since(window_start) / window_iterations;
-    validation_reserve = has_val ? 2.0 * per_iteration * static_cast<double>(data.val_set()->size()) /
-                                       config.optim.batch_size
-                                 : 0.0;
-    const double remaining = 60.0 * config.run.time_limit_minutes - seconds_since(start) - validation_reserve;
-    const int fitted = std::min(config.optim.iterations,
-                                done + std::max(0, static_cast<int>(0.98 * remaining / per_iteration)));
-    if (fitted != optim.iterations) {
-      optim.iterations = fitted;
-      state.total_iterations = fitted;
-      last = stop_at();
-      progress.set_total(fitted);
-    }
-    window_start = std::chrono::steady_clock::now();
-  };
-  for (; iteration < last; ++iteration) {
-    // Steps slow down as the RPN finds more objects (more mask-head RoIs), so the fit may run
-    // long: stop anyway when only the validation's share of the limit is left.
-    if (config.run.time_limit_minutes > 0 &&
-        seconds_since(start) > 60.0 * config.run.time_limit_minutes - validation_reserve) {
-      outcome.stopped_by_time_limit = true;
-      break;
-    }
-    const data::Batch batch = loader.next();
-    model->train();
-    std::map<std::string, torch::Tensor> losses;
-    {
-      ops::Bf16AutocastScope autocast(config.optim.precision == "bf16");
-      losses = model->losses(batch.images, batch.targets);
-    }
-    torch::Tensor total = torch::zeros({}, torch::kFloat);
-    std::map<std::string, double> values;
-    for (const auto& [name, value] : losses) {
-      total = total + value;
-      values[name] = value.item<double>();
-    }
-    const double total_value = total.item<double>();
-    // Stop before a non-finite loss or gradient reaches the weights: the last checkpoint stays good.
-    auto stop_non_finite = [&](const std::string& what) {
+    // The commit is the rename of train_state.pth, which holds the whole set (weights, optimizer,
+    // RNG, data and log positions); model_last.pth follows from the same weights.
+    auto checkpoint = [&](int iteration) {
+      state.iteration = iteration;
+      state.loader = loader.position();
+      state.log_bytes = log.bytes();
+      save_train_state(state_path, *model, optimizer, config.optim.optimizer, state);
+      committed = true;
+      probe("state committed", iteration);
+      save_state_dict(last_path, module_state_dict(*model));
+      probe("model_last written", iteration);
+    };
+    auto run_validation = [&](int iteration) {
+      ValidationRecord record = validate_model(*model, data, iteration, out_dir);
+      json entry = {{"type", "val"}, {"iteration", iteration}, {"bbox", record.bbox_stats},
+                    {"segm", record.segm_stats}, {"losses", record.losses},
+                    {"bbox_AP", record.bbox_stats[0]}, {"segm_AP", record.segm_stats[0]}};
+      log.write(entry);
+      const double score = record.segm_stats[0];
+      if (score > state.best_score) {
+        state.best_score = score;
+        save_state_dict((dir / "model_best.pth").string(), module_state_dict(*model));
+      }
+      outcome.validations.push_back(record);
+    };
+    // The images of a batch by file (or dataset index), for messages about a failed step.
+    auto batch_names = [&](const data::Batch& batch) {
       std::string names;
       for (const int64_t index : batch.indices) {
-        const std::string file = data.train_set()->get(index).file;
+        std::string file;
+        try {
+          file = data.train_set()->get(index).file;
+        } catch (...) {  // naming is best effort; the step's own failure is what gets reported
+        }
         names += (names.empty() ? "" : ", ") + (file.empty() ? "#" + std::to_string(index) : file);
       }
-      throw TrainingError("non-finite " + what + " at iteration " + std::to_string(iteration + 1) +
-                          " on images: " + names + " (" + format_losses(values) +
-                          "); the last good checkpoint is kept in " + out_dir);
+      return names;
     };
-    if (!std::isfinite(total_value)) stop_non_finite("loss (" + std::to_string(total_value) + ")");
-    optimizer.zero_grad();
-    total.backward();
-    // The norm is one cheap pass; only a non-finite one needs the element-wise search for a name.
-    const double grad_norm = optimizer.clip_grad_norm(config.optim.clip_grad_norm);
-    if (!std::isfinite(grad_norm)) {
-      const std::string bad = optimizer.first_non_finite_gradient();
-      stop_non_finite(bad.empty() ? "gradient norm (overflow)" : "gradient in " + bad);
-    }
-    const double lr = learning_rate(optim, iteration);
-    optimizer.step(lr);
-    images_since_log += static_cast<int>(batch.images.size());
+    auto kept = [&] {
+      return committed ? "; the last good checkpoint is kept in " + out_dir
+                       : "; no checkpoint had been written, so the run's files were removed from " + out_dir;
+    };
 
-    const int done = iteration + 1;
-    if (fit_to_time) {
-      const int run = done - first;
-      if (run == kCalibrationStart) window_start = std::chrono::steady_clock::now();
-      if (run == kCalibrationEnd) fit_to_time_limit(done, kCalibrationEnd - kCalibrationStart);
-      if (run > kCalibrationEnd && (run - kCalibrationEnd) % kRefitEvery == 0) fit_to_time_limit(done, kRefitEvery);
+    // The schedule follows `optim`, whose length a time limit may shorten (see fit_to_time_limit).
+    OptimConfig optim = config.optim;
+    if (state.total_iterations > 0) optim.iterations = state.total_iterations;
+    int iteration = state.iteration;
+    const int first = iteration;
+    auto stop_at = [&] {
+      return config.run.stop_after > 0 ? std::min(optim.iterations, first + config.run.stop_after) : optim.iterations;
+    };
+    int last = stop_at();
+    ProgressBar progress(optim.iterations, "train", "it");
+    const auto loop_start = std::chrono::steady_clock::now();
+    // With a time limit, the iteration count is fitted to the speed, so the learning-rate schedule
+    // runs to its end inside the limit instead of being cut off mid-way. The first fit measures
+    // iterations 10..30 of this invocation (the first ones pay for oneDNN's primitive creation and
+    // first-touch memory); later fits every 50 iterations use the speed of the last 50, so that
+    // a noisy first measurement neither wastes the limit's end nor overruns it, and the slow-down
+    // as training finds more objects (more mask-head RoIs) is followed.
+    constexpr int kCalibrationStart = 10, kCalibrationEnd = 30, kRefitEvery = 50;
+    const bool fit_to_time = config.run.time_limit_minutes > 0 && state.total_iterations == 0;
+    auto window_start = loop_start;
+    double validation_reserve = 0.0;  // seconds kept for the final validation, once the speed is known
+    auto fit_to_time_limit = [&](int done, int window_iterations) {
+      const double per_iteration = seconds_since(window_start) / window_iterations;
+      validation_reserve = has_val ? 2.0 * per_iteration * static_cast<double>(data.val_set()->size()) /
+                                         config.optim.batch_size
+                                   : 0.0;
+      const double remaining = 60.0 * config.run.time_limit_minutes - seconds_since(start) - validation_reserve;
+      const int fitted = std::min(config.optim.iterations,
+                                  done + std::max(0, static_cast<int>(0.98 * remaining / per_iteration)));
+      if (fitted != optim.iterations) {
+        optim.iterations = fitted;
+        state.total_iterations = fitted;
+        last = stop_at();
+        progress.set_total(fitted);
+      }
+      window_start = std::chrono::steady_clock::now();
+    };
+    for (; iteration < last; ++iteration) {
+      // Steps slow down as the RPN finds more objects (more mask-head RoIs), so the fit may run
+      // long: stop anyway when only the validation's share of the limit is left.
+      if (config.run.time_limit_minutes > 0 &&
+          seconds_since(start) > 60.0 * config.run.time_limit_minutes - validation_reserve) {
+        outcome.stopped_by_time_limit = true;
+        break;
+      }
+      // An unreadable image is an InputError naming it (the loader names what it cannot load).
+      const data::Batch batch = loader.next();
+      std::map<std::string, double> values;
+      double total_value = 0.0, grad_norm = 0.0;
+      const double lr = learning_rate(optim, iteration);
+      // Stop before a non-finite loss or gradient reaches the weights: the last checkpoint stays good.
+      auto stop_non_finite = [&](const std::string& what) {
+        throw TrainingError("non-finite " + what + " at iteration " + std::to_string(iteration + 1) +
+                            " on images: " + batch_names(batch) + " (" + format_losses(values) + ")" + kept());
+      };
+      try {
+        model->train();
+        std::map<std::string, torch::Tensor> losses;
+        {
+          ops::Bf16AutocastScope autocast(config.optim.precision == "bf16");
+          losses = model->losses(batch.images, batch.targets);
+        }
+        torch::Tensor total = torch::zeros({}, torch::kFloat);
+        for (const auto& [name, value] : losses) {
+          total = total + value;
+          values[name] = value.item<double>();
+        }
+        total_value = total.item<double>();
+        if (!std::isfinite(total_value)) stop_non_finite("loss (" + std::to_string(total_value) + ")");
+        optimizer.zero_grad();
+        total.backward();
+        // The norm is one cheap pass; only a non-finite one needs the element-wise search for a name.
+        grad_norm = optimizer.clip_grad_norm(config.optim.clip_grad_norm);
+        if (!std::isfinite(grad_norm)) {
+          const std::string bad = optimizer.first_non_finite_gradient();
+          stop_non_finite(bad.empty() ? "gradient norm (overflow)" : "gradient in " + bad);
+        }
+        optimizer.step(lr);
+      } catch (const std::bad_alloc&) {
+        throw TrainingError("out of memory at iteration " + std::to_string(iteration + 1) + " on images: " +
+                            batch_names(batch) + "; lower optim.batch_size (" + std::to_string(config.optim.batch_size) +
+                            ") or model.max_size (" + std::to_string(config.model.max_size) + ")" + kept());
+      } catch (const c10::Error& e) {
+        throw TrainingError("iteration " + std::to_string(iteration + 1) + " failed on images: " + batch_names(batch) +
+                            ": " + first_line(e.what_without_backtrace()) + kept());
+      }
+      images_since_log += static_cast<int>(batch.images.size());
+
+      const int done = iteration + 1;
+      if (fit_to_time) {
+        const int run = done - first;
+        if (run == kCalibrationStart) window_start = std::chrono::steady_clock::now();
+        if (run == kCalibrationEnd) fit_to_time_limit(done, kCalibrationEnd - kCalibrationStart);
+        if (run > kCalibrationEnd && (run - kCalibrationEnd) % kRefitEvery == 0) fit_to_time_limit(done, kRefitEvery);
+      }
+      if (done % config.run.log_every == 0 || done == last) {
+        const double rate = images_since_log / std::max(1e-9, seconds_since(log_start));
+        json entry = {{"type", "train"}, {"iteration", done}, {"lr", lr}, {"loss", total_value}, {"grad_norm", grad_norm},
+                      {"images_per_second", rate}, {"elapsed_seconds", seconds_since(start)}};
+        for (const auto& [name, value] : values) entry[name] = value;
+        log.write(entry);
+        outcome.loss_history.emplace_back(done, total_value);
+        images_since_log = 0;
+        log_start = std::chrono::steady_clock::now();
+      }
+      if (config.run.progress) {
+        char lr_text[32];
+        std::snprintf(lr_text, sizeof lr_text, "lr %.2e", lr);
+        progress.update(done, "loss " + std::to_string(total_value).substr(0, 5) + " (" + format_losses(values) + ") " + lr_text);
+      }
+      if (has_val && config.run.eval_every > 0 && done % config.run.eval_every == 0 && done < last) {
+        run_validation(done);
+      }
+      if (done % config.run.checkpoint_every == 0 && done < last) checkpoint(done);
+      probe("iteration", done);
     }
-    if (done % config.run.log_every == 0 || done == last) {
-      const double rate = images_since_log / std::max(1e-9, seconds_since(log_start));
-      json entry = {{"type", "train"}, {"iteration", done}, {"lr", lr}, {"loss", total_value}, {"grad_norm", grad_norm},
-                    {"images_per_second", rate}, {"elapsed_seconds", seconds_since(start)}};
-      for (const auto& [name, value] : values) entry[name] = value;
-      log.write(entry);
-      outcome.loss_history.emplace_back(done, total_value);
-      images_since_log = 0;
-      log_start = std::chrono::steady_clock::now();
-    }
-    if (config.run.progress) {
-      char lr_text[32];
-      std::snprintf(lr_text, sizeof lr_text, "lr %.2e", lr);
-      progress.update(done, "loss " + std::to_string(total_value).substr(0, 5) + " (" + format_losses(values) + ") " + lr_text);
-    }
-    if (has_val && config.run.eval_every > 0 && done % config.run.eval_every == 0 && done < last) {
-      run_validation(done);
-    }
-    if (done % config.run.checkpoint_every == 0 && done < last) checkpoint(done);
+    if (config.run.progress) progress.finish();
+    // A finished run's last checkpoint follows its final validation: resuming it (e.g. after a kill
+    // before model_last.pth was replaced) has nothing left to do, and validating again would log twice.
+    const bool nothing_left = resume && first >= last;
+    // A run paused by stop_after is validated when it finishes, so that pausing changes nothing
+    // (validation draws from the RNG that resume restores).
+    const bool finished = iteration == optim.iterations || outcome.stopped_by_time_limit;
+    if (has_val && finished && !nothing_left) run_validation(iteration);
+    if (!nothing_left) checkpoint(iteration);
+    outcome.iterations_done = iteration;
+  } catch (...) {
+    if (!committed) discard_fresh_run();
+    throw;
   }
-  if (config.run.progress) progress.finish();
-  // A run paused by stop_after is validated when it finishes, so that pausing changes nothing
-  // (validation draws from the RNG that resume restores).
-  const bool finished = iteration == optim.iterations || outcome.stopped_by_time_limit;
-  if (has_val && finished) run_validation(iteration);
-  checkpoint(iteration);
-  outcome.iterations_done = iteration;
   outcome.seconds = seconds_since(start);
   return outcome;
 }

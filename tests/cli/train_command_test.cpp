@@ -1,9 +1,11 @@
-// `instseg train` run as a program: configuration mistakes and a --resume without a state are one
-// "error:" line naming the key or folder, exit code 1, before any training starts.
+// `instseg train` run as a program: configuration mistakes, a --resume without a state and a folder
+// that already holds a run are one "error:" line naming the key or folder, exit code 1, before any
+// training starts; --overwrite replaces a run's files and nothing else.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
 
 #include "cli_support.h"
 
@@ -62,6 +64,44 @@ TEST(TrainCommand, ResumeWithoutStateNamesTheFolder) {
   expect_one_error(run, {out, "resume"});
   EXPECT_FALSE(fs::exists(out + "/train_state.pth"));
   EXPECT_FALSE(fs::exists(out + "/config.json"));
+}
+
+TEST(TrainCommand, AFolderHoldingARunIsRefusedUntouchedNamingResumeAndOverwrite) {
+  TestDir dir;
+  const std::string run = dir / "finished";
+  dir.write("finished/config.json", "{}");
+  dir.write("finished/model_last.pth", "weights of a finished run");
+  const auto result = run_instseg({"train", "--set", "data.kind=synthetic", "--out", run}, dir.str());
+  expect_one_error(result, {run, "already holds a training run", "model_last.pth", "--resume", "--overwrite"});
+  EXPECT_EQ(testing::read_file_bytes(run + "/model_last.pth"), "weights of a finished run");
+  EXPECT_EQ(testing::read_file_bytes(run + "/config.json"), "{}");
+  expect_one_error(run_instseg({"train", "--set", "data.kind=synthetic", "--resume", "--overwrite", "--out", run}, dir.str()),
+                   {"--resume", "--overwrite"});
+}
+
+// One iteration of a tiny model on 4 generated images: --overwrite replaces the old run's files
+// (a stale model_best.pth included) and keeps the user's own.
+TEST(TrainCommand, OverwriteReplacesTheRunsFilesAndKeepsOthers) {
+  TestDir dir;
+  const std::string config = dir.write("tiny.json", R"({
+    "data": {"kind": "synthetic", "synthetic_image_size": 64, "synthetic_train_images": 4, "synthetic_val_images": 0},
+    "model": {"depth": 18, "norm": "batch", "trainable_layers": 5, "min_sizes": [64], "max_size": 64,
+              "rpn_post_nms_top_n_train": 50, "rpn_post_nms_top_n_test": 50, "box_batch_size_per_image": 32,
+              "fpn_channels": 16, "box_representation_size": 32, "mask_head_channels": 16},
+    "optim": {"iterations": 1, "batch_size": 1, "warmup_iterations": 0},
+    "run": {"threads": 2, "progress": false}})");
+  const std::string run = dir / "run";
+  dir.write("run/model_best.pth", "best weights of the old run");
+  dir.write("run/log.jsonl", "{\"type\": \"train\", \"iteration\": 900}\n");
+  dir.write("run/notes.txt", "the user's");
+  const auto result = run_instseg({"train", "--config", config, "--overwrite", "--out", run}, dir.str());
+  ASSERT_EQ(result.exit_code, 0) << result.err;
+  EXPECT_FALSE(fs::exists(run + "/model_best.pth"));
+  EXPECT_EQ(testing::read_file_bytes(run + "/notes.txt"), "the user's");
+  EXPECT_TRUE(fs::exists(run + "/model_last.pth"));
+  EXPECT_THAT(testing::read_file_bytes(run + "/log.jsonl"), ::testing::Not(HasSubstr("900")));
+  // The finished run is now protected in turn.
+  expect_one_error(run_instseg({"train", "--config", config, "--out", run}, dir.str()), {run, "--overwrite"});
 }
 
 // apps/main.cpp's contract: every error is one "error: ..." line and exit code 1, command-line

@@ -1,5 +1,5 @@
 // The training loop on tiny synthetic runs: exact resume, killed runs, non-finite losses, the run
-// folder's files, and (CI-sized) that the demo actually learns.
+// folder's files (refused, overwritten, never half-written), and (CI-sized) that the demo learns.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,6 +11,7 @@
 #include <set>
 
 #include "instseg/checkpoint/state_dict.h"
+#include "instseg/checkpoint/load.h"
 #include "instseg/engine/demo.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/trainer.h"
@@ -260,6 +261,161 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
   EXPECT_TRUE(fs::exists(dir / "model_best.pth"));
   EXPECT_TRUE(fs::exists(dir / "train_state.pth"));
   EXPECT_FALSE(fs::exists(dir / "train_state.pth.tmp"));
+}
+
+// --- The run folder: refused, overwritten, never half-written, consistent after a kill ---------
+
+// A kill stands for an exception thrown by the trainer's probe at one moment: files are left as
+// the process would leave them.
+struct Killed {
+  std::string moment;
+  int iteration;
+};
+
+TrainRunOptions kill_at(const std::string& moment, int iteration) {
+  TrainRunOptions options;
+  options.existing_run = ExistingRun::kResume;
+  options.probe = [=](const std::string& m, int i) {
+    if (m == moment && i == iteration) throw Killed{m, i};
+  };
+  return options;
+}
+
+// (type, iteration) of every log record, and the train records' losses by iteration.
+std::vector<std::pair<std::string, int>> log_sequence(const std::string& path) {
+  std::vector<std::pair<std::string, int>> sequence;
+  for (const auto& r : read_log(path)) sequence.emplace_back(r["type"].get<std::string>(), r["iteration"].get<int>());
+  return sequence;
+}
+
+void expect_same_log(const std::string& resumed, const std::string& straight) {
+  EXPECT_EQ(log_sequence(resumed), log_sequence(straight));
+  const auto a = read_log(resumed), b = read_log(straight);
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
+    if (a[i]["type"] == "train") EXPECT_NEAR(a[i]["loss"].get<double>(), b[i]["loss"].get<double>(), 1e-5) << i;
+    if (a[i]["type"] == "val") EXPECT_NEAR(a[i]["segm_AP"].get<double>(), b[i]["segm_AP"].get<double>(), 1e-6) << i;
+  }
+}
+
+// A kill after a checkpoint's commit, before model_last.pth is replaced (mid-run and at the end),
+// and a kill between checkpoints with log records after the last one; then --resume: the weights,
+// the log and model_last.pth are those of an uninterrupted run.
+TEST(Trainer, KillAtAnyMomentThenResumeGivesTheUninterruptedRunsFiles) {
+  TestDir dir;
+  TrainConfig config = tiny_train_config();
+  config.optim.iterations = 6;
+  config.optim.batch_size = 1;  // lean: 5 runs of up to 6 iterations
+  config.data.synthetic_val_images = 2;
+  config.run.checkpoint_every = 2;
+  config.run.log_every = 1;
+  train(config, dir / "straight", false);
+
+  for (const int committed : {4, 6}) {
+    SCOPED_TRACE("killed after committing iteration " + std::to_string(committed));
+    const std::string run = dir / ("killed_at_" + std::to_string(committed));
+    const std::string last = run + "/model_last.pth", state = run + "/train_state.pth";
+    TrainRunOptions fresh = kill_at("state committed", committed);
+    fresh.existing_run = ExistingRun::kRefuse;
+    EXPECT_THROW(train(config, run, fresh), Killed);
+    // The set is committed; model_last.pth still holds the previous checkpoint's weights.
+    EXPECT_FALSE(torch::equal(read_state_dict(last)[0].second, read_state_dict(state)[0].second));
+    if (committed < config.optim.iterations) {
+      // --resume publishes the set's own weights before it trains on; killed again after one more
+      // iteration, the log runs ahead of the checkpoint (4)...
+      EXPECT_THROW(train(config, run, kill_at("iteration", committed + 1)), Killed);
+      expect_same_weights(last, state, 0.0);
+      EXPECT_EQ(log_sequence(run + "/log.jsonl").back(), (std::pair<std::string, int>{"train", committed + 1}));
+    }
+    // ...and the next --resume cuts it back instead of logging iteration 5 twice.
+    const TrainOutcome resumed = train(config, run, /*resume=*/true);
+    EXPECT_EQ(resumed.iterations_done, 6);
+    expect_same_weights(last, state, 0.0);
+    expect_same_weights(last, dir / "straight/model_last.pth", 1e-6);
+    expect_same_log(run + "/log.jsonl", dir / "straight/log.jsonl");
+  }
+}
+
+TEST(Trainer, RefusesAFolderHoldingARunAndOverwriteRemovesOnlyItsFiles) {
+  TestDir dir;
+  const std::string run = dir / "run";
+  dir.write("run/config.json", "{\"the\": \"old run\"}");
+  dir.write("run/model_best.pth", "old best weights");
+  dir.write("run/notes.txt", "not instseg's");
+  TrainConfig config = tiny_train_config();
+  config.optim.iterations = 2;
+  config.data.synthetic_val_images = 0;  // no validation, so no new model_best.pth either
+  EXPECT_THAT([&] { train(config, run, false); },
+              ::testing::ThrowsMessage<ConfigError>(AllOf(HasSubstr(run), HasSubstr("already holds a training run"),
+                                                          HasSubstr("config.json, model_best.pth"),
+                                                          HasSubstr("--resume"), HasSubstr("--overwrite"))));
+  EXPECT_EQ(testing::read_file_bytes(run + "/config.json"), "{\"the\": \"old run\"}");
+  EXPECT_EQ(testing::read_file_bytes(run + "/model_best.pth"), "old best weights");
+  EXPECT_FALSE(fs::exists(run + "/log.jsonl"));
+
+  TrainRunOptions overwrite;
+  overwrite.existing_run = ExistingRun::kOverwrite;
+  EXPECT_EQ(train(config, run, overwrite).iterations_done, 2);
+  EXPECT_FALSE(fs::exists(run + "/model_best.pth")) << "a stale file of the old run survived --overwrite";
+  EXPECT_EQ(testing::read_file_bytes(run + "/notes.txt"), "not instseg's");
+  EXPECT_THAT(testing::read_file_bytes(run + "/config.json"), HasSubstr("synthetic_train_images"));
+  EXPECT_NO_THROW(load_mask_rcnn(run + "/model_last.pth"));
+}
+
+TEST(Trainer, BatchSizeAboveTheTrainingSetIsAConfigErrorBeforeAnythingIsWritten) {
+  TestDir dir;
+  TrainConfig config = tiny_train_config();
+  config.data.synthetic_train_images = 4;
+  config.optim.batch_size = 5;
+  EXPECT_THAT([&] { train(config, dir / "run", false); },
+              ::testing::ThrowsMessage<ConfigError>(AllOf(HasSubstr("optim.batch_size 5"), HasSubstr("4 images"),
+                                                          HasSubstr("data.synthetic_train_images"))));
+  EXPECT_FALSE(fs::exists(dir / "run"));
+}
+
+// One 64x64 image listed in a COCO file whose bytes are not an image: the dataset loads (the file
+// exists), the first batch fails.
+std::string write_coco_with_undecodable_image(const TestDir& dir) {
+  dir.write("images/broken.png", "these bytes are not a PNG");
+  return dir.write("instances.json", R"({
+    "images": [{"id": 1, "file_name": "broken.png", "width": 64, "height": 64}],
+    "categories": [{"id": 1, "name": "thing"}],
+    "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20], "area": 400,
+                     "iscrowd": 0, "segmentation": [[10, 10, 30, 10, 30, 30, 10, 30]]}]})");
+}
+
+TEST(Trainer, AFreshRunFailingOnItsDataLeavesNoRunFolderBehind) {
+  TestDir dir;
+  TrainConfig config = tiny_train_config();
+  config.data.kind = "coco";
+  config.data.train_annotations = dir / "missing.json";
+  config.data.train_images = dir / "images";
+  config.optim.batch_size = 1;
+  // The annotations cannot be read: nothing is created at all.
+  EXPECT_THROW(train(config, dir / "run", false), InputError);
+  EXPECT_FALSE(fs::exists(dir / "run"));
+
+  // The first batch's image cannot be decoded: the error names it, and the files written for the
+  // run (config.json, categories.json, an empty log) are removed with the folder it created.
+  config.data.train_annotations = write_coco_with_undecodable_image(dir);
+  EXPECT_THAT([&] { train(config, dir / "run", false); }, ::testing::ThrowsMessage<InputError>(HasSubstr("broken.png")));
+  EXPECT_FALSE(fs::exists(dir / "run"));
+  // A folder that existed before is kept, empty as it was.
+  fs::create_directories(dir / "mine");
+  EXPECT_THROW(train(config, dir / "mine", false), InputError);
+  ASSERT_TRUE(fs::exists(dir / "mine"));
+  EXPECT_TRUE(fs::is_empty(dir / "mine"));
+}
+
+TEST(Trainer, DemoRefusesAFolderHoldingARunUnlessOverwrite) {
+  TestDir dir;
+  DemoOptions options;
+  options.out_dir = dir / "demo";
+  dir.write("demo/overlays/val_3.png", "an old overlay");
+  dir.write("demo/overlays/holiday.png", "not the demo's");
+  EXPECT_THAT([&] { run_demo(options); },
+              ::testing::ThrowsMessage<ConfigError>(AllOf(HasSubstr(options.out_dir), HasSubstr("overlays/val_3.png"),
+                                                          HasSubstr("--overwrite"))));
+  EXPECT_EQ(testing::read_file_bytes(options.out_dir + "/overlays/val_3.png"), "an old overlay");
 }
 
 // A time limit fits the schedule's length to the measured speed: the run uses its minutes, stays

@@ -12,6 +12,7 @@ struct DemoOptions {
   double minutes = 10.0;  // wall-clock budget for training and the final validation
   int threads = 0;        // 0 = every core
   int overlays = 8;       // validation images drawn with their predictions
+  bool overwrite = false; // replace a run already in out_dir (else it is refused)
   void validate() const;
 };
 
@@ -26,7 +27,9 @@ struct DemoOutcome {
 
 // Runs everything and prints the final table. Files in out_dir: the trainer's (model_last.pth,
 // metrics.json, val_annotations.json, val_predictions.json, log.jsonl, ...) plus
-// overlays/val_<id>.png, curves_loss.png and curves_ap.png.
+// overlays/val_<id>.png, curves_loss.png and curves_ap.png. A folder holding any of them is
+// refused (ConfigError naming it and --overwrite) unless options.overwrite, which removes exactly
+// those files first.
 DemoOutcome run_demo(const DemoOptions& options);
 
 }  // namespace instseg
