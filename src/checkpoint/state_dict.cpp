@@ -248,7 +248,8 @@ Unpickled unpickle_legacy(const std::string& path, const std::string& bytes) {
       throw CheckpointError(path + " at byte " + std::to_string(at) + ": storage '" + key->text + "' has " +
                             std::to_string(numel) + " elements, the pickle said " + std::to_string(storage.numel()));
     }
-    std::memcpy(storage.data_ptr(), bytes.data() + pos + 8, nbytes);
+    // An empty storage's data_ptr() is null, and memcpy with a null pointer is undefined even for 0 bytes.
+    if (nbytes > 0) std::memcpy(storage.data_ptr(), bytes.data() + pos + 8, nbytes);
     pos += 8 + nbytes;
     filled.insert(key->text);
   }

@@ -266,6 +266,16 @@ TEST(HostilePickle, LegacyStorageWithoutDataIsAnError) {
   EXPECT_EQ(read_state_dict(good).at(0).second.numel(), 4);
 }
 
+TEST(HostilePickle, LegacyEmptyStorageReads) {
+  // An empty storage's data pointer is null: copying its 0 bytes was a null memcpy (UBSan;
+  // fuzz/findings/checkpoint-1.pth).
+  const auto path =
+      write_legacy("empty_storage", tensor_pickle(0, "(K\x00t"s, "(K\x01t"), kOneStorageKey, float_data(0));
+  const auto sd = read_state_dict(path);
+  ASSERT_EQ(sd.size(), 1u);
+  EXPECT_EQ(sd[0].second.numel(), 0);
+}
+
 TEST(HostilePickle, ARawStorageIsNotATensor) {
   // {'w': storage} without _rebuild_tensor_v2, and a rebuilt tensor passed where a storage goes.
   const std::string raw = "\x80\x02}" + str("w") + "(" + str("storage") + "ctorch\nFloatStorage\n" + str("0") +
