@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <new>
 #include <numeric>
 
 #include "data/random.h"
@@ -81,7 +82,14 @@ DataLoader::Slot DataLoader::make(const LoaderPosition& at) {
     const int64_t end = std::min<int64_t>(at.index + options_.batch_size, static_cast<int64_t>(order.size()));
     for (int64_t i = at.index; i < end; ++i) {
       const int64_t index = order[i];
-      Sample sample = dataset_->get(index);
+      Sample sample;
+      try {
+        sample = dataset_->get(index);
+      } catch (const std::bad_alloc&) {
+        // A bare "std::bad_alloc" names nothing; say which sample could not be loaded.
+        throw InputError("dataset sample #" + std::to_string(index) + " (epoch " + std::to_string(at.epoch) +
+                         "): out of memory while loading it (an image or annotation far larger than the others?)");
+      }
       Rng flip({options_.seed, kFlipStream, static_cast<uint64_t>(at.epoch), static_cast<uint64_t>(index)});
       if (flip.uniform() < options_.hflip_prob) sample = hflip(std::move(sample));
       slot.batch.images.push_back(std::move(sample.image));

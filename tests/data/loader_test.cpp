@@ -5,12 +5,14 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <new>
 
 #include "instseg/errors.h"
 
 namespace instseg::data {
 namespace {
 
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // Sample i is a 1x2 image whose left pixel holds i and right pixel i + 0.5 (so a flip shows), with
@@ -149,6 +151,25 @@ TEST(DataLoader, LoadErrorsSurfaceForTheirBatchAndLoadingGoesOn) {
     EXPECT_EQ(loader.position(), (LoaderPosition{0, 4}));
     EXPECT_EQ(loader.next().indices, (std::vector<int64_t>{4, 5}));
   }
+}
+
+// Running out of memory on one sample (an annotation rasterised huge) is an InputError naming the
+// sample, not a bare "std::bad_alloc".
+TEST(DataLoader, OutOfMemoryWhileLoadingNamesTheSample) {
+  class HugeSample : public CountingDataset {
+   public:
+    using CountingDataset::CountingDataset;
+    Sample get(int64_t index) const override {
+      if (index == 2) throw std::bad_alloc();
+      return CountingDataset::get(index);
+    }
+  };
+  LoaderOptions options = options_with(2, /*prefetch=*/0);
+  options.shuffle = false;
+  DataLoader loader(std::make_shared<HugeSample>(4), options);
+  loader.next();
+  EXPECT_THAT([&] { loader.next(); },
+              ::testing::ThrowsMessage<InputError>(AllOf(HasSubstr("sample #2"), HasSubstr("out of memory"))));
 }
 
 TEST(DataLoader, RejectsBadOptionsAndPositions) {
