@@ -45,6 +45,17 @@ MaskRcnnImpl::MaskRcnnImpl(MaskRcnnOptions options)
 }
 
 std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& images) {
+  auto detections = predict_box_masks(images);
+  for (size_t i = 0; i < detections.size(); ++i) {
+    auto& d = detections[i];
+    const int64_t height = images[i].size(1), width = images[i].size(2);
+    d.masks = options_.mask_paste == MaskPaste::kAligned ? paste_masks_aligned(d.masks, d.boxes, height, width)
+                                                         : paste_masks_in_image(d.masks, d.boxes, height, width);
+  }
+  return detections;
+}
+
+std::vector<Detections> MaskRcnnImpl::predict_box_masks(const std::vector<torch::Tensor>& images) {
   TORCH_CHECK(!is_training(), "MaskRcnn::predict: the model is in training mode; call eval()");
   torch::NoGradGuard no_grad;
   const auto batch = transform_.forward(images);
@@ -53,13 +64,13 @@ std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& 
   auto detections = roi_heads_(features, proposals, batch.image_sizes);
   for (size_t i = 0; i < detections.size(); ++i) {
     const std::array<int64_t, 2> original{images[i].size(1), images[i].size(2)};
-    auto& d = detections[i];
-    d.boxes = resize_boxes(d.boxes, batch.image_sizes[i], original);
-    d.masks = options_.mask_paste == MaskPaste::kAligned
-                  ? paste_masks_aligned(d.masks, d.boxes, original[0], original[1])
-                  : paste_masks_in_image(d.masks, d.boxes, original[0], original[1]);
+    detections[i].boxes = resize_boxes(detections[i].boxes, batch.image_sizes[i], original);
   }
   return detections;
+}
+
+MaskPaster MaskRcnnImpl::mask_paster(const Detections& detections, int64_t height, int64_t width) const {
+  return MaskPaster(detections.masks, detections.boxes, height, width, options_.mask_paste);
 }
 
 std::map<std::string, torch::Tensor> MaskRcnnImpl::losses(const std::vector<torch::Tensor>& images,

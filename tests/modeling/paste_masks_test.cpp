@@ -85,5 +85,58 @@ TEST(PasteMasks, NoDetectionsGiveAnEmptyBatch) {
   EXPECT_EQ(aligned.sizes(), (std::vector<int64_t>{0, 1, 5, 7}));
 }
 
+// MaskPaster (predict's path) gives each box's region of the whole paste, and nothing but zeros
+// lies outside the regions: the same values, one box at a time.
+TEST(MaskPaster, RegionsAreTheWholePasteOneBoxAtATime) {
+  const auto ref = testing::end_to_end_reference("paste");
+  const int64_t h = ref.at("size")[0].item<int64_t>(), w = ref.at("size")[1].item<int64_t>();
+  torch::manual_seed(3);
+  // The reference's boxes (border-crossing, tiny, whole-image) and random ones, some outside.
+  const auto random_boxes = [&](int64_t n) {
+    const auto xy = torch::rand({n, 2}) * torch::tensor({w * 1.4f, h * 1.4f}) - torch::tensor({w * 0.2f, h * 0.2f});
+    const auto size = torch::rand({n, 2}) * torch::tensor({w * 0.6f, h * 0.6f});
+    return torch::cat({xy, xy + size}, 1);
+  };
+  const auto boxes = torch::cat({ref.at("boxes"), random_boxes(40)});
+  const auto masks = torch::cat({ref.at("masks"), torch::rand({40, 1, 28, 28})});
+  for (const auto paste : {MaskPaste::kTorchvision, MaskPaste::kAligned}) {
+    const auto whole = paste == MaskPaste::kAligned ? paste_masks_aligned(masks, boxes, h, w)
+                                                    : paste_masks_in_image(masks, boxes, h, w);
+    const MaskPaster paster(masks, boxes, h, w, paste);
+    ASSERT_EQ(paster.size(), boxes.size(0));
+    int64_t outside = 0;
+    for (int64_t k = 0; k < paster.size(); ++k) {
+      SCOPED_TRACE("mask " + std::to_string(k));
+      const MaskRegion region = paster.paste(k);
+      auto assembled = torch::zeros({h, w});
+      const int64_t rows = region.probs.size(0), cols = region.probs.size(1);
+      outside += rows * cols == 0;
+      ASSERT_GE(region.x, 0);
+      ASSERT_GE(region.y, 0);
+      ASSERT_LE(region.x + cols, w);
+      ASSERT_LE(region.y + rows, h);
+      using torch::indexing::Slice;
+      assembled.index({Slice(region.y, region.y + rows), Slice(region.x, region.x + cols)}).copy_(region.probs);
+      EXPECT_TRUE(torch::equal(assembled, whole[k][0]));  // bit for bit, zeros around
+    }
+    EXPECT_GT(outside, 0);  // the random boxes include some wholly outside the image
+  }
+}
+
+// The region follows the box, not the image: a 20 px box in a 30000 x 40000 (W x H) image (whose whole
+// [1, 1, H, W] paste would take 4.8 GB) pastes into a few hundred floats.
+TEST(MaskPaster, MemoryFollowsTheBoxNotTheImage) {
+  const auto masks = torch::rand({1, 1, 28, 28});
+  const auto boxes = torch::tensor({{29000.f, 39000.f, 29020.f, 39020.f}});
+  for (const auto paste : {MaskPaste::kTorchvision, MaskPaste::kAligned}) {
+    const MaskRegion region = MaskPaster(masks, boxes, /*height=*/40000, /*width=*/30000, paste).paste(0);
+    EXPECT_LE(region.probs.size(0), 23);
+    EXPECT_LE(region.probs.size(1), 23);
+    EXPECT_GE(region.probs.size(0), 20);
+    EXPECT_NEAR(region.x, 29000, 2);
+    EXPECT_NEAR(region.y, 39000, 2);
+  }
+}
+
 }  // namespace
 }  // namespace instseg

@@ -42,6 +42,13 @@ class MaskRcnnImpl : public torch::nn::Module {
   // images: each [3, H, W] float RGB in [0, 1]. Returns detections in each image's own pixels.
   std::vector<Detections> predict(const std::vector<torch::Tensor>& images);
 
+  // As predict, but each image's masks stay [K, 1, M, M] probabilities over their boxes (the boxes
+  // in the image's own pixels), to be pasted one at a time with mask_paster(): predict's
+  // [K, 1, H, W] costs 4 K bytes per image pixel, a paster's masks only their boxes.
+  std::vector<Detections> predict_box_masks(const std::vector<torch::Tensor>& images);
+  // The paster of one image's predict_box_masks() detections, pasting as options().mask_paste.
+  MaskPaster mask_paster(const Detections& detections, int64_t height, int64_t width) const;
+
   // Training step: returns torchvision's loss dict (loss_objectness, loss_rpn_box_reg,
   // loss_classifier, loss_box_reg, loss_mask).
   std::map<std::string, torch::Tensor> losses(const std::vector<torch::Tensor>& images,

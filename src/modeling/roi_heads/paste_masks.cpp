@@ -47,50 +47,47 @@ void check_paste_inputs(const torch::Tensor& masks, const torch::Tensor& boxes) 
 
 }  // namespace
 
-torch::Tensor paste_masks_in_image(const torch::Tensor& masks, const torch::Tensor& boxes,
-                                   int64_t height, int64_t width, int64_t padding) {
+MaskPaster::MaskPaster(const torch::Tensor& masks, const torch::Tensor& boxes, int64_t height, int64_t width,
+                       MaskPaste paste, int64_t padding)
+    : paste_(paste), count_(masks.size(0)), height_(height), width_(width), mask_size_(masks.size(-1)) {
   check_paste_inputs(masks, boxes);
-  const int64_t m = masks.size(-1);
-  const auto padded = torch::constant_pad_nd(masks, {padding, padding, padding, padding});  // [K, 1, S, S]
-  const int64_t s = padded.size(-1);
-
+  if (paste_ == MaskPaste::kAligned) padding = 1;  // zero beyond the edge cells
+  padded_ = torch::constant_pad_nd(masks, {padding, padding, padding, padding});  // [K, 1, S, S]
+  if (paste_ == MaskPaste::kAligned) {
+    boxes_cpu_ = boxes.to(torch::kDouble).cpu();
+    return;
+  }
   // Enlarge the boxes as the padding enlarged the masks, then truncate (towards zero) to pixels.
+  const int64_t m = mask_size_;
   const double scale = static_cast<double>(m + 2 * padding) / m;
   const auto half_w = (boxes.select(1, 2) - boxes.select(1, 0)) * 0.5 * scale;
   const auto half_h = (boxes.select(1, 3) - boxes.select(1, 1)) * 0.5 * scale;
   const auto cx = (boxes.select(1, 2) + boxes.select(1, 0)) * 0.5;
   const auto cy = (boxes.select(1, 3) + boxes.select(1, 1)) * 0.5;
-  const auto pixel_boxes =
-      torch::stack({cx - half_w, cy - half_h, cx + half_w, cy + half_h}, 1).to(torch::kLong).cpu();
-  const auto b = pixel_boxes.accessor<int64_t, 2>();
+  boxes_cpu_ = torch::stack({cx - half_w, cy - half_h, cx + half_w, cy + half_h}, 1).to(torch::kLong).cpu();
+}
 
-  auto out = torch::zeros({masks.size(0), 1, height, width}, masks.options());
-  const auto float_options = masks.options();
-  for (int64_t k = 0; k < masks.size(0); ++k) {
+MaskRegion MaskPaster::paste(int64_t k) const {
+  TORCH_CHECK(k >= 0 && k < count_, "MaskPaster::paste: mask ", k, " of ", count_);
+  const auto mask = padded_[k][0];  // [S, S]
+  const auto nothing = [&] { return MaskRegion{0, 0, torch::zeros({0, 0}, padded_.options())}; };
+  if (paste_ == MaskPaste::kTorchvision) {
+    const int64_t s = padded_.size(-1);
+    const auto b = boxes_cpu_.accessor<int64_t, 2>();
     const int64_t x0 = b[k][0], y0 = b[k][1], x1 = b[k][2], y1 = b[k][3];
     const int64_t box_w = std::max<int64_t>(x1 - x0 + 1, 1);
     const int64_t box_h = std::max<int64_t>(y1 - y0 + 1, 1);
     // Visible part of the box, in image pixels.
-    const int64_t xa = std::max<int64_t>(x0, 0), xb = std::min(x1 + 1, width);
-    const int64_t ya = std::max<int64_t>(y0, 0), yb = std::min(y1 + 1, height);
-    if (xa >= xb || ya >= yb) continue;
-    const auto cols = resize_taps(s, box_w, xa - x0, xb - x0, float_options);  // [w_vis]
-    const auto rows = resize_taps(s, box_h, ya - y0, yb - y0, float_options);  // [h_vis]
-    using torch::indexing::Slice;
-    out.index({k, 0, Slice(ya, yb), Slice(xa, xb)}).copy_(bilinear(padded[k][0], rows, cols));
+    const int64_t xa = std::max<int64_t>(x0, 0), xb = std::min(x1 + 1, width_);
+    const int64_t ya = std::max<int64_t>(y0, 0), yb = std::min(y1 + 1, height_);
+    if (xa >= xb || ya >= yb) return nothing();
+    const auto cols = resize_taps(s, box_w, xa - x0, xb - x0, padded_.options());  // [w_vis]
+    const auto rows = resize_taps(s, box_h, ya - y0, yb - y0, padded_.options());  // [h_vis]
+    return {xa, ya, bilinear(mask, rows, cols)};
   }
-  return out;
-}
-
-torch::Tensor paste_masks_aligned(const torch::Tensor& masks, const torch::Tensor& boxes, int64_t height,
-                                  int64_t width) {
-  check_paste_inputs(masks, boxes);
-  const int64_t m = masks.size(-1);
-  const auto padded = torch::constant_pad_nd(masks, {1, 1, 1, 1});  // [K, 1, M + 2, M + 2]
-  const auto b = boxes.to(torch::kDouble).cpu();
-  const auto box = b.accessor<double, 2>();
-  auto out = torch::zeros({masks.size(0), 1, height, width}, masks.options());
-  // One axis of one box: the pixels [begin, end) whose reads can be non-zero, and their taps.
+  const int64_t m = mask_size_;
+  const auto box = boxes_cpu_.accessor<double, 2>();
+  // One axis of the box: the pixels [begin, end) whose reads can be non-zero, and their taps.
   struct Axis {
     int64_t begin, end;
     LinearTaps taps;
@@ -100,18 +97,40 @@ torch::Tensor paste_masks_aligned(const torch::Tensor& masks, const torch::Tenso
     // Reads are non-zero for u in (-1, M), i.e. pixels in (lo - cell / 2, lo + (M + 0.5) cell).
     const auto begin = std::clamp<int64_t>(static_cast<int64_t>(std::floor(lo - 0.5 * cell)), 0, pixels);
     const auto end = std::clamp<int64_t>(static_cast<int64_t>(std::ceil(lo + (m + 0.5) * cell)) + 1, 0, pixels);
-    const auto x = torch::arange(begin, std::max(begin, end), masks.options().dtype(torch::kDouble));
+    const auto x = torch::arange(begin, std::max(begin, end), padded_.options().dtype(torch::kDouble));
     const auto src = (x - lo) / cell + 0.5;  // u + 1: the padded mask's index
-    return Axis{begin, end, taps_at(src.to(masks.scalar_type()), m + 2)};
+    return Axis{begin, end, taps_at(src.to(padded_.scalar_type()), m + 2)};
   };
-  for (int64_t k = 0; k < masks.size(0); ++k) {
-    const Axis cols = axis(box[k][0], box[k][2], width), rows = axis(box[k][1], box[k][3], height);
-    if (cols.begin >= cols.end || rows.begin >= rows.end) continue;
+  const Axis cols = axis(box[k][0], box[k][2], width_), rows = axis(box[k][1], box[k][3], height_);
+  if (cols.begin >= cols.end || rows.begin >= rows.end) return nothing();
+  return {cols.begin, rows.begin, bilinear(mask, rows.taps, cols.taps)};
+}
+
+namespace {
+
+// Every mask of a paster into one [K, 1, height, width] tensor.
+torch::Tensor paste_all(const MaskPaster& paster, const torch::TensorOptions& options) {
+  auto out = torch::zeros({paster.size(), 1, paster.height(), paster.width()}, options);
+  for (int64_t k = 0; k < paster.size(); ++k) {
+    const MaskRegion region = paster.paste(k);
+    if (region.probs.numel() == 0) continue;
     using torch::indexing::Slice;
-    out.index({k, 0, Slice(rows.begin, rows.end), Slice(cols.begin, cols.end)})
-        .copy_(bilinear(padded[k][0], rows.taps, cols.taps));
+    out.index({k, 0, Slice(region.y, region.y + region.probs.size(0)), Slice(region.x, region.x + region.probs.size(1))})
+        .copy_(region.probs);
   }
   return out;
+}
+
+}  // namespace
+
+torch::Tensor paste_masks_in_image(const torch::Tensor& masks, const torch::Tensor& boxes,
+                                   int64_t height, int64_t width, int64_t padding) {
+  return paste_all(MaskPaster(masks, boxes, height, width, MaskPaste::kTorchvision, padding), masks.options());
+}
+
+torch::Tensor paste_masks_aligned(const torch::Tensor& masks, const torch::Tensor& boxes, int64_t height,
+                                  int64_t width) {
+  return paste_all(MaskPaster(masks, boxes, height, width, MaskPaste::kAligned), masks.options());
 }
 
 }  // namespace instseg
