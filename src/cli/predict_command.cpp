@@ -35,11 +35,19 @@ void register_predict(CLI::App& app) {
   cmd->add_option("--show-thresh", options->show_thresh, "Draw detections scoring at least this")
       ->capture_default_str();
   cmd->add_flag("!--no-overlays", options->overlays, "Skip the overlay pictures");
+  cmd->add_option("--max-image-pixels", options->max_image_pixels,
+                  "Refuse images of more pixels (width x height), from their header before decoding; "
+                  "predicting takes ~45 bytes per pixel beside the model (docs/model.md). At most 2^30")
+      ->capture_default_str();
   cmd->footer(
       "Writes OUT/predictions.json in the COCO results format (image_id, category_id, bbox "
-      "[x,y,w,h], score, segmentation as compressed RLE of mask > 0.5, file_name). Category ids are "
-      "the model's labels (COCO ids for torchvision's COCO models). Unreadable images are reported "
-      "by name and the others predicted; the exit code is then 1.");
+      "[x,y,w,h], score, segmentation as compressed RLE of mask > 0.5, file_name) and, per image, "
+      "OUT/<name>.overlay.jpg (<name> is the file name without its extension, or with it when two "
+      "inputs share a stem, as x.jpg and x.png). Inputs are told apart by file name: two with the "
+      "same one (a/x.jpg and b/x.jpg) are refused before anything runs; predict them into separate "
+      "--out folders. Category ids are the model's labels (COCO ids for torchvision's COCO models). "
+      "Unreadable or too large images are reported by name and the others predicted; the exit code "
+      "is then 1. OUT is created only to write into it.");
   cmd->callback([options] {
     const auto summary = run_predict(*options);
     if (!summary.failures.empty()) {

@@ -38,6 +38,10 @@ void PredictOptions::validate() const {
                       " and " + std::to_string(max_size));
   }
   if (threads < 0) throw ConfigError("predict: --threads must be >= 0");
+  if (max_image_pixels < 1 || max_image_pixels > data::kMaxImagePixelsCeiling) {
+    throw ConfigError("predict: --max-image-pixels must be in [1, " + std::to_string(data::kMaxImagePixelsCeiling) +
+                      "] (OpenCV decodes no more), got " + std::to_string(max_image_pixels));
+  }
   if (!mask_paste.empty()) mask_paste_named(mask_paste, "predict: --mask-paste");
 }
 
@@ -83,7 +87,77 @@ ModelOverrides overrides_for(const PredictOptions& options) {
   return overrides;
 }
 
+// What a run wrote, removed again if it fails half-way (an error that is not one image's), so
+// that no output folder is left half-written: predictions.json, written last, marks a finished run.
+class RunOutputs {
+ public:
+  explicit RunOutputs(fs::path dir) : dir_(std::move(dir)) {}
+  RunOutputs(const RunOutputs&) = delete;
+  RunOutputs& operator=(const RunOutputs&) = delete;
+  ~RunOutputs() {
+    if (finished_) return;
+    std::error_code ec;  // best effort while an exception is on its way out
+    for (const auto& file : written_) fs::remove(file, ec);
+    if (created_dir_) fs::remove(dir_, ec);  // only if empty: someone else's files stay
+  }
+  // The path of `name` in the output folder, made when the run first writes into it.
+  std::string path(const std::string& name) {
+    if (!dir_ready_) {
+      std::error_code ec;
+      created_dir_ = !fs::is_directory(dir_, ec);
+      fs::create_directories(dir_);
+      dir_ready_ = true;
+    }
+    return (dir_ / name).string();
+  }
+  void wrote(const std::string& path) { written_.push_back(path); }
+  void finish() { finished_ = true; }
+
+ private:
+  fs::path dir_;
+  bool dir_ready_ = false, created_dir_ = false, finished_ = false;
+  std::vector<std::string> written_;
+};
+
+// An allocation that failed while predicting one image (a picture allowed by a raised
+// --max-image-pixels but too large for the machine): that image's failure, not the run's.
+bool is_out_of_memory(const c10::Error& e) {
+  return std::string(e.what()).find("DefaultCPUAllocator") != std::string::npos;
+}
+
 }  // namespace
+
+std::vector<std::string> overlay_names(const std::vector<std::string>& image_paths) {
+  std::map<std::string, std::string> path_of_file;  // file name -> the path that had it first
+  std::map<std::string, int> stem_count;
+  for (const auto& path : image_paths) {
+    const fs::path p(path);
+    const auto [it, inserted] = path_of_file.emplace(p.filename().string(), path);
+    if (!inserted) {
+      throw InputError(it->second == path
+                           ? "predict: " + path + " is given twice"
+                           : "predict: " + it->second + " and " + path + " have the same file name " +
+                                 p.filename().string() +
+                                 ", which names their predictions and overlays: predict them in separate runs "
+                                 "(another --out)");
+    }
+    ++stem_count[p.stem().string()];
+  }
+  std::vector<std::string> names;
+  std::map<std::string, std::string> path_of_name;
+  for (const auto& path : image_paths) {
+    const fs::path p(path);
+    const std::string stem = p.stem().string();
+    names.push_back((stem_count[stem] > 1 ? p.filename().string() : stem) + ".overlay.jpg");
+    // Only contrived names remain (x.jpg beside x.jpg.png): refuse rather than overwrite.
+    const auto [it, inserted] = path_of_name.emplace(names.back(), path);
+    if (!inserted) {
+      throw InputError("predict: " + it->second + " and " + path + " would both draw " + names.back() +
+                       ": predict them in separate runs (another --out)");
+    }
+  }
+  return names;
+}
 
 std::vector<std::string> collect_image_paths(const std::vector<std::string>& inputs) {
   std::vector<std::string> paths;
@@ -112,6 +186,7 @@ PredictSummary run_predict(const PredictOptions& options) {
   torch::set_num_threads(options.threads > 0 ? options.threads
                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   const auto image_paths = collect_image_paths(options.inputs);
+  const auto overlay_files = overlay_names(image_paths);
 
   MaskRcnn model = load_mask_rcnn(options.weights, overrides_for(options));
 
@@ -129,9 +204,11 @@ PredictSummary run_predict(const PredictOptions& options) {
   }
   const auto names = categories ? categories->class_names() : coco_class_names();
 
-  fs::create_directories(options.out_dir);
+  RunOutputs outputs(options.out_dir);
   OverlayOptions overlay_options;
   overlay_options.show_thresh = options.show_thresh;
+  data::ImageReadOptions read_options;
+  read_options.max_pixels = options.max_image_pixels;
 
   PredictSummary summary;
   ResultsJsonWriter results;
@@ -141,9 +218,10 @@ PredictSummary run_predict(const PredictOptions& options) {
   torch::InferenceMode inference;
   for (size_t i = 0; i < image_paths.size(); ++i) {
     const std::string& path = image_paths[i];
+    std::optional<std::string> failure;
     try {
       const std::string file_name = fs::path(path).filename().string();
-      const torch::Tensor image = data::read_image_rgb(path);
+      const torch::Tensor image = data::read_image_rgb(path, read_options);
       int64_t image_id = static_cast<int64_t>(i) + 1;
       if (!options.coco_gt.empty()) {
         const auto it = image_ids.find(file_name);
@@ -151,25 +229,39 @@ PredictSummary run_predict(const PredictOptions& options) {
         image_id = it->second;
       }
       const auto start = std::chrono::steady_clock::now();
-      const Detections detections = model->predict({image})[0];
-      const Detections labelled = categories ? with_category_ids(detections, *categories) : detections;
+      // Masks stay per box and are pasted one at a time below: memory follows the output
+      // (RLE, one picture), not detections x image pixels.
+      const Detections detections = model->predict_box_masks({image})[0];
+      const MaskPaster masks = model->mask_paster(detections, image.size(1), image.size(2));
       model_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      results.add(image_id, file_name, labelled);
-      summary.detections += static_cast<int>(detections.scores.size(0));
+      const auto image_results = to_coco_detections(
+          image_id, categories ? with_category_ids(detections, *categories) : detections, masks);
       if (options.overlays) {
-        const fs::path stem = fs::path(file_name).stem();
-        write_bytes_atomically((fs::path(options.out_dir) / (stem.string() + ".overlay.jpg")).string(),
-                               render_overlay(image, detections, names, overlay_options, ".jpg"));
+        const std::string overlay = outputs.path(overlay_files[i]);
+        write_bytes_atomically(overlay, render_overlay(image, detections, [&](int64_t k) { return masks.paste(k); },
+                                                       names, overlay_options, ".jpg"));
+        outputs.wrote(overlay);
       }
+      results.add(image_results, file_name);
+      summary.detections += static_cast<int>(detections.scores.size(0));
       ++summary.images_done;
     } catch (const InputError& e) {
-      summary.failures.push_back(e.what());
-      std::cerr << "\nerror: " << e.what() << "\n";
+      failure = e.what();
+    } catch (const std::bad_alloc&) {
+      failure = path + ": out of memory while predicting this image (lower --max-image-pixels to refuse such images)";
+    } catch (const c10::Error& e) {
+      if (!is_out_of_memory(e)) throw;
+      failure = path + ": out of memory while predicting this image (lower --max-image-pixels to refuse such images)";
+    }
+    if (failure) {
+      summary.failures.push_back(*failure);
+      std::cerr << "\nerror: " << *failure << "\n";
     }
     if (show_progress) progress.update(static_cast<int64_t>(i) + 1);
   }
   if (show_progress) progress.finish();
-  write_bytes_atomically((fs::path(options.out_dir) / "predictions.json").string(), results.dump());
+  write_bytes_atomically(outputs.path("predictions.json"), results.dump());
+  outputs.finish();
   summary.seconds_per_image = median(model_seconds);
   return summary;
 }

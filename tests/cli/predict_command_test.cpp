@@ -1,13 +1,27 @@
 // `instseg predict` run as a program: COCO results out, overlays, image ids from --coco-gt, bad
 // images reported by name while the good ones are predicted, bad checkpoints rejected before
-// anything is written, and the legacy checkpoint format predicting exactly like the zip one.
+// anything is written, the legacy checkpoint format predicting exactly like the zip one, images
+// over the pixel limit refused from their header, memory per image pixel bounded, and inputs
+// sharing a name refused or given distinct overlays.
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <opencv2/core.hpp>
+#include <opencv2/imgcodecs.hpp>
+#include <opencv2/imgproc.hpp>
 #include <set>
+#include <string>
+#include <vector>
 
 #include "cli_support.h"
 #include "support/reference.h"
@@ -282,6 +296,163 @@ TEST(PredictCommand, CheckpointOfAnotherArchitectureIsOneErrorNamingIt) {
 TEST(PredictCommand, MissingCheckpointIsOneErrorNamingIt) {
   TestDir dir;
   expect_checkpoint_rejected(dir / "absent_model.pth", "absent_model.pth");
+}
+
+// A JPEG that declares width x height in its frame header and stops there (no pixel data).
+std::string jpeg_header_only(int width, int height) {
+  return std::string("\xFF\xD8\xFF\xC0\x00\x11\x08", 7) + char(height >> 8) + char(height) + char(width >> 8) +
+         char(width) + std::string("\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01", 10);
+}
+
+TEST(PredictCommand, ImagesOverThePixelLimitAreRefusedByNameFromTheirHeader) {
+  TestDir dir;
+  const std::string images = dir / "images";
+  fs::create_directories(images);
+  // 12000 x 9000 declared by 27 bytes: refused before any decoding (else "truncated JPEG").
+  std::ofstream(images + "/photo.jpg", std::ios::binary) << jpeg_header_only(12000, 9000);
+  fs::copy_file(coco_image("000000037777.jpg"), images + "/good.jpg");
+  const auto start = std::chrono::steady_clock::now();
+  auto args = predict_args(input("v1.pth"), {images}, dir / "out");
+  const auto run = run_instseg(args, dir / "streams");
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  const auto lines = run.error_lines();
+  ASSERT_EQ(lines.size(), 2u) << run.err;  // the image, then "1 of 2 inputs could not be predicted"
+  EXPECT_THAT(lines[0], HasSubstr("photo.jpg: 12000x9000 = 108.0 megapixels exceeds the limit of 100000000 pixels "
+                                  "(--max-image-pixels)"));
+  EXPECT_THAT(lines[1], HasSubstr("1 of 2 inputs"));
+  const json predictions = read_json(dir / "out/predictions.json");
+  ASSERT_GT(predictions.size(), 0u);
+  for (const auto& e : predictions) EXPECT_EQ(e["file_name"], "good.jpg");
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 120);
+
+  // A lower limit refuses the ordinary picture too; the limit must be in [1, 2^30].
+  args = predict_args(input("v1.pth"), {images + "/good.jpg"}, dir / "low");
+  args.insert(args.end(), {"--max-image-pixels", "80000"});
+  const auto low = run_instseg(args, dir / "low_streams");
+  EXPECT_EQ(low.exit_code, 1) << low.err;
+  EXPECT_THAT(low.err, HasSubstr("good.jpg: 352x230 = 0.1 megapixels exceeds the limit of 80000 pixels"));
+  for (const char* bad : {"0", "1073741825"}) {
+    args = predict_args(input("v1.pth"), {images + "/good.jpg"}, dir / "bad");
+    args.insert(args.end(), {"--max-image-pixels", bad});
+    const auto refused = run_instseg(args, dir / "bad_streams");
+    EXPECT_EQ(refused.exit_code, 1) << refused.err;
+    ASSERT_EQ(refused.error_lines().size(), 1u) << refused.err;
+    EXPECT_THAT(refused.error_lines()[0], HasSubstr("--max-image-pixels must be in [1, 1073741824]"));
+    EXPECT_FALSE(fs::exists(dir / "bad")) << "an output folder for a run that did nothing";
+  }
+}
+
+TEST(PredictCommand, InputsSharingAFileNameAreRefusedBeforeAnythingRuns) {
+  TestDir dir;
+  fs::create_directories(dir / "a");
+  fs::create_directories(dir / "b");
+  fs::copy_file(coco_image("000000037777.jpg"), dir / "a/x.jpg");
+  fs::copy_file(coco_image("000000087038.jpg"), dir / "b/x.jpg");
+  const auto expect_refused = [&](const std::vector<std::string>& inputs, const std::vector<std::string>& named,
+                                  const std::vector<std::string>& extra) {
+    auto args = predict_args(input("v1.pth"), inputs, dir / "out");
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto run = run_instseg(args, dir / "streams");
+    EXPECT_EQ(run.exit_code, 1) << run.err;
+    const auto lines = run.error_lines();
+    ASSERT_EQ(lines.size(), 1u) << run.err;
+    for (const auto& name : named) EXPECT_THAT(lines[0], HasSubstr(name));
+    EXPECT_FALSE(fs::exists(dir / "out")) << "an output folder for a run that did nothing";
+  };
+  const std::string sharing = "have the same file name x.jpg";
+  expect_refused({dir / "a/x.jpg", dir / "b/x.jpg"}, {dir / "a/x.jpg", dir / "b/x.jpg", sharing}, {});
+  // With --coco-gt both would take the one image id of that file name.
+  const std::string coco_name = "000000037777.jpg";
+  fs::create_directories(dir / "c");
+  fs::create_directories(dir / "d");
+  fs::copy_file(coco_image(coco_name), dir / ("c/" + coco_name));
+  fs::copy_file(coco_image("000000087038.jpg"), dir / ("d/" + coco_name));
+  expect_refused({dir / ("c/" + coco_name), dir / ("d/" + coco_name)},
+                 {dir / ("c/" + coco_name), dir / ("d/" + coco_name), "have the same file name " + coco_name},
+                 {"--coco-gt", coco_gt()});
+  expect_refused({dir / "a", dir / "b"}, {dir / "a/x.jpg", dir / "b/x.jpg", sharing}, {});
+  expect_refused({dir / "a/x.jpg", dir / "a"}, {dir / "a/x.jpg", "is given twice"}, {});
+}
+
+TEST(PredictCommand, InputsSharingAStemGetOneOverlayEach) {
+  TestDir dir;
+  fs::create_directories(dir / "images");
+  fs::copy_file(coco_image("000000037777.jpg"), dir / "images/x.jpg");
+  fs::copy_file(input("gray.png"), dir / "images/x.png");
+  fs::copy_file(coco_image("000000087038.jpg"), dir / "images/y.jpg");
+  const auto run = run_instseg(predict_args(input("v1.pth"), {dir / "images"}, dir / "out"), dir / "streams");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(fs::exists(dir / "out/x.jpg.overlay.jpg"));
+  EXPECT_TRUE(fs::exists(dir / "out/x.png.overlay.jpg"));
+  EXPECT_TRUE(fs::exists(dir / "out/y.overlay.jpg"));  // a stem of its own keeps the short name
+  EXPECT_FALSE(fs::exists(dir / "out/x.overlay.jpg"));
+  // The two overlays are different pictures (colour and gray), not one written twice.
+  EXPECT_NE(testing::read_file_bytes(dir / "out/x.jpg.overlay.jpg"),
+            testing::read_file_bytes(dir / "out/x.png.overlay.jpg"));
+}
+
+// The peak resident memory of one run of the instseg program, from the kernel's accounting of
+// that child alone (wait4), in bytes.
+struct MeasuredRun {
+  int exit_code = -1;
+  int64_t max_rss_bytes = 0;
+};
+
+MeasuredRun run_measured(const std::vector<std::string>& args, const std::string& scratch) {
+  fs::create_directories(scratch);
+  const std::string program = INSTSEG_BINARY_DIR "/instseg";
+  const std::string out = scratch + "/stdout.txt", err = scratch + "/stderr.txt";
+  std::vector<std::string> argv_strings = {program};
+  argv_strings.insert(argv_strings.end(), args.begin(), args.end());
+  std::vector<char*> argv;
+  for (auto& a : argv_strings) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {  // only async-signal-safe calls until exec
+    const int out_fd = open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    const int err_fd = open(err.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (out_fd < 0 || err_fd < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) _exit(126);
+    execv(program.c_str(), argv.data());
+    _exit(127);
+  }
+  MeasuredRun result;
+  if (pid < 0) return result;
+  int status = 0;
+  rusage usage{};
+  if (wait4(pid, &status, 0, &usage) != pid) return result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.max_rss_bytes = static_cast<int64_t>(usage.ru_maxrss) * 1024;  // Linux reports kilobytes
+  return result;
+}
+
+// Issue 14: predict held every detection's mask pasted at full resolution, ~290 bytes per image
+// pixel (400 for 100 detections), so a photo exhausted the machine. The same picture enlarged 7x
+// (352 x 230 -> 2464 x 1610, 4 megapixels) with 100 detections drawn and encoded may now add
+// only what the picture itself needs (docs/model.md, "Memory").
+TEST(PredictCommand, MemoryPerImagePixelIsBounded) {
+  TestDir dir;
+  const cv::Mat small = cv::imread(coco_image("000000037777.jpg"), cv::IMREAD_COLOR);
+  ASSERT_EQ(small.cols, 352);
+  cv::Mat large;
+  cv::resize(small, large, cv::Size(small.cols * 7, small.rows * 7), 0, 0, cv::INTER_LINEAR);
+  ASSERT_TRUE(cv::imwrite(dir / "large.jpg", large));
+  ASSERT_TRUE(cv::imwrite(dir / "small.jpg", small));
+  const auto measure = [&](const std::string& name) {
+    auto args = predict_args(input("v1.pth"), {dir / (name + ".jpg")}, dir / name);
+    args.insert(args.end(), {"--score-thresh", "0", "--show-thresh", "0"});  // the most detections, all drawn
+    const MeasuredRun run = run_measured(args, dir / (name + "_streams"));
+    EXPECT_EQ(run.exit_code, 0) << testing::read_file_bytes(dir / (name + "_streams/stderr.txt"));
+    const json predictions = read_json(dir / (name + "/predictions.json"));
+    EXPECT_GE(predictions.size(), 90u) << name;  // torchvision keeps at most 100 per image
+    return run.max_rss_bytes;
+  };
+  const int64_t baseline = measure("small"), peak = measure("large");
+  const double extra_pixels = double(large.total()) - double(small.total());
+  const double bytes_per_pixel = double(peak - baseline) / extra_pixels;
+  RecordProperty("bytes_per_pixel", std::to_string(bytes_per_pixel));
+  std::cout << "peak RSS " << peak / 1e6 << " MB on 2464 x 1610, " << baseline / 1e6 << " MB on 352 x 230: "
+            << bytes_per_pixel << " bytes per extra pixel\n";
+  EXPECT_LT(bytes_per_pixel, 60.0);
 }
 
 }  // namespace

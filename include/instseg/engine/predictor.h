@@ -1,7 +1,10 @@
 #pragma once
 // The predict job: a checkpoint, images (files or folders) -> COCO results JSON + overlay pictures.
+#include <cstdint>
 #include <string>
 #include <vector>
+
+#include "instseg/data/image_io.h"
 
 namespace instseg {
 
@@ -20,6 +23,9 @@ struct PredictOptions {
   int threads = 0;                  // intra-op threads; 0 = every core (LibTorch starts with 1 here)
   std::string coco_gt;              // optional instances JSON: image ids are looked up by file_name
   double show_thresh = 0.5;         // overlay pictures draw detections scoring at least this
+  // Larger images are refused from their header, before decoding (data/image_io.h); memory per
+  // pixel: docs/model.md. 1 .. data::kMaxImagePixelsCeiling.
+  int64_t max_image_pixels = data::kDefaultMaxImagePixels;
   bool overlays = true;
   bool progress = true;
   void validate() const;
@@ -32,13 +38,22 @@ struct PredictSummary {
   double seconds_per_image = 0.0;     // median model time per image (decode and drawing excluded)
 };
 
-// Runs the job. Unreadable images are reported in `failures` (and on stderr) while the others are
-// predicted; predictions.json is written atomically once all images are done. A bad checkpoint or
-// options throw before anything is written.
+// Runs the job. Unreadable or too large images are reported in `failures` (and on stderr) while
+// the others are predicted; predictions.json is written atomically once all images are done. A bad
+// checkpoint, options or inputs that share a file name throw before anything is written: the
+// output folder is created only to write into it, and a run that fails half-way removes the
+// overlays it wrote (and the folder if it made it).
 PredictSummary run_predict(const PredictOptions& options);
 
 // The image files that `inputs` names, folders expanded (sorted) to their image files.
 // A missing path throws InputError naming it.
 std::vector<std::string> collect_image_paths(const std::vector<std::string>& inputs);
+
+// The overlay picture's file name for each image path: "<stem>.overlay.jpg", or
+// "<file name>.overlay.jpg" for images whose stems coincide (x.jpg and x.png). Two paths with the
+// same file name (the same file given twice, or a/x.jpg and b/x.jpg) throw InputError naming both:
+// predictions.json tells images apart by file name, --coco-gt looks their ids up by it, and one
+// overlay would replace the other.
+std::vector<std::string> overlay_names(const std::vector<std::string>& image_paths);
 
 }  // namespace instseg
