@@ -67,7 +67,8 @@ torch::Tensor GeneralizedRcnnTransform::normalize(const torch::Tensor& image) co
   const auto opts = image.options();
   const auto mean = torch::tensor(std::vector<double>(options_.image_mean.begin(), options_.image_mean.end()), opts);
   const auto std = torch::tensor(std::vector<double>(options_.image_std.begin(), options_.image_std.end()), opts);
-  return (image - mean.view({3, 1, 1})) / std.view({3, 1, 1});
+  // In place on the difference: the same values, one full-size temporary fewer.
+  return (image - mean.view({3, 1, 1})).div_(std.view({3, 1, 1}));
 }
 
 ImageList GeneralizedRcnnTransform::batch(const std::vector<torch::Tensor>& resized) const {
