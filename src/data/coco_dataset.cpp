@@ -63,7 +63,9 @@ std::string CocoSkipCounts::describe() const {
   return out;
 }
 
-CocoDataset::CocoDataset(const std::string& annotations_path, const std::string& image_dir) : image_dir_(image_dir) {
+CocoDataset::CocoDataset(const std::string& annotations_path, const std::string& image_dir,
+                         ImageReadOptions read_options)
+    : image_dir_(image_dir), read_options_(std::move(read_options)) {
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(read_text(annotations_path));
@@ -135,7 +137,7 @@ Sample CocoDataset::get(int64_t index) const {
   Sample sample;
   sample.file = (fs::path(image_dir_) / info.file_name).string();
   sample.image_id = info.id;
-  sample.image = read_image_rgb(sample.file);
+  sample.image = read_image_rgb(sample.file, read_options_);
   const int64_t h = sample.image.size(1), w = sample.image.size(2);
   if (h != static_cast<int64_t>(info.height) || w != static_cast<int64_t>(info.width)) {
     throw InputError(sample.file + ": image is " + std::to_string(w) + "x" + std::to_string(h) + " but " +

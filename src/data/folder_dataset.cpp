@@ -25,7 +25,9 @@ std::string size_text(const torch::Tensor& t) {
 
 }  // namespace
 
-FolderDataset::FolderDataset(const std::string& root, const std::string& single_class_name) {
+FolderDataset::FolderDataset(const std::string& root, const std::string& single_class_name,
+                             ImageReadOptions read_options)
+    : read_options_(std::move(read_options)) {
   if (!fs::is_directory(root)) throw InputError(root + ": dataset folder not found");
   std::vector<fs::path> class_dirs;  // each holds images/ and masks/
   std::vector<std::string> names;
@@ -67,10 +69,10 @@ Sample FolderDataset::get(int64_t index) const {
   TORCH_CHECK(index >= 0 && index < size(), "FolderDataset: index ", index, " out of range");
   const Item& item = items_[static_cast<size_t>(index)];
   Sample sample;
-  sample.image = read_image_rgb(item.image);
+  sample.image = read_image_rgb(item.image, read_options_);
   sample.image_id = index + 1;
   sample.file = item.image;
-  const torch::Tensor ids = read_label_image(item.mask);  // [H, W]
+  const torch::Tensor ids = read_label_image(item.mask, read_options_);  // [H, W]
   if (ids.size(0) != sample.image.size(1) || ids.size(1) != sample.image.size(2)) {
     throw InputError(item.mask + ": mask is " + size_text(ids) + " but its image " + item.image + " is " +
                      size_text(sample.image));

@@ -63,6 +63,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"data.synthetic_min_visible_fraction", field(c.data.synthetic_min_visible_fraction)},
       {"data.seed", field(c.data.seed)},
       {"data.horizontal_flip", field(c.data.horizontal_flip)},
+      {"data.max_image_pixels", field(c.data.max_image_pixels)},
       {"model.variant", field(c.model.variant)},
       {"model.depth", field(c.model.depth)},
       {"model.norm", field(c.model.norm)},
@@ -148,6 +149,9 @@ void TrainConfig::validate() const {
   if (data.kind == "folder") require(!data.train_images.empty(), "data.train_images is required for data.kind folder");
   require(data.synthetic_train_images > 0 && data.synthetic_val_images >= 0, "data.synthetic_*_images must be positive");
   require(data.synthetic_image_size >= 64, "data.synthetic_image_size must be >= 64");
+  require(data.max_image_pixels >= 1 && data.max_image_pixels <= (1 << 30),
+          "data.max_image_pixels must be in [1, 1073741824] (OpenCV decodes no more), got " +
+              std::to_string(data.max_image_pixels));
   require(data.synthetic_min_objects >= 0 && data.synthetic_max_objects >= data.synthetic_min_objects,
           "data.synthetic_min_objects must be >= 0 and data.synthetic_max_objects >= it");
   require(data.synthetic_val_min_objects >= -1 && data.synthetic_val_max_objects >= -1,

@@ -45,13 +45,16 @@ TrainingData::TrainingData(const DataConfig& config) {
       std::tie(options.min_objects, options.max_objects) = config.synthetic_val_objects();
       val_ = std::make_shared<data::SyntheticDataset>(options);
     }
-  } else if (config.kind == "folder") {
-    train_ = std::make_shared<data::FolderDataset>(config.train_images);
-    if (!config.val_images.empty()) val_ = std::make_shared<data::FolderDataset>(config.val_images);
   } else {
-    train_ = std::make_shared<data::CocoDataset>(config.train_annotations, config.train_images);
-    if (!config.val_annotations.empty()) {
-      val_ = std::make_shared<data::CocoDataset>(config.val_annotations, config.val_images);
+    const data::ImageReadOptions read{config.max_image_pixels, "data.max_image_pixels"};
+    if (config.kind == "folder") {
+      train_ = std::make_shared<data::FolderDataset>(config.train_images, "object", read);
+      if (!config.val_images.empty()) val_ = std::make_shared<data::FolderDataset>(config.val_images, "object", read);
+    } else {
+      train_ = std::make_shared<data::CocoDataset>(config.train_annotations, config.train_images, read);
+      if (!config.val_annotations.empty()) {
+        val_ = std::make_shared<data::CocoDataset>(config.val_annotations, config.val_images, read);
+      }
     }
   }
   if (val_ && !(val_->categories() == train_->categories())) {

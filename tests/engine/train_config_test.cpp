@@ -163,6 +163,7 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"run.stop_after=-1", "run.stop_after"},
       {"data.kind=imagenet", "data.kind"},
       {"data.synthetic_image_size=32", "data.synthetic_image_size"},
+      {"data.max_image_pixels=0", "data.max_image_pixels"},
       {"data.synthetic_min_visible_fraction=1.5", "data.synthetic_min_visible_fraction"},
       {"data.synthetic_val_min_objects=-2", "data.synthetic_val_min_objects"},
       {"data.synthetic_val_min_objects=9", "data.synthetic_val_max_objects"},  // above the training max 6
@@ -217,7 +218,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
       ++keys;
     }
   }
-  EXPECT_EQ(keys, 55u);  // DataConfig 17 + ModelConfig 15 + OptimConfig 15 + RunConfig 8
+  EXPECT_EQ(keys, 56u);  // DataConfig 18 + ModelConfig 15 + OptimConfig 15 + RunConfig 8
 }
 
 }  // namespace

@@ -1,9 +1,12 @@
 // TrainingData: the splits a config describes.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include "instseg/data/dataset.h"
 #include "instseg/engine/train_config.h"
 #include "instseg/engine/training_data.h"
+#include "support/input_error.h"
+#include "support/reference.h"
 
 namespace instseg {
 namespace {
@@ -33,6 +36,27 @@ TEST(TrainingData, SyntheticValidationSplitCanHaveItsOwnObjectCount) {
   config.synthetic_val_min_objects = config.synthetic_val_max_objects = -1;
   const TrainingData same(config);
   EXPECT_GT(object_count(*same.val_set()), 2 * same.val_set()->size());
+}
+
+// The training readers take the config's pixel limit and name its key, not predict's option.
+TEST(TrainingData, ImagesAreReadUnderTheConfigsPixelLimit) {
+  DataConfig config;
+  config.kind = "coco";
+  config.train_annotations = testing::source_path("datasets/tiny_coco/annotations/instances_val2017.json");
+  config.train_images = testing::source_path("datasets/tiny_coco/val2017");
+  const TrainingData defaults(config);
+  const data::Sample sample = defaults.train_set()->get(0);
+  const int64_t pixels = sample.image.size(1) * sample.image.size(2);
+
+  config.max_image_pixels = static_cast<int>(pixels - 1);
+  const TrainingData limited(config);
+  const std::string message = testing::input_error_of([&] { limited.train_set()->get(0); });
+  EXPECT_THAT(message, ::testing::HasSubstr(sample.file));
+  EXPECT_THAT(message, ::testing::HasSubstr("exceeds the limit of " + std::to_string(pixels - 1) + " pixels"));
+  EXPECT_THAT(message, ::testing::HasSubstr("(data.max_image_pixels)"));
+
+  config.max_image_pixels = static_cast<int>(pixels);
+  EXPECT_EQ(TrainingData(config).train_set()->get(0).image.sizes(), sample.image.sizes());
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include "instseg/coco/dataset.h"
 #include "instseg/data/dataset.h"
+#include "instseg/data/image_io.h"
 
 namespace instseg::data {
 
@@ -26,7 +27,9 @@ class CocoDataset : public Dataset {
  public:
   // image_dir: the folder `file_name`s are relative to. Throws InputError for a malformed file
   // (naming the entry and field) and, checked up front, for image files that do not exist.
-  CocoDataset(const std::string& annotations_path, const std::string& image_dir);
+  // `read_options`: the pixel limit images are read under.
+  CocoDataset(const std::string& annotations_path, const std::string& image_dir,
+              ImageReadOptions read_options = {});
 
   int64_t size() const override { return static_cast<int64_t>(entries_.size()); }  // every image, ascending id
   // Reads the image (InputError for an unreadable one, or one whose size differs from the file's
@@ -50,6 +53,7 @@ class CocoDataset : public Dataset {
   };
   coco::Dataset coco_;
   std::string image_dir_;
+  ImageReadOptions read_options_;
   CategoryMap categories_;
   std::vector<Entry> entries_;
   CocoSkipCounts skipped_;

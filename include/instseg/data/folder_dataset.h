@@ -8,14 +8,17 @@
 #include <vector>
 
 #include "instseg/data/dataset.h"
+#include "instseg/data/image_io.h"
 
 namespace instseg::data {
 
 class FolderDataset : public Dataset {
  public:
   // Lists the images and checks up front that each has its mask; throws InputError naming the
-  // image and the mask it expected. `single_class_name` names the class of the one-class layout.
-  explicit FolderDataset(const std::string& root, const std::string& single_class_name = "object");
+  // image and the mask it expected. `single_class_name` names the class of the one-class layout;
+  // `read_options`: the pixel limit images and masks are read under.
+  explicit FolderDataset(const std::string& root, const std::string& single_class_name = "object",
+                         ImageReadOptions read_options = {});
 
   int64_t size() const override { return static_cast<int64_t>(items_.size()); }
   // Throws InputError naming both files when the mask's size differs from the image's.
@@ -28,6 +31,7 @@ class FolderDataset : public Dataset {
     int64_t label;
   };
   std::vector<Item> items_;
+  ImageReadOptions read_options_;
   CategoryMap categories_;
 };
 

@@ -30,6 +30,9 @@ struct DataConfig {
   double synthetic_min_visible_fraction = 0.4;  // synthetic: how much of a shape occlusion must leave
   int seed = 1;                       // synthetic generator seed (the data, not the training order)
   bool horizontal_flip = true;        // augmentation: flip with probability 0.5
+  // coco/folder: images whose header declares more pixels are refused before decoding; the same
+  // default as predict's --max-image-pixels (data::kDefaultMaxImagePixels), at most 2^30.
+  int max_image_pixels = 100'000'000;
 };
 
 struct ModelConfig {
