@@ -24,6 +24,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using namespace std::string_literals;
+using testing::checkpoint_error_of;
 using testing::checkpoint_ref;
 
 // Legacy format: magic number, protocol version 1001, sys_info {'little_endian': True}, the main
@@ -56,15 +57,6 @@ std::string write_zip(const std::string& name, const std::string& pickle,
   for (const auto& [key, bytes] : storages) writer.writeRecord("data/" + key, bytes.data(), bytes.size());
   writer.writeEndOfFile();
   return path;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "(no CheckpointError)";
 }
 
 std::string u32(uint32_t v) { return std::string(reinterpret_cast<const char*>(&v), 4); }
@@ -101,18 +93,18 @@ TEST(HostilePickle, DeepNestingIsAnErrorNotAStackOverflow) {
            {"memo_chain", memo_chain(kDeep)}}) {
     const auto legacy_path = write_legacy("deep_" + name, pickle);
     const auto zip_path = write_zip("deep_" + name, pickle);
-    EXPECT_THAT(error_of([&] { read_state_dict(legacy_path); }), HasSubstr(legacy_path + " at byte ")) << name;
-    EXPECT_THAT(error_of([&] { read_state_dict(legacy_path); }), HasSubstr(limit)) << name;
-    EXPECT_THAT(error_of([&] { read_archive(legacy_path); }), HasSubstr(limit)) << name;
-    EXPECT_THAT(error_of([&] { read_state_dict(zip_path); }), HasSubstr(zip_path + " (record data.pkl) at byte "))
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(legacy_path); }), HasSubstr(legacy_path + " at byte ")) << name;
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(legacy_path); }), HasSubstr(limit)) << name;
+    EXPECT_THAT(checkpoint_error_of([&] { read_archive(legacy_path); }), HasSubstr(limit)) << name;
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(zip_path); }), HasSubstr(zip_path + " (record data.pkl) at byte "))
         << name;
-    EXPECT_THAT(error_of([&] { read_archive(zip_path); }), HasSubstr(limit)) << name;
+    EXPECT_THAT(checkpoint_error_of([&] { read_archive(zip_path); }), HasSubstr(limit)) << name;
   }
   // The byte is the container that is one level too deep: lists are made innermost first, at the
   // 'l' opcodes after kDeep MARKs and one EMPTY_LIST; the 1000th list from the outside is made by
   // the (kDeep - 1000)th of them.
   const auto path = write_legacy("deep_lists", nested_lists(kDeep));
-  EXPECT_THAT(error_of([&] { read_state_dict(path); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }),
               HasSubstr(path + " at byte " + std::to_string(kLegacyMain + 2 + kDeep + 1 + (kDeep - 1000) - 1) + ": " +
                         limit));
 }
@@ -123,7 +115,7 @@ TEST(HostilePickle, NestingUpToTheLimitReads) {
   const auto value = read_archive(path).toList();
   ASSERT_EQ(value.size(), 1u);
   const auto one_more = write_zip("limit_plus_one", nested_lists(1000));
-  EXPECT_THAT(error_of([&] { read_archive(one_more); }), HasSubstr("nested deeper than 1000 levels"));
+  EXPECT_THAT(checkpoint_error_of([&] { read_archive(one_more); }), HasSubstr("nested deeper than 1000 levels"));
 }
 
 TEST(HostilePickle, ReferenceCyclesAreRefused) {
@@ -134,12 +126,12 @@ TEST(HostilePickle, ReferenceCyclesAreRefused) {
     const auto legacy_path = write_legacy("cycle", pickle);
     const auto zip_path = write_zip("cycle", pickle);
     const std::string what = std::string(": a ") + kind + " made here contains itself (a reference cycle); checkpoints have none";
-    EXPECT_EQ(error_of([&] { read_state_dict(legacy_path); }),
+    EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(legacy_path); }),
               legacy_path + " at byte " + std::to_string(kLegacyMain + 2) + what);
-    EXPECT_EQ(error_of([&] { read_archive(legacy_path); }),
+    EXPECT_EQ(checkpoint_error_of([&] { read_archive(legacy_path); }),
               legacy_path + " at byte " + std::to_string(kLegacyMain + 2) + what);
-    EXPECT_EQ(error_of([&] { read_state_dict(zip_path); }), zip_path + " (record data.pkl) at byte 2" + what);
-    EXPECT_EQ(error_of([&] { read_archive(zip_path); }), zip_path + " (record data.pkl) at byte 2" + what);
+    EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(zip_path); }), zip_path + " (record data.pkl) at byte 2" + what);
+    EXPECT_EQ(checkpoint_error_of([&] { read_archive(zip_path); }), zip_path + " (record data.pkl) at byte 2" + what);
   }
 }
 
@@ -173,28 +165,28 @@ TEST(HostilePickle, ARefusedCallableIsNamedWithItsByte) {
   const size_t reduce_at = 2 + 14 + 5 + 24 + 1;  // PROTO, GLOBAL, BINUNICODE, TUPLE1
   auto legacy_path = write_legacy("callable", alone);
   auto zip_path = write_zip("callable", alone);
-  EXPECT_EQ(error_of([&] { read_state_dict(legacy_path); }),
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(legacy_path); }),
             legacy_path + ": holds a Python object 'posix.system' (a call at byte " +
                 std::to_string(kLegacyMain + reduce_at) + ", not run), not a dict of tensors");
-  EXPECT_EQ(error_of([&] { read_state_dict(zip_path); }),
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(zip_path); }),
             zip_path + ": holds a Python object 'posix.system' (a call at byte " + std::to_string(reduce_at) +
                 " of record data.pkl, not run), not a dict of tensors");
-  EXPECT_EQ(error_of([&] { read_archive(zip_path); }),
+  EXPECT_EQ(checkpoint_error_of([&] { read_archive(zip_path); }),
             zip_path + ": holds a Python object 'posix.system' (a call at byte " + std::to_string(reduce_at) +
                 " of record data.pkl, not run) that has no C++ equivalent");
 
   const std::string in_dict = "\x80\x02}" + str("weight") + call + "s.";
   legacy_path = write_legacy("callable_entry", in_dict);
   zip_path = write_zip("callable_entry", in_dict);
-  EXPECT_EQ(error_of([&] { read_state_dict(legacy_path); }),
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(legacy_path); }),
             legacy_path + ": not a state dict: entry 'weight' is a Python object 'posix.system' (a call at byte " +
                 std::to_string(kLegacyMain + 3 + 11 + reduce_at - 2) + ", not run), not a tensor (keys: 'weight')");
-  EXPECT_THAT(error_of([&] { read_state_dict(zip_path); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(zip_path); }),
               HasSubstr("entry 'weight' is a Python object 'posix.system' (a call at byte " +
                         std::to_string(3 + 11 + reduce_at - 2) + " of record data.pkl, not run)"));
   // A callable that is only referenced, never called.
   const std::string reference = "\x80\x02}" + str("f") + "cbuiltins\neval\ns.";
-  EXPECT_THAT(error_of([&] { read_state_dict(write_zip("global", reference)); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(write_zip("global", reference)); }),
               HasSubstr("entry 'f' is a reference to Python 'builtins.eval' (at byte 9 of record data.pkl, "
                         "not imported), not a tensor"));
   std::ifstream pwned("/tmp/instseg_pwned");
@@ -220,16 +212,16 @@ TEST(HostilePickle, TensorViewArithmeticCannotOverflow) {
   for (const auto& pickle : {wraps, count, empty}) {
     const auto legacy_path = write_legacy("overflow", pickle, kOneStorageKey, float_data(4));
     const auto zip_path = write_zip("overflow", pickle, {{"0", std::string(16, '\0')}});
-    EXPECT_THAT(error_of([&] { read_state_dict(legacy_path); }),
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(legacy_path); }),
                 HasSubstr("tensor view with size and stride beyond 64-bit range"));
-    EXPECT_THAT(error_of([&] { read_state_dict(zip_path); }),
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(zip_path); }),
                 HasSubstr(zip_path + " (record data.pkl) at byte "));
-    EXPECT_THAT(error_of([&] { read_state_dict(zip_path); }),
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(zip_path); }),
                 HasSubstr("tensor view with size and stride beyond 64-bit range"));
   }
   // In range but past the end, and a good view next to it.
   const auto past = write_zip("past_end", tensor_pickle(4, "(K\x02t", "(K\x04t"), {{"0", std::string(16, '\0')}});
-  EXPECT_THAT(error_of([&] { read_state_dict(past); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(past); }),
               HasSubstr("tensor view (offset 0, last element 4) exceeds its storage of 4 elements"));
   const auto good = write_zip("good_view", tensor_pickle(4, "(K\x02t", "(K\x02t", 1), {{"0", std::string(16, '\0')}});
   EXPECT_EQ(read_state_dict(good).at(0).second.sizes(), (std::vector<int64_t>{2}));
@@ -240,12 +232,12 @@ TEST(HostilePickle, LegacyStorageSizesAreCheckedBeforeAllocating) {
   // 2^40 floats (4 TiB), and 2^61 floats whose byte count would wrap, declared by a tiny file.
   for (int64_t numel : {int64_t(1) << 40, int64_t(1) << 61}) {
     const auto path = write_legacy("huge_storage", tensor_pickle(numel, w, w), kOneStorageKey, float_data(1));
-    EXPECT_THAT(error_of([&] { read_state_dict(path); }),
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }),
                 HasSubstr("storage '0' declares " + std::to_string(numel) + " elements of 4 bytes, more than the file's"));
-    EXPECT_THAT(error_of([&] { read_state_dict(path); }), HasSubstr(path + " at byte "));
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }), HasSubstr(path + " at byte "));
   }
   const auto negative = write_legacy("negative_storage", tensor_pickle(-1, w, w), kOneStorageKey, float_data(1));
-  EXPECT_THAT(error_of([&] { read_state_dict(negative); }), HasSubstr("storage '0' declares -1 elements"));
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(negative); }), HasSubstr("storage '0' declares -1 elements"));
   // Storages that several keys declare in all may not exceed the file either.
   std::string many = "\x80\x02}";
   for (int i = 0; i < 64; ++i) {
@@ -253,13 +245,13 @@ TEST(HostilePickle, LegacyStorageSizesAreCheckedBeforeAllocating) {
             "ctorch\nFloatStorage\n" + str(std::to_string(i)) + str("cpu") + long8(1000) + "NtQK\x00(K\x01t(K\x01ttRs"s;
   }
   const auto many_path = write_legacy("many_storages", many + ".", kNoStorages, std::string(64 * 1000, '\0'));
-  EXPECT_THAT(error_of([&] { read_state_dict(many_path); }), HasSubstr("elements of 4 bytes, more than the file's"));
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(many_path); }), HasSubstr("elements of 4 bytes, more than the file's"));
 }
 
 TEST(HostilePickle, LegacyStorageWithoutDataIsAnError) {
   // The pickle uses storage '0' but the key list is empty: its memory was never filled.
   const auto path = write_legacy("unfilled", tensor_pickle(4, "(K\x04t", "(K\x01t"), kNoStorages, "");
-  EXPECT_THAT(error_of([&] { read_state_dict(path); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }),
               HasSubstr("storage '0' is used by the pickle but missing from the storage key list (no data)"));
   // The same with its data reads.
   const auto good = write_legacy("filled", tensor_pickle(4, "(K\x04t", "(K\x01t"), kOneStorageKey, float_data(4));
@@ -280,7 +272,7 @@ TEST(HostilePickle, ARawStorageIsNotATensor) {
   // {'w': storage} without _rebuild_tensor_v2, and a rebuilt tensor passed where a storage goes.
   const std::string raw = "\x80\x02}" + str("w") + "(" + str("storage") + "ctorch\nFloatStorage\n" + str("0") +
                           str("cpu") + "K\x04NtQs.";
-  EXPECT_THAT(error_of([&] { read_state_dict(write_zip("raw_storage", raw, {{"0", std::string(16, '\0')}})); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(write_zip("raw_storage", raw, {{"0", std::string(16, '\0')}})); }),
               HasSubstr("entry 'w' is of type storage, not a tensor"));
   // A view of 1000 elements with stride 0 over 4 floats, then viewed again as if it were a storage
   // of 1000 elements: the second view would read past the 4 floats.
@@ -288,7 +280,7 @@ TEST(HostilePickle, ARawStorageIsNotATensor) {
       "\x80\x02}" + str("w") + "ctorch._utils\n_rebuild_tensor_v2\nq\x00(h\x00(("s + str("storage") +
       "ctorch\nFloatStorage\n" + str("0") + str("cpu") + "K\x04NtQK\x00(M\xe8\x03t(K\x00ttR"s +
       "K\x00(M\xe8\x03t(K\x01ttRs."s;
-  EXPECT_THAT(error_of([&] {
+  EXPECT_THAT(checkpoint_error_of([&] {
                 read_state_dict(write_zip("tensor_as_storage", tensor_as_storage, {{"0", std::string(16, '\0')}}));
               }),
               HasSubstr("torch._utils._rebuild_tensor_v2 called with unexpected arguments"));
@@ -311,7 +303,7 @@ TEST(HostilePickle, ManyDictKeysAreLinearAndRepeatedKeysReplace) {
 TEST(HostilePickle, OpcodeCountIsBounded) {
   // 5 million DUPs of one None: each costs a stack slot; past 2^22 opcodes the pickle is refused.
   const std::string pickle = "\x80\x02N" + std::string(5000000, '2') + ".";
-  EXPECT_THAT(error_of([&] { read_state_dict(write_zip("opcodes", pickle)); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(write_zip("opcodes", pickle)); }),
               HasSubstr("(record data.pkl) at byte 4194305: pickle runs more than 4194304 opcodes"));
 }
 
@@ -356,7 +348,7 @@ TEST(PickleValue, FreesADeepChainWithoutRecursion) {
 TEST(DescribeCheckpointHostile, ClassifierOfTheWrongShapeIsACheckpointError) {
   StateDict sd = {{"roi_heads.box_predictor.cls_score.weight", torch::zeros({})},
                   {"roi_heads.box_head.fc6.weight", torch::zeros({1})}};
-  EXPECT_EQ(error_of([&] { describe_checkpoint(sd, "x.pth"); }),
+  EXPECT_EQ(checkpoint_error_of([&] { describe_checkpoint(sd, "x.pth"); }),
             "x.pth: 'roi_heads.box_predictor.cls_score.weight' has shape [], expected [classes, features]");
   // A layer3 block number too long for an int is not a block.
   StateDict resnet = {{"conv1.weight", torch::Tensor()}, {"layer1.0.conv1.weight", torch::Tensor()},

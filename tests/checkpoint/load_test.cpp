@@ -14,6 +14,7 @@ namespace instseg {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::checkpoint_error_of;
 using testing::checkpoint_ref;
 
 bool is_buffer(const std::string& name) {
@@ -50,15 +51,6 @@ std::shared_ptr<torch::nn::Module> tree_like(const StateDict& sd) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> entries;
   for (const auto& [name, t] : sd) entries.emplace_back(name, t.sizes().vec());
   return make_tree(entries);
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "(no CheckpointError)";
 }
 
 const std::vector<std::pair<std::string, std::vector<int64_t>>> kSmall = {
@@ -100,7 +92,7 @@ TEST(LoadStateDict, ReportsEveryProblemInOneErrorAndCopiesNothing) {
   sd[4].second = torch::randn({91, 8});       // cls_score for COCO, model has 2 classes
   sd.erase(sd.begin() + 3);                   // rpn conv missing
   sd.emplace_back("roi_heads.extra.weight", torch::ones({1}));
-  EXPECT_EQ(error_of([&] { load_state_dict(*model, sd, "model.pth"); }),
+  EXPECT_EQ(checkpoint_error_of([&] { load_state_dict(*model, sd, "model.pth"); }),
             "model.pth: state dict does not fit the model; 1 mis-shaped: key "
             "'roi_heads.box_predictor.cls_score.weight' has shape [91, 8], model expects [2, 8]; "
             "1 missing: 'rpn.head.conv.0.0.weight'; 1 unexpected: 'roi_heads.extra.weight'");
@@ -117,11 +109,11 @@ TEST(LoadStateDict, NonStrictReportsMissingAndUnexpectedButStillRejectsShapes) {
   EXPECT_EQ(report.missing, std::vector<std::string>{"'rpn.head.conv.0.0.weight'"});
   EXPECT_EQ(report.unexpected.size(), 12u);
   // Strict, the long list is cut after ten names and says how many more there are.
-  EXPECT_THAT(error_of([&] { load_state_dict(*model, sd, "model.pth"); }),
+  EXPECT_THAT(checkpoint_error_of([&] { load_state_dict(*model, sd, "model.pth"); }),
               HasSubstr("12 unexpected: 'extra.0', 'extra.1', 'extra.2', 'extra.3', 'extra.4', 'extra.5', "
                         "'extra.6', 'extra.7', 'extra.8', 'extra.9', ... (2 more)"));
   sd[0].second = torch::ones({1});
-  EXPECT_THAT(error_of([&] { load_state_dict(*model, sd, "model.pth", {.strict = false}); }),
+  EXPECT_THAT(checkpoint_error_of([&] { load_state_dict(*model, sd, "model.pth", {.strict = false}); }),
               HasSubstr("key 'backbone.body.conv1.weight' has shape [1], model expects [4, 3, 3, 3]"));
 }
 
@@ -141,7 +133,7 @@ TEST(LoadStateDict, TorchvisionMaskRcnnIntoATreeWithItsNames) {
     if (name.rfind("roi_heads.box_predictor.cls_score.", 0) == 0) t = t.narrow(0, 0, 2);
   }
   auto two_class = tree_like(sd2);
-  EXPECT_THAT(error_of([&] { load_state_dict(*two_class, sd, "model.pth"); }),
+  EXPECT_THAT(checkpoint_error_of([&] { load_state_dict(*two_class, sd, "model.pth"); }),
               HasSubstr("model.pth: state dict does not fit the model; 2 mis-shaped: key "
                         "'roi_heads.box_predictor.cls_score.weight' has shape [91, 1024], model expects [2, 1024], "
                         "key 'roi_heads.box_predictor.cls_score.bias' has shape [91], model expects [2]"));
@@ -164,7 +156,7 @@ TEST(TorchvisionKeys, OldLayoutCheckpointLoadsStrictlyAfterUpgrade) {
   const auto old = read_state_dict(checkpoint_ref("maskrcnn_v1_oldkeys.pth"));
   const auto current = read_state_dict(checkpoint_ref("maskrcnn_v1.pth"));
   auto model = tree_like(current);
-  EXPECT_THAT(error_of([&] { load_state_dict(*model, old, "coco.pth"); }), HasSubstr("26 missing"));
+  EXPECT_THAT(checkpoint_error_of([&] { load_state_dict(*model, old, "coco.pth"); }), HasSubstr("26 missing"));
   const auto upgraded = upgrade_torchvision_keys(old);
   EXPECT_EQ(load_state_dict(*model, upgraded, "coco.pth").loaded, int(current.size()));
   const auto loaded = module_state_dict(*model);
@@ -191,7 +183,7 @@ TEST(TorchvisionKeys, ImageNetResNetLoadsIntoTheBackboneOnly) {
   auto partial = body;
   partial.pop_back();
   partial.pop_back();
-  EXPECT_THAT(error_of([&] { load_state_dict(*model, partial, "resnet50.pth", {.scope = "backbone.body."}); }),
+  EXPECT_THAT(checkpoint_error_of([&] { load_state_dict(*model, partial, "resnet50.pth", {.scope = "backbone.body."}); }),
               HasSubstr("(under 'backbone.body.'); 1 missing: 'backbone.body.layer4.2.bn3.running_var'"));
 }
 
@@ -212,20 +204,20 @@ TEST(DescribeCheckpoint, RecognisesTorchvisionModels) {
 TEST(DescribeCheckpoint, DepthFromLayer3BlocksAndBlockType) {
   StateDict sd = {{"conv1.weight", {}}, {"layer1.0.conv1.weight", {}}, {"fc.weight", torch::zeros({10, 2})}};
   for (int i = 0; i < 23; ++i) sd.emplace_back("layer3." + std::to_string(i) + ".conv1.weight", torch::Tensor());
-  EXPECT_THAT(error_of([&] { describe_checkpoint(sd, "r.pth"); }),
+  EXPECT_THAT(checkpoint_error_of([&] { describe_checkpoint(sd, "r.pth"); }),
               HasSubstr("r.pth: unrecognised ResNet: 'layer3.*' has 23 basic blocks"));
   sd.emplace_back("layer1.0.conv3.weight", torch::Tensor());
   EXPECT_EQ(describe_checkpoint(sd, "r.pth").depth, 101);
 }
 
 TEST(DescribeCheckpoint, OtherArchitecturesGetOneClearError) {
-  EXPECT_EQ(error_of([&] { require_mask_rcnn(read_state_dict(checkpoint_ref("resnet50.pth")), "resnet50.pth"); }),
+  EXPECT_EQ(checkpoint_error_of([&] { require_mask_rcnn(read_state_dict(checkpoint_ref("resnet50.pth")), "resnet50.pth"); }),
             "resnet50.pth: is an ImageNet ResNet-50 (1000 classes) classification checkpoint, not a Mask R-CNN "
             "detector; it can only initialise the backbone");
-  EXPECT_EQ(error_of([&] { require_mask_rcnn(read_state_dict(checkpoint_ref("fasterrcnn.pth")), "f.pth"); }),
+  EXPECT_EQ(checkpoint_error_of([&] { require_mask_rcnn(read_state_dict(checkpoint_ref("fasterrcnn.pth")), "f.pth"); }),
             "f.pth: is a Faster R-CNN v1, ResNet-50-FPN, 91 classes checkpoint without a mask head "
             "('roi_heads.mask_predictor.*'); a Mask R-CNN is needed");
-  EXPECT_EQ(error_of([&] { require_mask_rcnn(read_state_dict(checkpoint_ref("garbage_keys.pth")), "g.pth"); }),
+  EXPECT_EQ(checkpoint_error_of([&] { require_mask_rcnn(read_state_dict(checkpoint_ref("garbage_keys.pth")), "g.pth"); }),
             "g.pth: not a torchvision Mask R-CNN, Faster R-CNN or ResNet checkpoint: it has neither "
             "'roi_heads.box_predictor.cls_score.weight' nor 'fc.weight' (2 keys: 'encoder.weight', 'decoder.bias')");
 }

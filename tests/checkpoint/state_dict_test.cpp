@@ -17,6 +17,7 @@ namespace instseg {
 namespace {
 
 using ::testing::HasSubstr;
+using testing::checkpoint_error_of;
 using testing::checkpoint_ref;
 
 // Every key in the file's order, every tensor equal bit for bit to what Python saved.
@@ -39,15 +40,6 @@ std::string write_temp(const std::string& name, const std::string& bytes) {
   const std::string path = checkpoint_ref("tmp_" + name);
   std::ofstream(path, std::ios::binary).write(bytes.data(), bytes.size());
   return path;
-}
-
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "(no CheckpointError)";
 }
 
 // The legacy file holds the same tensors; comparing it with the checked zip read is cheaper than summing.
@@ -107,18 +99,18 @@ TEST(ReadStateDict, TakesTheStateDictOutOfTrainingWrappers) {
 
 TEST(ReadStateDict, EmptyTextAndMissingFilesAreRejected) {
   const auto empty = write_temp("empty.pth", "");
-  EXPECT_EQ(error_of([&] { read_state_dict(empty); }), empty + ": empty file (0 bytes), not a PyTorch checkpoint");
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(empty); }), empty + ": empty file (0 bytes), not a PyTorch checkpoint");
   const auto text = checkpoint_ref("notes.txt");
-  EXPECT_THAT(error_of([&] { read_state_dict(text); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(text); }),
               HasSubstr(text + ": not a PyTorch checkpoint: starts with bytes 74 68 65 73"));
-  EXPECT_EQ(error_of([&] { read_state_dict("/nonexistent/model.pth"); }), "/nonexistent/model.pth: cannot open file");
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict("/nonexistent/model.pth"); }), "/nonexistent/model.pth: cannot open file");
 }
 
 TEST(ReadStateDict, TruncatedZipIsRejected) {
   const auto bytes = read_bytes(checkpoint_ref("mixed.pth"));
   for (size_t cut : {size_t(10), size_t(100), bytes.size() / 2, bytes.size() - 1}) {
     const auto path = write_temp("cut_zip.pth", bytes.substr(0, cut));
-    EXPECT_THAT(error_of([&] { read_state_dict(path); }),
+    EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }),
                 HasSubstr(path + ": not a readable zip archive (truncated or corrupt?)"))
         << "cut at " << cut;
   }
@@ -127,15 +119,15 @@ TEST(ReadStateDict, TruncatedZipIsRejected) {
 TEST(ReadStateDict, TruncatedLegacyFileNamesTheByteOffset) {
   const auto bytes = read_bytes(checkpoint_ref("mixed_legacy.pth"));
   const auto path = write_temp("cut_legacy.pth", bytes.substr(0, 9));
-  EXPECT_EQ(error_of([&] { read_state_dict(path); }),
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(path); }),
             path + ": truncated: 9 bytes, shorter than the legacy torch.save magic number");
   // Inside the main pickle (which starts at byte 137, after magic, version and sys_info).
   write_temp("cut_legacy.pth", bytes.substr(0, 300));
-  EXPECT_THAT(error_of([&] { read_state_dict(path); }), HasSubstr("truncated: opcode needs"));
-  EXPECT_THAT(error_of([&] { read_state_dict(path); }), HasSubstr("data ends at byte 300"));
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }), HasSubstr("truncated: opcode needs"));
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }), HasSubstr("data ends at byte 300"));
   // Inside the raw storage bytes at the end.
   write_temp("cut_legacy.pth", bytes.substr(0, bytes.size() - 3));
-  EXPECT_THAT(error_of([&] { read_state_dict(path); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }),
               HasSubstr("but the file ends at byte " + std::to_string(bytes.size() - 3) + " (truncated?)"));
 }
 
@@ -145,10 +137,10 @@ TEST(ReadStateDict, UnknownOpcodeAndWrongMagicNameTheByte) {
   ASSERT_EQ(bytes[139], 'c');     // GLOBAL collections.OrderedDict
   bytes[139] = '\xff';
   const auto path = write_temp("bad_opcode.pth", bytes);
-  EXPECT_EQ(error_of([&] { read_state_dict(path); }), path + " at byte 139: unknown pickle opcode 0xff");
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(path); }), path + " at byte 139: unknown pickle opcode 0xff");
   bytes[5] ^= 1;  // inside the magic number
   write_temp("bad_opcode.pth", bytes);
-  EXPECT_THAT(error_of([&] { read_state_dict(path); }), HasSubstr(path + " at byte 0: a pickle but not a torch.save file"));
+  EXPECT_THAT(checkpoint_error_of([&] { read_state_dict(path); }), HasSubstr(path + " at byte 0: a pickle but not a torch.save file"));
 }
 
 TEST(ReadStateDict, NonTensorEntriesAreNotAStateDict) {
@@ -157,7 +149,7 @@ TEST(ReadStateDict, NonTensorEntriesAreNotAStateDict) {
   dict.insert("conv.weight", torch::ones({2}));
   dict.insert("epoch", int64_t(3));
   save_archive(path, dict);
-  EXPECT_EQ(error_of([&] { read_state_dict(path); }),
+  EXPECT_EQ(checkpoint_error_of([&] { read_state_dict(path); }),
             path + ": not a state dict: entry 'epoch' is of type int, not a tensor "
                    "(keys: 'conv.weight', 'epoch')");
 }
@@ -219,9 +211,9 @@ TEST(SaveArchive, TrainingStateRoundTripsThroughPythonAndBack) {
 TEST(SaveArchive, PythonObjectsHaveNoCppValue) {
   const auto path = checkpoint_ref("wrapped_model.pth");
   // Named with where the call is in the pickle; nothing was run.
-  EXPECT_THAT(error_of([&] { read_archive(path); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_archive(path); }),
               HasSubstr(path + ": holds a Python object 'argparse.Namespace' (a call at byte "));
-  EXPECT_THAT(error_of([&] { read_archive(path); }),
+  EXPECT_THAT(checkpoint_error_of([&] { read_archive(path); }),
               HasSubstr(" of record data.pkl, not run) that has no C++ equivalent"));
 }
 

@@ -3,14 +3,26 @@
 #include <torch/torch.h>
 
 #include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
 
+#include "instseg/errors.h"
 #include "support/reference.h"
 
 namespace instseg::testing {
 
 inline std::string checkpoint_ref(const std::string& name) { return reference_dir("checkpoint") + "/" + name; }
+
+// The message of the CheckpointError that f throws, or "(no CheckpointError)".
+inline std::string checkpoint_error_of(const std::function<void()>& f) {
+  try {
+    f();
+  } catch (const CheckpointError& e) {
+    return e.what();
+  }
+  return "(no CheckpointError)";
+}
 
 // [byte-word sum, position-weighted sum, ndim, *shape] in int64, as checksum() in checkpoint.py.
 inline torch::Tensor checksum(const torch::Tensor& tensor) {

@@ -24,6 +24,7 @@ namespace {
 
 using ::testing::HasSubstr;
 using namespace std::string_literals;
+using testing::checkpoint_error_of;
 using testing::checkpoint_ref;
 
 constexpr uint64_t kAsWritten = ~uint64_t(0);
@@ -136,20 +137,11 @@ std::string write(const std::string& name, const std::string& bytes) {
   return path;
 }
 
-std::string error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "(no CheckpointError)";
-}
-
 // The error of reading the file, which must be the same for the in-memory reader.
 std::string read_error(const std::string& path, const std::string& bytes) {
-  const std::string from_file = error_of([&] { read_state_dict(path); });
+  const std::string from_file = checkpoint_error_of([&] { read_state_dict(path); });
   const std::string in_memory =
-      error_of([&] { checkpoint_detail::to_state_dict(checkpoint_detail::unpickle_bytes(bytes, path)); });
+      checkpoint_error_of([&] { checkpoint_detail::to_state_dict(checkpoint_detail::unpickle_bytes(bytes, path)); });
   EXPECT_EQ(from_file, in_memory);
   return from_file;
 }
