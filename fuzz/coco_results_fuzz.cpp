@@ -25,17 +25,9 @@ const coco::Dataset& ground_truth() {
   return gt;
 }
 
-template <typename F>
-bool accepted(F&& f) {
-  try {
-    f();
-    return true;
-  } catch (const instseg::InputError&) {
-    return false;
-  }
-}
-
 }  // namespace
+
+using instseg::fuzz::accepted;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const coco::Dataset& gt = ground_truth();

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <string>
 
+#include "instseg/errors.h"
+
 namespace instseg::fuzz {
 
 // A file per process for the readers that only take a path. /dev/shm (tmpfs) when there is one,
@@ -25,6 +27,18 @@ inline void write_scratch(const std::string& path, const uint8_t* data, size_t s
   if (!f || (size && std::fwrite(data, 1, size, f) != size) || std::fclose(f) != 0) {
     std::perror(path.c_str());
     std::abort();
+  }
+}
+
+// Runs f: true when it returns, false when the library refuses the input with an InputError (the
+// documented refusal of the COCO and JSON readers); anything else escapes as a finding.
+template <typename F>
+bool accepted(F&& f) {
+  try {
+    f();
+    return true;
+  } catch (const InputError&) {
+    return false;
   }
 }
 

@@ -41,17 +41,9 @@ void walk(JsonReader& in, int depth) {
   }
 }
 
-template <typename F>
-bool accepted(F&& f) {
-  try {
-    f();
-    return true;
-  } catch (const instseg::InputError&) {
-    return false;
-  }
-}
-
 }  // namespace
+
+using instseg::fuzz::accepted;
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string file = "fuzz.json";
