@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "instseg/errors.h"
+#include "support/input_error.h"
 #include "support/reference.h"
 
 namespace instseg::testing {
@@ -16,12 +17,7 @@ inline std::string checkpoint_ref(const std::string& name) { return reference_di
 
 // The message of the CheckpointError that f throws, or "(no CheckpointError)".
 inline std::string checkpoint_error_of(const std::function<void()>& f) {
-  try {
-    f();
-  } catch (const CheckpointError& e) {
-    return e.what();
-  }
-  return "(no CheckpointError)";
+  return error_message_of<CheckpointError>(f, "(no CheckpointError)");
 }
 
 // [byte-word sum, position-weighted sum, ndim, *shape] in int64, as checksum() in checkpoint.py.

@@ -1,5 +1,5 @@
 #pragma once
-// The message of the InputError a piece of code throws, for asserting on what users are told.
+// The message of the error a piece of code throws, for asserting on what users are told.
 #include <functional>
 #include <string>
 
@@ -7,14 +7,18 @@
 
 namespace instseg::testing {
 
-// The message of the InputError that f throws, or "no error".
-inline std::string input_error_of(const std::function<void()>& f) {
+// The message of the `Error` that f throws, or `none` when it throws nothing.
+template <typename Error>
+std::string error_message_of(const std::function<void()>& f, const std::string& none) {
   try {
     f();
-  } catch (const InputError& e) {
+  } catch (const Error& e) {
     return e.what();
   }
-  return "no error";
+  return none;
 }
+
+// The message of the InputError that f throws, or "no error".
+inline std::string input_error_of(const std::function<void()>& f) { return error_message_of<InputError>(f, "no error"); }
 
 }  // namespace instseg::testing
