@@ -125,6 +125,10 @@ bool is_out_of_memory(const c10::Error& e) {
   return std::string(e.what()).find("DefaultCPUAllocator") != std::string::npos;
 }
 
+std::string out_of_memory(const std::string& path) {
+  return path + ": out of memory while predicting this image (lower --max-image-pixels to refuse such images)";
+}
+
 }  // namespace
 
 std::vector<std::string> overlay_names(const std::vector<std::string>& image_paths) {
@@ -248,10 +252,10 @@ PredictSummary run_predict(const PredictOptions& options) {
     } catch (const InputError& e) {
       failure = e.what();
     } catch (const std::bad_alloc&) {
-      failure = path + ": out of memory while predicting this image (lower --max-image-pixels to refuse such images)";
+      failure = out_of_memory(path);
     } catch (const c10::Error& e) {
       if (!is_out_of_memory(e)) throw;
-      failure = path + ": out of memory while predicting this image (lower --max-image-pixels to refuse such images)";
+      failure = out_of_memory(path);
     }
     if (failure) {
       summary.failures.push_back(*failure);
