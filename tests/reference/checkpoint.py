@@ -6,6 +6,9 @@ For every state dict NAME.pth it writes NAME.sums.pt, a plain dict {key: int64 t
 [order-free byte sum, position-weighted byte sum, ndim, *shape], so the C++ reader can be checked
 exactly without a second copy of the weights. Integer sums wrap identically in any order.
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import argparse
 import collections
 import os

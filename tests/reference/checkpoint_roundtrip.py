@@ -7,6 +7,9 @@
       WRITTEN must be the training-state archive the C++ test writes.
 Exits non-zero with a message on the first difference.
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import sys
 
 import torch

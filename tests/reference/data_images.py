@@ -3,6 +3,9 @@ detection reference would feed the model for them: to_tensor(Image.open(path).co
 
 Usage: /usr/bin/python3 data_images.py OUTDIR
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import os
 import sys
 

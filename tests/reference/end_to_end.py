@@ -15,6 +15,9 @@ Writes plain dicts of tensors (torch.save) that the C++ tests read:
   levels.pt            MultiScaleRoIAlign level mapping of hand-made boxes
   training_{v1,v2}.pt  RoI-head losses given sampled proposals (explicit indices), also in bfloat16
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import copy
 import os
 import sys

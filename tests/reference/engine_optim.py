@@ -9,6 +9,9 @@ lr_<case>.pt: the learning rate torchvision's reference training uses at each it
   LinearLR(start_factor=warmup_factor, total_iters=warmup) chained with MultiStepLR or
   CosineAnnealingLR(T_max=iterations, eta_min=0), read before each optimizer step.
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import math
 import os
 import sys

@@ -11,6 +11,9 @@ torchvision builds such a model from its own parts (BackboneWithFPN, TwoMLPHead,
 OUT.pt holds boxes_<i>, scores_<i>, labels_<i>, masks_<i> for image i (argument order).
 Exits non-zero (with torch's message) when the state dict does not load strictly.
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import sys
 
 import torch

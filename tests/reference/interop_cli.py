@@ -9,6 +9,9 @@ Usage: /usr/bin/python3 tests/reference/interop_cli.py OUTDIR  (the C++ tests ru
   gray.png          a COCO validation image as 8-bit grayscale (1 channel)
   rgba.png          the same image as RGBA (4 channels, alpha varying)
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import os
 import sys
 

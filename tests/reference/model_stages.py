@@ -10,6 +10,9 @@ identity), and writes one torch.save({name: tensor}) file per case:
   v1_full.pt    one image at the default min_size 800 through v1: batch and proposals
   resize_sizes.pt, resize_train.pt, resnet{18,34,101}.pt, rpn_losses.pt
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import os
 import sys
 

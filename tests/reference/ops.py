@@ -3,6 +3,9 @@
 Usage: /usr/bin/python3 tests/reference/ops.py OUTDIR  (the C++ tests run it via reference_dir).
 Each file is torch.save({name: tensor}) of a plain dict.
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import os
 import sys
 

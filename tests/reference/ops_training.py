@@ -3,6 +3,9 @@ det_utils.Matcher and BalancedPositiveNegativeSampler on seeded inputs.
 
 Usage: /usr/bin/python3 tests/reference/ops_training.py OUTDIR
 """
+import reference_env  # noqa: E402  (the versions this script was written for)
+reference_env.require(torch="1.13", torchvision="0.14")
+
 import os
 import sys
 
