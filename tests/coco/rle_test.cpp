@@ -13,6 +13,7 @@
 #include "instseg/errors.h"
 #include "support/input_error.h"
 #include "support/reference.h"
+#include "support/test_dir.h"
 
 namespace instseg::coco {
 namespace {
@@ -21,8 +22,7 @@ using nlohmann::json;
 
 const json& cases() {
   static const json data = [] {
-    std::ifstream in(testing::source_path("tests/fixtures/coco_eval/rle_cases.json"));
-    return json::parse(in);
+    return json::parse(testing::read_file_bytes(testing::source_path("tests/fixtures/coco_eval/rle_cases.json")));
   }();
   return data;
 }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <stdexcept>
 
 #include "instseg/coco/dataset.h"
 #include "instseg/coco/results.h"
@@ -19,9 +20,15 @@ using nlohmann::json;
 
 std::string fixture(const std::string& name) { return testing::source_path("tests/fixtures/coco_eval/" + name); }
 
+// Names the file when it is missing or not JSON (a bare parse error would not).
 json load_json(const std::string& path) {
   std::ifstream in(path);
-  return json::parse(in);
+  if (!in) throw std::runtime_error("cannot read fixture " + path);
+  try {
+    return json::parse(in);
+  } catch (const json::exception& e) {
+    throw std::runtime_error(path + ": " + e.what());
+  }
 }
 
 const coco::Dataset& dataset(const std::string& relative) {

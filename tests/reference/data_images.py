@@ -29,6 +29,7 @@ palette = Image.fromarray(rng.integers(0, 4, (h, w), dtype=np.uint8), "P")
 palette.putpalette([255, 0, 0, 0, 255, 0, 0, 0, 255, 10, 20, 30])
 palette.save(os.path.join(out, "palette.png"))
 
+# reference-inputs: datasets/tiny_coco/train2017/000000005802.jpg
 jpg = os.path.join(here, "../../datasets/tiny_coco/train2017/000000005802.jpg")
 expected = {
     "gray8": to_tensor(Image.open(os.path.join(out, "gray8.png")).convert("RGB")),

@@ -7,9 +7,12 @@
 
 namespace instseg::testing {
 
-// Runs tests/reference/<script>.py once per build tree, and again after the script is edited
-// (guarded by a lock, so parallel tests share one run); returns the folder it wrote into:
-// <build>/reference/<script>/.
+// Runs tests/reference/<script>.py once per build tree and returns the folder it wrote into:
+// <build>/reference/<script>/. The cached values are reused while their key is unchanged: a hash
+// of the script, the local modules it imports (tests/reference/, bench/), the installed torch and
+// torchvision versions, and the repository files or folders the script lists on a line
+// "# reference-inputs: datasets/... ..." (a script reading data it does not list there goes stale
+// silently, so list every input). A lock makes parallel tests share one run.
 std::string reference_dir(const std::string& script);
 
 // Reads a file written by Python's torch.save({name: tensor, ...}) (plain dict of tensors).

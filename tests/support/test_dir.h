@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
+#include <stdexcept>
 #include <string>
 
 namespace instseg::testing {
@@ -40,8 +41,10 @@ class TestDir {
   std::filesystem::path path_;
 };
 
+// A missing file is an error naming it (not "" that a JSON parser would then blame).
 inline std::string read_file_bytes(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read " + path);
   return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
 }
 
