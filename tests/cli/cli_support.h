@@ -54,4 +54,20 @@ inline ProgramResult run_instseg(const std::vector<std::string>& args, const std
   return result;
 }
 
+// Runs the reference Python (INSTSEG_PYTHON) on tests/reference/<script> with `args`, captured the same way.
+inline ProgramResult run_reference_python(const std::string& script, const std::vector<std::string>& args,
+                                          const std::string& scratch) {
+  std::filesystem::create_directories(scratch);
+  const std::string out = scratch + "/python_stdout.txt", err = scratch + "/python_stderr.txt";
+  std::string command = INSTSEG_PYTHON " " + shell_quote(INSTSEG_SOURCE_DIR "/tests/reference/" + script);
+  for (const auto& a : args) command += " " + shell_quote(a);
+  command += " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
+  const int status = std::system(command.c_str());
+  ProgramResult result;
+  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  result.out = read_file_bytes(out);
+  result.err = read_file_bytes(err);
+  return result;
+}
+
 }  // namespace instseg::testing
