@@ -39,7 +39,11 @@ std::string input(const std::string& name) { return testing::reference_dir("inte
 std::string coco_image(const std::string& file) { return testing::source_path("datasets/tiny_coco/val2017/" + file); }
 std::string coco_gt() { return testing::source_path("datasets/tiny_coco/annotations/instances_val2017.json"); }
 
-// Small sizes keep a ResNet-50 Mask R-CNN at a few seconds per image on a loaded 2-core machine.
+// r18.pth (tests/reference/interop_cli.py) is a ResNet-18-FPN Mask R-CNN with narrow heads in
+// torchvision's layout: what these tests check (files, ids, errors, sizes, memory per pixel) does
+// not depend on the depth or width, and it runs in about half ResNet-50's time. The first test
+// keeps torchvision's own maskrcnn_resnet50_fpn (v1.pth). Small sizes keep either at a few seconds
+// per image on a loaded 2-core machine.
 std::vector<std::string> predict_args(const std::string& weights, const std::vector<std::string>& inputs,
                                       const std::string& out) {
   std::vector<std::string> args = {"predict", "--weights", weights, "--out", out, "--min-size", "320", "--max-size", "512",
@@ -80,6 +84,7 @@ std::string check_entry(const json& e, const std::map<std::string, std::pair<int
   return file;
 }
 
+// torchvision's maskrcnn_resnet50_fpn layout, as users bring it.
 TEST(PredictCommand, WritesCocoResultsWithGroundTruthImageIdsAndOverlays) {
   TestDir dir;
   auto args = predict_args(input("v1.pth"), {coco_image("000000037777.jpg"), coco_image("000000087038.jpg")}, dir / "out");
@@ -110,8 +115,8 @@ TEST(PredictCommand, LegacyCheckpointPredictsLikeTheZipOne) {
   TestDir dir;
   // No --coco-gt: image ids are 1, 2, ... in input order.
   const std::vector<std::string> images = {coco_image("000000037777.jpg"), input("gray.png")};
-  auto zip_args = predict_args(input("v1.pth"), images, dir / "zip");
-  auto legacy_args = predict_args(input("v1_legacy.pth"), images, dir / "legacy");
+  auto zip_args = predict_args(input("r18.pth"), images, dir / "zip");
+  auto legacy_args = predict_args(input("r18_legacy.pth"), images, dir / "legacy");
   zip_args.push_back("--no-overlays");
   legacy_args.push_back("--no-overlays");
   const auto zip = run_instseg(zip_args, dir / "zip_streams");
@@ -139,7 +144,7 @@ TEST(PredictCommand, LegacyCheckpointPredictsLikeTheZipOne) {
 TEST(PredictCommand, TrainedRunFolderPredictsAtItsTrainingSizeUnlessTold) {
   TestDir dir;
   fs::create_directories(dir / "run");
-  fs::copy_file(input("v1.pth"), dir / "run/model_last.pth");
+  fs::copy_file(input("r18.pth"), dir / "run/model_last.pth");
   dir.write("run/config.json", R"({"model": {"min_sizes": [256, 320], "max_size": 512}})");
   const std::vector<std::string> images = {coco_image("000000037777.jpg")};
   auto predictions_with = [&](const std::string& weights, const std::vector<std::string>& sizes, const std::string& name) {
@@ -151,9 +156,9 @@ TEST(PredictCommand, TrainedRunFolderPredictsAtItsTrainingSizeUnlessTold) {
     return read_json(dir / (name + "/predictions.json"));
   };
   const json automatic = predictions_with(dir / "run/model_last.pth", {}, "automatic");
-  const json explicit_size = predictions_with(input("v1.pth"), {"--min-size", "320", "--max-size", "512"}, "explicit");
+  const json explicit_size = predictions_with(input("r18.pth"), {"--min-size", "320", "--max-size", "512"}, "explicit");
   const json overridden = predictions_with(dir / "run/model_last.pth", {"--min-size", "288"}, "overridden");
-  const json other_size = predictions_with(input("v1.pth"), {"--min-size", "288", "--max-size", "512"}, "other");
+  const json other_size = predictions_with(input("r18.pth"), {"--min-size", "288", "--max-size", "512"}, "other");
   ASSERT_GT(automatic.size(), 0u);
   EXPECT_EQ(automatic, explicit_size);  // the last training size, as torchvision evaluates
   EXPECT_EQ(overridden, other_size);
@@ -165,7 +170,7 @@ TEST(PredictCommand, TrainedRunFolderPredictsAtItsTrainingSizeUnlessTold) {
 TEST(PredictCommand, MaskPasteComesFromTheRunFolderUnlessTold) {
   TestDir dir;
   fs::create_directories(dir / "run");
-  fs::copy_file(input("v1.pth"), dir / "run/model_last.pth");
+  fs::copy_file(input("r18.pth"), dir / "run/model_last.pth");
   dir.write("run/config.json", R"({"model": {"min_sizes": [320], "max_size": 512, "mask_paste": "aligned"}})");
   const std::string image = coco_image("000000037777.jpg");
   auto predictions_with = [&](const std::string& weights, std::vector<std::string> extra, const std::string& name) {
@@ -182,8 +187,8 @@ TEST(PredictCommand, MaskPasteComesFromTheRunFolderUnlessTold) {
     return extra;
   };
   const json from_run = predictions_with(dir / "run/model_last.pth", {}, "from_run");
-  const json aligned = predictions_with(input("v1.pth"), with_size({"--mask-paste", "aligned"}), "aligned");
-  const json plain = predictions_with(input("v1.pth"), size, "plain");
+  const json aligned = predictions_with(input("r18.pth"), with_size({"--mask-paste", "aligned"}), "aligned");
+  const json plain = predictions_with(input("r18.pth"), size, "plain");
   const json told = predictions_with(dir / "run/model_last.pth", {"--mask-paste", "torchvision"}, "told");
   ASSERT_GT(from_run.size(), 0u);
   EXPECT_EQ(from_run, aligned);
@@ -198,7 +203,7 @@ TEST(PredictCommand, MaskPasteComesFromTheRunFolderUnlessTold) {
   }
   EXPECT_GT(moved, 0);
 
-  const auto bad = run_instseg({"predict", "--weights", input("v1.pth"), "--out", dir / "bad", "--input", image,
+  const auto bad = run_instseg({"predict", "--weights", input("r18.pth"), "--out", dir / "bad", "--input", image,
                                 "--mask-paste", "exact"},
                                dir / "bad_streams");
   EXPECT_EQ(bad.exit_code, 1) << bad.err;
@@ -210,7 +215,7 @@ TEST(PredictCommand, MaskPasteComesFromTheRunFolderUnlessTold) {
 TEST(PredictCommand, MissingInputIsOneErrorAndWritesNothing) {
   TestDir dir;
   const std::string missing = dir / "nope/absent.jpg";
-  const auto run = run_instseg(predict_args(input("v1.pth"), {missing}, dir / "out"), dir.str());
+  const auto run = run_instseg(predict_args(input("r18.pth"), {missing}, dir / "out"), dir.str());
   EXPECT_EQ(run.exit_code, 1);
   const auto lines = run.error_lines();
   ASSERT_EQ(lines.size(), 1u) << run.err;
@@ -222,7 +227,7 @@ TEST(PredictCommand, EmptyFileAloneIsReportedByNameAndExitsOne) {
   TestDir dir;
   const std::string empty = dir / "empty.jpg";
   std::ofstream(empty).close();
-  const auto run = run_instseg(predict_args(input("v1.pth"), {empty}, dir / "out"), dir.str());
+  const auto run = run_instseg(predict_args(input("r18.pth"), {empty}, dir / "out"), dir.str());
   EXPECT_EQ(run.exit_code, 1);
   int naming = 0;
   for (const auto& line : run.error_lines()) naming += line.find("empty.jpg") != std::string::npos;
@@ -246,7 +251,7 @@ TEST(PredictCommand, FolderMixingGoodAndBadImagesPredictsTheGoodOnesAndNamesEach
   fs::copy_file(input("gray.png"), images + "/gray.png");
   fs::copy_file(input("rgba.png"), images + "/rgba.png");
   std::ofstream(images + "/notes.txt") << "not an image: skipped\n";
-  const auto run = run_instseg(predict_args(input("v1.pth"), {images}, dir / "out"), dir.str());
+  const auto run = run_instseg(predict_args(input("r18.pth"), {images}, dir / "out"), dir.str());
   EXPECT_EQ(run.exit_code, 1) << run.err;
   const auto lines = run.error_lines();
   for (const char* bad : {"bad_empty.jpg", "bad_text.jpg", "bad_truncated.jpg"}) {
@@ -312,7 +317,7 @@ TEST(PredictCommand, ImagesOverThePixelLimitAreRefusedByNameFromTheirHeader) {
   std::ofstream(images + "/photo.jpg", std::ios::binary) << jpeg_header_only(12000, 9000);
   fs::copy_file(coco_image("000000037777.jpg"), images + "/good.jpg");
   const auto start = std::chrono::steady_clock::now();
-  auto args = predict_args(input("v1.pth"), {images}, dir / "out");
+  auto args = predict_args(input("r18.pth"), {images}, dir / "out");
   const auto run = run_instseg(args, dir / "streams");
   EXPECT_EQ(run.exit_code, 1) << run.err;
   const auto lines = run.error_lines();
@@ -326,13 +331,13 @@ TEST(PredictCommand, ImagesOverThePixelLimitAreRefusedByNameFromTheirHeader) {
   EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 120);
 
   // A lower limit refuses the ordinary picture too; the limit must be in [1, 2^30].
-  args = predict_args(input("v1.pth"), {images + "/good.jpg"}, dir / "low");
+  args = predict_args(input("r18.pth"), {images + "/good.jpg"}, dir / "low");
   args.insert(args.end(), {"--max-image-pixels", "80000"});
   const auto low = run_instseg(args, dir / "low_streams");
   EXPECT_EQ(low.exit_code, 1) << low.err;
   EXPECT_THAT(low.err, HasSubstr("good.jpg: 352x230 = 0.1 megapixels exceeds the limit of 80000 pixels"));
   for (const char* bad : {"0", "1073741825"}) {
-    args = predict_args(input("v1.pth"), {images + "/good.jpg"}, dir / "bad");
+    args = predict_args(input("r18.pth"), {images + "/good.jpg"}, dir / "bad");
     args.insert(args.end(), {"--max-image-pixels", bad});
     const auto refused = run_instseg(args, dir / "bad_streams");
     EXPECT_EQ(refused.exit_code, 1) << refused.err;
@@ -350,7 +355,7 @@ TEST(PredictCommand, InputsSharingAFileNameAreRefusedBeforeAnythingRuns) {
   fs::copy_file(coco_image("000000087038.jpg"), dir / "b/x.jpg");
   const auto expect_refused = [&](const std::vector<std::string>& inputs, const std::vector<std::string>& named,
                                   const std::vector<std::string>& extra) {
-    auto args = predict_args(input("v1.pth"), inputs, dir / "out");
+    auto args = predict_args(input("r18.pth"), inputs, dir / "out");
     args.insert(args.end(), extra.begin(), extra.end());
     const auto run = run_instseg(args, dir / "streams");
     EXPECT_EQ(run.exit_code, 1) << run.err;
@@ -380,7 +385,7 @@ TEST(PredictCommand, InputsSharingAStemGetOneOverlayEach) {
   fs::copy_file(coco_image("000000037777.jpg"), dir / "images/x.jpg");
   fs::copy_file(input("gray.png"), dir / "images/x.png");
   fs::copy_file(coco_image("000000087038.jpg"), dir / "images/y.jpg");
-  const auto run = run_instseg(predict_args(input("v1.pth"), {dir / "images"}, dir / "out"), dir / "streams");
+  const auto run = run_instseg(predict_args(input("r18.pth"), {dir / "images"}, dir / "out"), dir / "streams");
   ASSERT_EQ(run.exit_code, 0) << run.err;
   EXPECT_TRUE(fs::exists(dir / "out/x.jpg.overlay.jpg"));
   EXPECT_TRUE(fs::exists(dir / "out/x.png.overlay.jpg"));
@@ -438,7 +443,7 @@ TEST(PredictCommand, MemoryPerImagePixelIsBounded) {
   ASSERT_TRUE(cv::imwrite(dir / "large.jpg", large));
   ASSERT_TRUE(cv::imwrite(dir / "small.jpg", small));
   const auto measure = [&](const std::string& name) {
-    auto args = predict_args(input("v1.pth"), {dir / (name + ".jpg")}, dir / name);
+    auto args = predict_args(input("r18.pth"), {dir / (name + ".jpg")}, dir / name);
     args.insert(args.end(), {"--score-thresh", "0", "--show-thresh", "0"});  // the most detections, all drawn
     const MeasuredRun run = run_measured(args, dir / (name + "_streams"));
     EXPECT_EQ(run.exit_code, 0) << testing::read_file_bytes(dir / (name + "_streams/stderr.txt"));
