@@ -1,0 +1,178 @@
+// The instseg program's contract for every command, run as a user would: --help exits 0 and names
+// the options; `eval` exits 0 with pycocotools' numbers, 1 on bad input or a usage mistake (one
+// "error:" line); `demo` with the smallest budget writes its whole run folder.
+#include <gmock/gmock.h>
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+#include <sstream>
+
+#include "cli_support.h"
+#include "support/reference.h"
+
+namespace instseg {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+using ::testing::HasSubstr;
+using testing::run_instseg;
+using testing::TestDir;
+
+std::string fixture(const std::string& name) { return testing::source_path("tests/fixtures/coco_eval/" + name); }
+
+void expect_one_error(const testing::ProgramResult& run, const std::vector<std::string>& named) {
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  const auto lines = run.error_lines();
+  ASSERT_EQ(lines.size(), 1u) << run.err;
+  for (const auto& n : named) EXPECT_THAT(lines[0], HasSubstr(n));
+}
+
+TEST(Program, HelpOfTheProgramAndEachCommandExitsZeroAndNamesTheOptions) {
+  TestDir dir;
+  const auto top = run_instseg({"--help"}, dir / "top");
+  EXPECT_EQ(top.exit_code, 0) << top.err;
+  for (const char* command : {"predict", "eval", "train", "demo"}) EXPECT_THAT(top.out, HasSubstr(command));
+  const std::map<std::string, std::vector<std::string>> options = {
+      {"predict", {"--weights", "--input", "--out", "--score-thresh", "--min-size", "--max-size", "--mask-paste",
+                   "--threads", "--coco-gt", "--show-thresh", "--no-overlays", "--max-image-pixels"}},
+      {"eval", {"--gt", "--results", "--iou-type", "--json", "--threads", "--plots", "--per-class"}},
+      {"train", {"--config", "--set", "--resume", "--overwrite", "--out"}},
+      {"demo", {"--out", "--minutes", "--threads", "--overlays", "--overwrite"}}};
+  for (const auto& [command, names] : options) {
+    const auto help = run_instseg({command, "--help"}, dir / command);
+    EXPECT_EQ(help.exit_code, 0) << command << ": " << help.err;
+    EXPECT_TRUE(help.error_lines().empty()) << help.err;
+    for (const auto& name : names) EXPECT_THAT(help.out, HasSubstr(name)) << command;
+  }
+}
+
+TEST(Program, NoCommandAnUnknownOneOrAnUnknownOptionIsOneErrorWithExitCodeOne) {
+  TestDir dir;
+  expect_one_error(run_instseg({}, dir / "none"), {"subcommand"});
+  // CLI11 reports an unknown command as a missing one (it does not name it).
+  expect_one_error(run_instseg({"segment"}, dir / "unknown"), {"subcommand"});
+  const std::string gt = fixture("gt/public_synth_gt.json");
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", gt, "--bogus"}, dir / "bogus"), {"--bogus"});
+}
+
+TEST(Program, EvalExitsZeroWithPycocotoolsNumbers) {
+  TestDir dir;
+  const json expected = json::parse(testing::read_file_bytes(fixture("public_synth.expected.json")));
+  const auto run = run_instseg({"eval", "--gt", fixture(expected["ground_truth"]), "--results",
+                                fixture(expected["results"]), "--json", dir / "eval.json", "--threads", "2"},
+                               dir / "streams");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(run.error_lines().empty()) << run.err;
+  for (const char* type : {"bbox", "segm"}) {
+    for (const auto& line : expected[type]["summary_lines"]) EXPECT_THAT(run.out, HasSubstr(line.get<std::string>()));
+  }
+  const json written = json::parse(testing::read_file_bytes(dir / "eval.json"));
+  for (const char* type : {"bbox", "segm"}) {
+    for (int i = 0; i < 12; ++i) {
+      EXPECT_NEAR(written[type]["stats"][i].get<double>(), expected[type]["stats"][i].get<double>(), 1e-9) << type << i;
+    }
+  }
+}
+
+TEST(Program, EvalOnBadInputOrUsageExitsOneWithOneErrorAndWritesNoJson) {
+  TestDir dir;
+  const std::string gt = fixture("gt/public_synth_gt.json"), bad = dir / "bad.json", out = dir / "eval.json";
+  std::ofstream(bad) << R"([{"image_id": 10, "category_id": 3, "bbox": [1, 1, 4, 4], "score": 0.5},
+                            {"image_id": 99, "category_id": 3, "bbox": [1, 1, 4, 4], "score": 0.5}])";
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", bad, "--json", out}, dir / "s1"),
+                   {"bad.json: results[1].image_id"});
+  std::ofstream(bad) << R"([{"image_id": 10, "category_id": 3, "bbox": [1, 1, 4, 4], "score": 0.5})";  // cut short
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", bad, "--json", out}, dir / "s2"), {"bad.json"});
+  std::ofstream(bad) << R"([{"image_id": 10, "category_id": 3, "bbox": [1, 1, 4, 4], "score": 0.5}])";
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", bad, "--iou-type", "segm", "--json", out}, dir / "s3"),
+                   {"--iou-type segm needs"});
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", dir / "absent.json", "--json", out}, dir / "s4"),
+                   {"absent.json"});
+  expect_one_error(run_instseg({"eval", "--gt", dir / "absent_gt.json", "--results", bad}, dir / "s5"),
+                   {"absent_gt.json"});
+  // Usage mistakes: caught by the command line parser, same contract.
+  expect_one_error(run_instseg({"eval", "--gt", gt}, dir / "s6"), {"--results"});
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", bad, "--iou-type", "keypoints"}, dir / "s7"),
+                   {"--iou-type", "keypoints"});
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", bad, "--threads", "-2"}, dir / "s8"), {"--threads"});
+  EXPECT_FALSE(fs::exists(out)) << "a failed eval wrote its --json";
+}
+
+// The demo at its smallest budget (--minutes 0.5, the least it accepts): training to the time
+// limit, the final validation, curves, overlays and the printed summary; the folder then holds a
+// run, which a second demo refuses without --overwrite.
+TEST(Program, DemoWithATinyBudgetWritesItsRunFolder) {
+  TestDir dir;
+  const std::string out = dir / "demo";
+  const auto run = run_instseg({"demo", "--out", out, "--minutes", "0.5", "--threads", "2", "--overlays", "2"},
+                               dir / "streams");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_TRUE(run.error_lines().empty()) << run.err;
+  for (const char* file : {"config.json", "categories.json", "log.jsonl", "model_last.pth", "model_best.pth",
+                           "train_state.pth", "metrics.json", "val_predictions.json", "val_annotations.json",
+                           "curves_loss.png", "curves_ap.png"}) {
+    EXPECT_TRUE(fs::exists(out + "/" + file)) << file << " missing from the demo folder";
+  }
+  for (const char* png : {"curves_loss.png", "curves_ap.png"}) {
+    const std::string bytes = testing::read_file_bytes(out + "/" + png);
+    EXPECT_EQ(bytes.substr(0, 8), std::string("\x89PNG\r\n\x1a\n", 8)) << png;
+    EXPECT_GT(bytes.size(), 1000u) << png;
+  }
+  int overlays = 0;
+  for (const auto& entry : fs::directory_iterator(out + "/overlays")) {
+    EXPECT_TRUE(std::regex_match(entry.path().filename().string(), std::regex(R"(val_[0-9]+\.png)")))
+        << entry.path();
+    ++overlays;
+  }
+  EXPECT_EQ(overlays, 2);  // --overlays 2
+
+  // The iterations it printed are the ones it logged, and the AP it printed is metrics.json's.
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(run.out, m, std::regex(R"(\n([0-9]+) iterations in ([0-9]+) s)"))) << run.out;
+  const int iterations = std::stoi(m[1]);
+  EXPECT_GE(iterations, 1);
+  EXPECT_LE(std::stod(m[2]), 60.0) << "a 0.5 minute demo trained for " << m[2] << " s";
+  int last_logged = 0, validations = 0;
+  std::istringstream log(testing::read_file_bytes(out + "/log.jsonl"));
+  for (std::string line; std::getline(log, line);) {
+    const json entry = json::parse(line);
+    if (entry["type"] == "train") last_logged = entry["iteration"].get<int>();
+    if (entry["type"] == "val") {
+      ++validations;
+      EXPECT_EQ(entry["iteration"].get<int>(), iterations);
+    }
+  }
+  EXPECT_LE(last_logged, iterations);
+  EXPECT_EQ(validations, 1);  // the final validation only (eval_every 0)
+  const json metrics = json::parse(testing::read_file_bytes(out + "/metrics.json"));
+  for (const char* type : {"bbox", "segm"}) {
+    ASSERT_EQ(metrics[type]["stats"].size(), 12u);
+    const double ap = metrics[type]["stats"][0].get<double>();
+    EXPECT_GE(ap, 0.0);
+    EXPECT_LE(ap, 1.0);
+  }
+  char box_line[64];
+  std::snprintf(box_line, sizeof box_line, "box    %7.3f", metrics["bbox"]["stats"][0].get<double>());
+  EXPECT_THAT(run.out, HasSubstr(box_line));
+  char mask_line[64];
+  std::snprintf(mask_line, sizeof mask_line, "mask   %7.3f", metrics["segm"]["stats"][0].get<double>());
+  EXPECT_THAT(run.out, HasSubstr(mask_line));
+  const json config = json::parse(testing::read_file_bytes(out + "/config.json"));
+  EXPECT_EQ(config["model"]["depth"], 18);
+  EXPECT_EQ(config["model"]["mask_paste"], "aligned");
+  EXPECT_EQ(json::parse(testing::read_file_bytes(out + "/val_annotations.json"))["images"].size(), 50u);
+  const json predictions = json::parse(testing::read_file_bytes(out + "/val_predictions.json"));
+  for (const auto& e : predictions) EXPECT_EQ(e["segmentation"]["size"], json::array({128, 128}));
+
+  expect_one_error(run_instseg({"demo", "--out", out, "--minutes", "0.5"}, dir / "again"), {out, "--overwrite"});
+  expect_one_error(run_instseg({"demo", "--out", dir / "other", "--minutes", "0.2"}, dir / "short"), {"--minutes"});
+}
+
+}  // namespace
+}  // namespace instseg
