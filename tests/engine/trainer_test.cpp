@@ -1,5 +1,7 @@
-// The training loop on tiny synthetic runs: exact resume, killed runs, non-finite losses, the run
-// folder's files (refused, overwritten, never half-written), and (CI-sized) that the demo learns.
+// The training loop on tiny synthetic runs: exact resume (after a stop, after a kill at a periodic
+// checkpoint, with mid-run validation, bf16, multi-scale, a time limit), killed runs, non-finite
+// losses, the run folder's files (refused, overwritten, never half-written), and (CI-sized) that
+// the demo learns.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -7,6 +9,9 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
+#include <iostream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -29,13 +34,19 @@ using ::testing::HasSubstr;
 using testing::TestDir;
 using testing::tiny_train_config;
 
-// Measured 2026-11-26 (2 threads, quiet 2-core machine, 135 s): box AP 0.320, mask AP 0.330 after
-// 200 iterations of batch 8 (batch 4, 300 iterations: 0.306 / 0.333; with SGD 0.061 / 0.042);
-// asserted at about half, as float reduction order may differ between runs. An untrained model
-// scores ~1e-4.
-constexpr int kDemoCheckIterations = 200;
-constexpr double kDemoCheckMinBoxAp = 0.15;
-constexpr double kDemoCheckMinMaskAp = 0.15;
+// The learning check (DemoRecipeLearnsInAFewHundredIterations): the demo's recipe, fp32, 2 threads,
+// for 120 iterations of batch 8 (960 images) with a 60-iteration warm-up (the demo's 100 is sized
+// for its thousands), scored on 20 validation images. Measured 2026-11-29 on an "Intel(R) Xeon(R)
+// Processor" with AVX512-BF16 in 152 s wall / 140 s CPU, the same to the last digit twice: box AP
+// 0.2178, mask AP 0.2180; logged loss 2.902 at iteration 20, 1.857 and 1.826 at 100 and 120. (200
+// iterations with the 100-iteration warm-up: 0.33 / 0.34 in twice the time.) An untrained model
+// scores AP ~1e-4. Asserted: 0.85x of each measured value (of the loss, its drop), which another
+// CPU's kernels (other float rounding, so another trajectory) must still reach.
+constexpr int kDemoCheckIterations = 120;
+constexpr int kDemoCheckWarmup = 60;
+constexpr double kDemoCheckMinBoxAp = 0.85 * 0.2178;
+constexpr double kDemoCheckMinMaskAp = 0.85 * 0.2180;
+constexpr double kDemoCheckMinLossDrop = 0.85 * (2.902 - 0.5 * (1.857 + 1.826));  // first log - mean of the last two
 
 std::vector<json> read_log(const std::string& path) {
   std::ifstream in(path);
@@ -51,67 +62,179 @@ std::vector<json> read_log(const std::string& path) {
   return records;
 }
 
+// (type, iteration) of every record.
+std::vector<std::pair<std::string, int>> log_sequence_of(const std::vector<json>& records) {
+  std::vector<std::pair<std::string, int>> sequence;
+  for (const auto& r : records) sequence.emplace_back(r["type"].get<std::string>(), r["iteration"].get<int>());
+  return sequence;
+}
+
+// Every tensor of both state dicts within `tol`; one failure naming the tensor that differs most.
 void expect_same_weights(const std::string& a_path, const std::string& b_path, double tol) {
   const StateDict a = read_state_dict(a_path), b = read_state_dict(b_path);
   ASSERT_EQ(a.size(), b.size());
+  double worst = 0.0;
+  std::string worst_name;
+  int differing = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     ASSERT_EQ(a[i].first, b[i].first);
     ASSERT_EQ(a[i].second.sizes(), b[i].second.sizes()) << a[i].first;
     const auto x = a[i].second.to(torch::kDouble), y = b[i].second.to(torch::kDouble);
     const double diff = x.numel() ? (x - y).abs().max().item<double>() : 0.0;
-    EXPECT_LE(diff, tol) << a[i].first;
+    differing += diff > tol;
+    if (diff > worst) worst = diff, worst_name = a[i].first;
+  }
+  EXPECT_LE(worst, tol) << differing << " of " << a.size() << " tensors differ; most: " << worst_name << " (" << a_path
+                        << " vs " << b_path << ")";
+}
+
+// --- Exact resume, over every way a run is interrupted and every feature that keeps state ------
+
+// What a kill at this moment leaves in `run`, copied to `to`: the .pth files are only ever replaced
+// by a rename (common/atomic_file.cpp), so a hard link keeps the bytes committed now at no cost;
+// log.jsonl is appended in place, so it is copied.
+void snapshot_run_folder(const std::string& run, const std::string& to) {
+  fs::create_directories(to);
+  for (const auto& entry : fs::directory_iterator(run)) {
+    if (!entry.is_regular_file()) continue;
+    const fs::path target = fs::path(to) / entry.path().filename();
+    if (entry.path().extension() == ".pth") {
+      fs::create_hard_link(entry.path(), target);
+    } else {
+      fs::copy_file(entry.path(), target);
+    }
   }
 }
 
-// 20 iterations straight vs 10, stop, resume, 10: same weights, losses and validation.
-void expect_resume_continues_exactly(const TrainConfig& config) {
-  TestDir dir;
-  const TrainOutcome straight = train(config, dir / "straight", /*resume=*/false);
-  EXPECT_EQ(straight.iterations_done, 20);
+// Runs on uninterrupted, leaving in `snapshot` the folder as a kill right after the commit of the
+// periodic checkpoint at `iteration` would leave it: one run gives both the crash state and the
+// run it must resume into.
+TrainRunOptions snapshot_after_commit(const std::string& run, const std::string& snapshot, int iteration) {
+  TrainRunOptions options;
+  options.probe = [=](const std::string& moment, int i) {
+    if (moment == "state committed" && i == iteration) snapshot_run_folder(run, snapshot);
+  };
+  return options;
+}
 
-  TrainConfig first_half = config;
-  first_half.run.stop_after = 10;
-  const TrainOutcome paused = train(first_half, dir / "split", false);
-  EXPECT_EQ(paused.iterations_done, 10);
-  EXPECT_TRUE(paused.validations.empty()) << "a paused run is validated only when it finishes";
-  EXPECT_TRUE(fs::exists(dir / "split/train_state.pth"));
-  TrainConfig second_half = config;
-  second_half.run.stop_after = 0;
-  const TrainOutcome resumed = train(second_half, dir / "split", /*resume=*/true);
-  EXPECT_EQ(resumed.iterations_done, 20);
-
-  expect_same_weights(dir / "straight/model_last.pth", dir / "split/model_last.pth", 1e-6);
-  // Same losses at the same iterations, and the same final validation.
-  std::map<int, double> straight_loss, split_loss;
-  for (const auto& r : read_log(dir / "straight/log.jsonl")) {
-    if (r["type"] == "train") straight_loss[r["iteration"].get<int>()] = r["loss"].get<double>();
-  }
-  for (const auto& r : read_log(dir / "split/log.jsonl")) {
-    if (r["type"] == "train") split_loss[r["iteration"].get<int>()] = r["loss"].get<double>();
-  }
-  ASSERT_EQ(straight_loss.size(), 4u);  // log_every 5
-  for (const auto& [iteration, loss] : straight_loss) {
-    ASSERT_TRUE(split_loss.count(iteration)) << "iteration " << iteration << " missing from the resumed log";
-    EXPECT_NEAR(split_loss[iteration], loss, 1e-5 * std::abs(loss)) << "iteration " << iteration;
-  }
-  ASSERT_EQ(straight.validations.size(), 1u);
-  ASSERT_EQ(resumed.validations.size(), 1u);
-  for (int k = 0; k < 12; ++k) {
-    EXPECT_NEAR(resumed.validations[0].segm_stats[k], straight.validations[0].segm_stats[k], 1e-6) << "segm stat " << k;
-    EXPECT_NEAR(resumed.validations[0].bbox_stats[k], straight.validations[0].bbox_stats[k], 1e-6) << "bbox stat " << k;
+// Every record of both logs, in order, equal: the train records' loss terms, learning rate and
+// gradient norm and the validation records' COCO stats and losses. Timings are not compared.
+// Bitwise: the resumed run repeats the same float operations on the same threads in one process.
+void expect_same_log_records(const std::string& resumed, const std::string& straight) {
+  const auto a = read_log(resumed), b = read_log(straight);
+  ASSERT_EQ(log_sequence_of(a), log_sequence_of(b));
+  for (size_t i = 0; i < a.size(); ++i) {
+    SCOPED_TRACE(a[i]["type"].get<std::string>() + " record at iteration " + std::to_string(a[i]["iteration"].get<int>()));
+    for (const auto& [key, value] : b[i].items()) {
+      if (key == "images_per_second" || key == "elapsed_seconds") continue;
+      ASSERT_TRUE(a[i].contains(key)) << key;
+      EXPECT_EQ(a[i][key], value) << key;
+    }
   }
 }
 
-TEST(Trainer, ResumeAfterStopContinuesExactly) {
-  expect_resume_continues_exactly(tiny_train_config());  // SGD, checkpoints only at the end
-}
+struct ResumeCase {
+  std::string name;
+  // kStopAfter: a first invocation with run.stop_after = `at`, then --resume. kKillAfterCheckpoint:
+  // the state a kill right after the periodic checkpoint at `at` leaves (the crash path), then --resume.
+  enum class Interruption { kStopAfter, kKillAfterCheckpoint } interruption;
+  int at;
+  std::function<void(TrainConfig&)> configure;
+};
 
-TEST(Trainer, ResumeWithAdamWContinuesExactly) {
+// 8 iterations, each logged, with the warm-up (5) spanning the interruption at 4, so that a
+// learning rate one iteration off shows in the log. 12 training images of batch 2: the resumed
+// part crosses into the second epoch (its own shuffle). 64 px images and 2 validation images
+// keep each row to seconds; the final validation draws from the RNG too.
+TrainConfig resume_case_config() {
   TrainConfig config = tiny_train_config();
-  config.optim.optimizer = "adamw";  // its moments and per-parameter step counts must be restored
-  config.optim.lr = 1e-3;
-  expect_resume_continues_exactly(config);
+  config.data.synthetic_image_size = 64;
+  config.data.synthetic_train_images = 12;
+  config.data.synthetic_val_images = 2;
+  config.model.min_sizes = {64};
+  config.model.max_size = 64;
+  config.optim.iterations = 8;
+  config.optim.warmup_iterations = 5;
+  config.run.log_every = 1;
+  config.run.checkpoint_every = 4;
+  return config;
 }
+
+class ResumeExactness : public ::testing::TestWithParam<ResumeCase> {};
+
+// The resumed run's files are the uninterrupted run's: the final weights (and the best ones), the
+// log record by record, and the validations after the interruption.
+TEST_P(ResumeExactness, ResumedRunEqualsTheUninterruptedRun) {
+  const ResumeCase& c = GetParam();
+  TestDir dir;
+  TrainConfig config = resume_case_config();
+  c.configure(config);
+  const std::string straight = dir / "straight", split = dir / "split";
+  TrainOutcome uninterrupted;
+  if (c.interruption == ResumeCase::Interruption::kKillAfterCheckpoint) {
+    uninterrupted = train(config, straight, snapshot_after_commit(straight, split, c.at));
+    ASSERT_TRUE(fs::exists(split + "/train_state.pth")) << "no checkpoint was committed at iteration " << c.at;
+    // A kill, not a clean stop: the periodic checkpoint's model_last.pth was not yet written.
+    EXPECT_FALSE(fs::exists(split + "/model_last.pth")) << "the first periodic checkpoint is the snapshot's";
+  } else {
+    uninterrupted = train(config, straight, false);
+    TrainConfig first_part = config;
+    first_part.run.stop_after = c.at;
+    const TrainOutcome paused = train(first_part, split, false);
+    EXPECT_EQ(paused.iterations_done, c.at);
+    EXPECT_TRUE(paused.validations.empty()) << "a paused run is validated only when it finishes";
+  }
+  EXPECT_EQ(uninterrupted.iterations_done, config.optim.iterations);
+  const TrainOutcome resumed = train(config, split, /*resume=*/true);
+  EXPECT_EQ(resumed.iterations_done, config.optim.iterations);
+
+  expect_same_weights(split + "/model_last.pth", straight + "/model_last.pth", 0.0);
+  EXPECT_EQ(fs::exists(split + "/model_best.pth"), fs::exists(straight + "/model_best.pth"));
+  if (fs::exists(straight + "/model_best.pth")) {
+    expect_same_weights(split + "/model_best.pth", straight + "/model_best.pth", 0.0);
+  }
+  expect_same_log_records(split + "/log.jsonl", straight + "/log.jsonl");
+  // The resumed invocation's validations are the uninterrupted run's last ones.
+  ASSERT_LE(resumed.validations.size(), uninterrupted.validations.size());
+  ASSERT_FALSE(resumed.validations.empty());
+  const size_t offset = uninterrupted.validations.size() - resumed.validations.size();
+  for (size_t v = 0; v < resumed.validations.size(); ++v) {
+    const auto &a = resumed.validations[v], &b = uninterrupted.validations[offset + v];
+    EXPECT_EQ(a.iteration, b.iteration);
+    EXPECT_EQ(a.bbox_stats, b.bbox_stats) << "validation at " << a.iteration;
+    EXPECT_EQ(a.segm_stats, b.segm_stats) << "validation at " << a.iteration;
+    EXPECT_EQ(a.losses, b.losses) << "validation at " << a.iteration;
+  }
+}
+
+using Interruption = ResumeCase::Interruption;
+INSTANTIATE_TEST_SUITE_P(
+    Trainer, ResumeExactness,
+    ::testing::Values(
+        // SGD momentum, the loader position, the RNG (sampling, flips) and the schedule's place.
+        ResumeCase{"StopAfter", Interruption::kStopAfter, 4, [](TrainConfig&) {}},
+        // AdamW's moments and per-parameter step counts.
+        ResumeCase{"StopAfterAdamW", Interruption::kStopAfter, 4,
+                   [](TrainConfig& c) {
+                     c.optim.optimizer = "adamw";
+                     c.optim.lr = 1e-3;
+                   }},
+        // The crash path: the state of a periodic checkpoint inside the loop, not of a clean stop.
+        ResumeCase{"KillAfterPeriodicCheckpoint", Interruption::kKillAfterCheckpoint, 4, [](TrainConfig&) {}},
+        // Validations at 2, 4 (just before the checkpoint), 6 and 8: the state holds the RNG after a
+        // validation drew from it and the best score that decides model_best.pth.
+        ResumeCase{"KillAfterMidRunValidation", Interruption::kKillAfterCheckpoint, 4,
+                   [](TrainConfig& c) {
+                     c.run.eval_every = 2;
+                     c.data.synthetic_val_images = 3;
+                   }},
+        // bf16 autocast in the forward; weights and optimizer state stay fp32.
+        ResumeCase{"KillAfterCheckpointBf16", Interruption::kKillAfterCheckpoint, 4,
+                   [](TrainConfig& c) { c.optim.precision = "bf16"; }},
+        // Multi-scale: each image's size is drawn from torch's generator, which resume restores.
+        ResumeCase{"KillAfterCheckpointMultiScale", Interruption::kKillAfterCheckpoint, 4,
+                   [](TrainConfig& c) { c.model.min_sizes = {48, 56, 64}; }}),
+    [](const ::testing::TestParamInfo<ResumeCase>& info) { return info.param.name; });
 
 TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {
   TestDir dir;
@@ -281,12 +404,8 @@ TrainRunOptions kill_at(const std::string& moment, int iteration) {
   return options;
 }
 
-// (type, iteration) of every log record, and the train records' losses by iteration.
-std::vector<std::pair<std::string, int>> log_sequence(const std::string& path) {
-  std::vector<std::pair<std::string, int>> sequence;
-  for (const auto& r : read_log(path)) sequence.emplace_back(r["type"].get<std::string>(), r["iteration"].get<int>());
-  return sequence;
-}
+// (type, iteration) of every log record.
+std::vector<std::pair<std::string, int>> log_sequence(const std::string& path) { return log_sequence_of(read_log(path)); }
 
 void expect_same_log(const std::string& resumed, const std::string& straight) {
   EXPECT_EQ(log_sequence(resumed), log_sequence(straight));
@@ -418,50 +537,145 @@ TEST(Trainer, DemoRefusesAFolderHoldingARunUnlessOverwrite) {
   EXPECT_EQ(testing::read_file_bytes(options.out_dir + "/overlays/val_3.png"), "an old overlay");
 }
 
+int64_t fitted_total_iterations(const std::string& state_path) {
+  return read_archive(state_path).toGenericDict().at("total_iterations").toInt();
+}
+
 // A time limit fits the schedule's length to the measured speed: the run uses its minutes, stays
 // inside them (plus the final validation and checkpoint), and its learning rate has decayed to
 // (near) the cosine's end rather than being cut off mid-way.
-TEST(Trainer, TimeLimitFitsTheScheduleIntoItsMinutes) {
+//
+// Resume: the fitted length depends on the clock, so a second timed run is no reference; but once
+// fitted, the length is part of the checkpoint and a resumed run follows it without refitting. So
+// the same run is snapshotted at its periodic checkpoints (as a kill there would leave it), and
+// the last snapshot holding the final fitted length is resumed: it must end where this run ended,
+// with its weights and log.
+TEST(Trainer, TimeLimitFitsTheScheduleIntoItsMinutesAndResumesOnTheFittedSchedule) {
   TestDir dir;
   TrainConfig config = tiny_train_config();
   config.optim.iterations = 100000;  // an upper bound, as the demo's
   config.optim.schedule = "cosine";
+  config.data.synthetic_val_images = 2;
   config.run.log_every = 1;
+  config.run.checkpoint_every = 20;
   config.run.time_limit_minutes = 0.4;
-  const TrainOutcome outcome = train(config, dir / "run", false);
+  const std::string run = dir / "run";
+  std::vector<int> snapshots;
+  TrainRunOptions options;
+  options.probe = [&](const std::string& moment, int iteration) {
+    if (moment != "state committed") return;
+    snapshot_run_folder(run, dir / ("killed_at_" + std::to_string(iteration)));
+    snapshots.push_back(iteration);
+  };
+  const TrainOutcome outcome = train(config, run, options);
   const double limit = 60.0 * config.run.time_limit_minutes;
   EXPECT_GT(outcome.iterations_done, 30) << "the fit comes after 30 iterations";
   EXPECT_LE(outcome.seconds, limit + 5.0);
   EXPECT_GE(outcome.seconds, 0.75 * limit) << "the fitted schedule ended long before the limit";
   double last_lr = -1;
-  for (const auto& r : read_log(dir / "run/log.jsonl")) {
+  for (const auto& r : read_log(run + "/log.jsonl")) {
     if (r["type"] == "train") last_lr = r["lr"].get<double>();
   }
   EXPECT_LT(last_lr, 0.15 * config.optim.lr);
   EXPECT_GE(last_lr, 0.0);
+
+  // The final state holds the fitted length this run ended on (unless the clock cut it short).
+  const int64_t fitted = fitted_total_iterations(run + "/train_state.pth");
+  if (!outcome.stopped_by_time_limit) {
+    EXPECT_EQ(fitted, outcome.iterations_done);
+  }
+  // The latest periodic snapshot after the last refit (refits happen every 50 iterations).
+  int resume_from = -1;
+  for (auto it = snapshots.rbegin(); it != snapshots.rend() && resume_from < 0; ++it) {
+    if (*it < outcome.iterations_done && fitted_total_iterations(dir / ("killed_at_" + std::to_string(*it)) + "/train_state.pth") == fitted) {
+      resume_from = *it;
+    }
+  }
+  ASSERT_GT(resume_from, 30) << "no periodic checkpoint after the last fit; snapshots at " << ::testing::PrintToString(snapshots);
+  const std::string resumed_run = dir / ("killed_at_" + std::to_string(resume_from));
+  TrainConfig resumed_config = config;
+  // A run the clock cut short before its fitted end is compared up to where it stopped: the
+  // resumed run is then paused there (it has a fresh limit of its own).
+  if (outcome.stopped_by_time_limit) resumed_config.run.stop_after = outcome.iterations_done - resume_from;
+  const TrainOutcome resumed = train(resumed_config, resumed_run, /*resume=*/true);
+  EXPECT_EQ(resumed.iterations_done, outcome.iterations_done);
+  expect_same_weights(resumed_run + "/model_last.pth", run + "/model_last.pth", 0.0);
+  if (!outcome.stopped_by_time_limit) {
+    expect_same_log_records(resumed_run + "/log.jsonl", run + "/log.jsonl");
+  } else {
+    std::cout << "the clock stopped the run at " << outcome.iterations_done << " of " << fitted
+              << " fitted iterations; the train records are compared\n";
+    auto train_records = [](const std::string& path) {
+      std::vector<std::pair<int, double>> records;
+      for (const auto& r : read_log(path)) {
+        if (r["type"] == "train") records.emplace_back(r["iteration"].get<int>(), r["loss"].get<double>());
+      }
+      return records;
+    };
+    EXPECT_EQ(train_records(resumed_run + "/log.jsonl"), train_records(run + "/log.jsonl"));
+  }
+}
+
+// bf16 training runs the forward under autocast: on the same weights and batch, the first loss
+// terms are the fp32 ones to bf16's precision (8 bits of mantissa; measured on a Xeon with
+// AVX512-BF16: at most 7.7e-3 relative, loss_classifier), and not equal to them (fp32 twice in one
+// process gives the same bits).
+TEST(Trainer, Bf16TrainingRunsTheForwardInBf16) {
+  TestDir dir;
+  TrainConfig config = tiny_train_config();
+  config.optim.iterations = 1;
+  config.data.synthetic_val_images = 0;
+  config.run.log_every = 1;
+  std::map<std::string, std::map<std::string, double>> first;  // precision -> loss terms
+  for (const char* precision : {"fp32", "bf16"}) {
+    config.optim.precision = precision;
+    train(config, dir / precision, false);
+    for (const auto& r : read_log(dir / precision + "/log.jsonl")) {
+      for (const auto& [key, value] : r.items()) {
+        if (key.rfind("loss", 0) == 0) first[precision][key] = value.get<double>();
+      }
+    }
+  }
+  ASSERT_EQ(first["fp32"].size(), 6u);  // the total and five terms
+  double largest = 0.0;                 // relative difference
+  for (const auto& [key, fp32] : first["fp32"]) {
+    const double bf16 = first["bf16"][key];
+    EXPECT_NEAR(bf16, fp32, 2e-2 * std::abs(fp32)) << key;  // 2.6x the largest measured
+    largest = std::max(largest, std::abs(bf16 - fp32) / std::abs(fp32));
+  }
+  // A path that ignores autocast differs by float noise at most (here: not at all).
+  EXPECT_GT(largest, 1e-3) << "the bf16 run's losses are the fp32 ones: autocast was not on";
 }
 
 // CI-sized learning check: the demo's recipe for a fixed number of iterations (not minutes, so the
 // outcome does not depend on the machine's speed), scored on 20 images of its synthetic validation
-// split. The thresholds are about half of what this run measured and far above what an untrained
-// model scores (AP ~1e-4).
+// split (numbers and reasons at kDemoCheckIterations). Precision and threads are pinned: the demo
+// trains in bf16 on CPUs with AVX512-BF16 (ops::cpu_has_native_bf16), and what this test measures
+// should not depend on which CPU runs it; fp32 is native everywhere.
 TEST(Trainer, DemoRecipeLearnsInAFewHundredIterations) {
   TestDir dir;
   DemoOptions options;
   options.threads = 2;
   TrainConfig config = demo_train_config(options);
+  config.optim.precision = "fp32";
+  config.run.threads = 2;
   config.run.time_limit_minutes = 0;
   config.optim.iterations = kDemoCheckIterations;
+  config.optim.warmup_iterations = kDemoCheckWarmup;
   config.data.synthetic_val_images = 20;
   config.run.progress = false;
   const TrainOutcome outcome = train(config, dir / "run", false);
   ASSERT_EQ(outcome.validations.size(), 1u);
   const auto& last = outcome.validations.back();
+  const auto& losses = outcome.loss_history;
+  ASSERT_EQ(losses.size(), 6u);  // every 20 iterations
+  const double loss_drop = losses.front().second - 0.5 * (losses[4].second + losses[5].second);
   std::cout << kDemoCheckIterations << " iterations in " << outcome.seconds << " s: box AP " << last.bbox_stats[0]
-            << ", mask AP " << last.segm_stats[0] << "\n";
+            << ", mask AP " << last.segm_stats[0] << ", loss " << losses.front().second << " -> "
+            << losses[4].second << ", " << losses[5].second << "\n";
   EXPECT_GE(last.bbox_stats[0], kDemoCheckMinBoxAp);
   EXPECT_GE(last.segm_stats[0], kDemoCheckMinMaskAp);
-  EXPECT_LT(outcome.loss_history.back().second, outcome.loss_history.front().second);
+  EXPECT_GE(loss_drop, kDemoCheckMinLossDrop);
 }
 
 }  // namespace
