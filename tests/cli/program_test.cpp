@@ -105,8 +105,8 @@ TEST(Program, EvalOnBadInputOrUsageExitsOneWithOneErrorAndWritesNoJson) {
 }
 
 // The demo at its smallest budget (--minutes 0.5, the least it accepts): training to the time
-// limit, the final validation, curves, overlays and the printed summary; the folder then holds a
-// run, which a second demo refuses without --overwrite.
+// limit, the final validation, curves, overlays and the printed summary; its .pth files load in
+// Python; the folder then holds a run, which a second demo refuses without --overwrite.
 TEST(Program, DemoWithATinyBudgetWritesItsRunFolder) {
   TestDir dir;
   const std::string out = dir / "demo";
@@ -169,6 +169,12 @@ TEST(Program, DemoWithATinyBudgetWritesItsRunFolder) {
   EXPECT_EQ(json::parse(testing::read_file_bytes(out + "/val_annotations.json"))["images"].size(), 50u);
   const json predictions = json::parse(testing::read_file_bytes(out + "/val_predictions.json"));
   for (const auto& e : predictions) EXPECT_EQ(e["segmentation"]["size"], json::array({128, 128}));
+
+  // Its checkpoints load with torch.load and strictly into torchvision (tests/reference/checkpoint_roundtrip.py).
+  const auto python = testing::run_reference_python("checkpoint_roundtrip.py", {"run", out, std::to_string(iterations)},
+                                                    dir / "python");
+  EXPECT_EQ(python.exit_code, 0) << python.out << python.err;
+  EXPECT_THAT(python.out, HasSubstr("OK run"));
 
   expect_one_error(run_instseg({"demo", "--out", out, "--minutes", "0.5"}, dir / "again"), {out, "--overwrite"});
   expect_one_error(run_instseg({"demo", "--out", dir / "other", "--minutes", "0.2"}, dir / "short"), {"--minutes"});
