@@ -4,8 +4,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
 #include <array>
 #include <map>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -78,48 +80,111 @@ inline double max_abs_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
-// Pairs each detection of `ours` with the unpaired torchvision detection of the same label and
-// the highest box IoU (if >= min_iou). Detections are [K, 4] boxes, [K] scores, [K] labels.
-struct DetectionMatch {
+// IoU of [N, 4] and [M, 4] (x1, y1, x2, y2) boxes in double: [N, M]. Written here rather than
+// taken from instseg::ops so a fault there cannot hide in the comparison.
+inline torch::Tensor pairwise_iou(const torch::Tensor& a, const torch::Tensor& b) {
+  const auto x = a.to(torch::kDouble).unsqueeze(1), y = b.to(torch::kDouble).unsqueeze(0);  // [N, 1, 4], [1, M, 4]
+  using torch::indexing::Slice;
+  const auto lt = torch::max(x.index({"...", Slice(0, 2)}), y.index({"...", Slice(0, 2)}));
+  const auto rb = torch::min(x.index({"...", Slice(2, 4)}), y.index({"...", Slice(2, 4)}));
+  const auto wh = (rb - lt).clamp_min(0);
+  const auto inter = wh.select(2, 0) * wh.select(2, 1);
+  const auto area = [](const torch::Tensor& t) { return (t.select(2, 2) - t.select(2, 0)) * (t.select(2, 3) - t.select(2, 1)); };
+  return inter / (area(x) + area(y) - inter);
+}
+
+// Every detection of `ours` (in its order, highest score first) paired with the unpaired
+// torchvision detection of the same label and the highest box IoU. A floor of 0.5 only tells "no
+// counterpart" from "a poor one": the callers assert the IoU of every pair far above it, and
+// explain every detection left without a partner.
+struct DetectionPairs {
   std::vector<std::pair<int64_t, int64_t>> pairs;  // (ours, theirs)
-  int64_t unmatched_ours = 0, unmatched_theirs = 0;
-  double min_iou = 1.0;         // over the pairs
-  double max_score_diff = 0.0;  // over the pairs
+  std::vector<double> iou, score_diff;             // per pair
+  std::vector<int64_t> only_ours, only_theirs;     // indices without a counterpart
+  double min_iou() const { return iou.empty() ? 1.0 : *std::min_element(iou.begin(), iou.end()); }
+  double max_score_diff() const {
+    return score_diff.empty() ? 0.0 : *std::max_element(score_diff.begin(), score_diff.end());
+  }
 };
 
-inline DetectionMatch match_detections(const torch::Tensor& boxes, const torch::Tensor& scores,
-                                       const torch::Tensor& labels, const torch::Tensor& ref_boxes,
-                                       const torch::Tensor& ref_scores, const torch::Tensor& ref_labels,
-                                       double min_iou = 0.99) {
-  DetectionMatch m;
+inline DetectionPairs pair_detections(const torch::Tensor& boxes, const torch::Tensor& scores,
+                                      const torch::Tensor& labels, const torch::Tensor& ref_boxes,
+                                      const torch::Tensor& ref_scores, const torch::Tensor& ref_labels) {
+  DetectionPairs p;
   const int64_t n = boxes.size(0), r = ref_boxes.size(0);
+  const auto iou = pairwise_iou(boxes, ref_boxes);
+  const auto same_label = labels.view({-1, 1}) == ref_labels.view({1, -1});
+  const auto candidates = torch::where(same_label, iou, torch::full_like(iou, -1.0));
+  const auto q = candidates.accessor<double, 2>();
+  const auto s = scores.to(torch::kDouble), rs = ref_scores.to(torch::kDouble);
   std::vector<bool> used(r, false);
-  const auto b = boxes.to(torch::kDouble), rb = ref_boxes.to(torch::kDouble);
-  const auto area = [](const torch::Tensor& x) { return (x[2] - x[0]) * (x[3] - x[1]); };
   for (int64_t i = 0; i < n; ++i) {
     int64_t best = -1;
-    double best_iou = min_iou;
     for (int64_t j = 0; j < r; ++j) {
-      if (used[j] || labels[i].item<int64_t>() != ref_labels[j].item<int64_t>()) continue;
-      const auto lt = torch::max(b[i].slice(0, 0, 2), rb[j].slice(0, 0, 2));
-      const auto rbm = torch::min(b[i].slice(0, 2), rb[j].slice(0, 2));
-      const auto wh = (rbm - lt).clamp_min(0);
-      const double inter = (wh[0] * wh[1]).item<double>();
-      const double iou = inter / (area(b[i]) + area(rb[j]) - inter).item<double>();
-      if (iou >= best_iou) best = j, best_iou = iou;
+      if (!used[j] && q[i][j] > 0.5 && (best < 0 || q[i][j] > q[i][best])) best = j;
     }
     if (best < 0) {
-      ++m.unmatched_ours;
+      p.only_ours.push_back(i);
       continue;
     }
     used[best] = true;
-    m.pairs.emplace_back(i, best);
-    m.min_iou = std::min(m.min_iou, best_iou);
-    m.max_score_diff = std::max(
-        m.max_score_diff, std::abs(scores[i].item<double>() - ref_scores[best].item<double>()));
+    p.pairs.emplace_back(i, best);
+    p.iou.push_back(q[i][best]);
+    p.score_diff.push_back(std::abs(s[i].item<double>() - rs[best].item<double>()));
   }
-  m.unmatched_theirs = r - static_cast<int64_t>(m.pairs.size());
-  return m;
+  for (int64_t j = 0; j < r; ++j) {
+    if (!used[j]) p.only_theirs.push_back(j);
+  }
+  return p;
+}
+
+// Asserts every pair within `max_iou_loss` (1 - IoU) and `max_score_diff`, and that a detection
+// on one side only is explained by the cut: its score lies within `max_score_diff` of the
+// lowest score the other side kept (the detection count cap) or of `score_thresh`.
+inline void expect_same_detections(const torch::Tensor& boxes, const torch::Tensor& scores,
+                                   const torch::Tensor& labels, const torch::Tensor& ref_boxes,
+                                   const torch::Tensor& ref_scores, const torch::Tensor& ref_labels,
+                                   double max_iou_loss, double max_score_diff, const std::string& where,
+                                   double score_thresh = 0.05) {
+  const auto p = pair_detections(boxes, scores, labels, ref_boxes, ref_scores, ref_labels);
+  EXPECT_GE(p.min_iou(), 1 - max_iou_loss) << where;
+  EXPECT_LE(p.max_score_diff(), max_score_diff) << where;
+  const auto explained = [&](double score, const torch::Tensor& other_scores) {
+    const double cut = other_scores.numel() ? other_scores.min().item<double>() : score_thresh;
+    return std::abs(score - cut) <= max_score_diff || std::abs(score - score_thresh) <= max_score_diff;
+  };
+  // What the nearest same-label box on the other side is, for the message.
+  const auto nearest = [](const torch::Tensor& box, int64_t label, const torch::Tensor& others,
+                          const torch::Tensor& other_labels, const torch::Tensor& other_scores) {
+    const auto iou = torch::where(other_labels == label, pairwise_iou(box.view({1, 4}), others)[0],
+                                  torch::zeros({others.size(0)}, torch::kDouble));
+    if (iou.numel() == 0) return std::string("none");
+    const int64_t k = iou.argmax().item<int64_t>();
+    std::ostringstream s;
+    s << box << "; nearest same-label box " << k << " " << others[k] << " IoU " << iou[k].item<double>()
+      << " score " << other_scores[k].item<double>();
+    return s.str();
+  };
+  for (const int64_t i : p.only_ours) {
+    EXPECT_TRUE(explained(scores[i].item<double>(), ref_scores))
+        << where << ": detection " << i << " (label " << labels[i].item<int64_t>() << ", score "
+        << scores[i].item<double>() << ") has no torchvision counterpart: "
+        << nearest(boxes[i], labels[i].item<int64_t>(), ref_boxes, ref_labels, ref_scores);
+  }
+  for (const int64_t j : p.only_theirs) {
+    EXPECT_TRUE(explained(ref_scores[j].item<double>(), scores))
+        << where << ": torchvision detection " << j << " (label " << ref_labels[j].item<int64_t>()
+        << ", score " << ref_scores[j].item<double>() << ") has no counterpart: "
+        << nearest(ref_boxes[j], ref_labels[j].item<int64_t>(), boxes, labels, scores);
+  }
+  EXPECT_LE(p.only_ours.size() + p.only_theirs.size(), 2u) << where;
+}
+
+// Masks saved bit-packed by end_to_end.py's pack_bits: [K, ceil(H W / 8)] uint8 -> [K, H, W] bool.
+inline torch::Tensor unpack_bits(const torch::Tensor& packed, int64_t height, int64_t width) {
+  const auto weights = torch::tensor({128, 64, 32, 16, 8, 4, 2, 1}, torch::kUInt8);
+  const auto bits = packed.unsqueeze(2).bitwise_and(weights).ne(0).view({packed.size(0), -1});
+  return bits.narrow(1, 0, height * width).view({packed.size(0), height, width});
 }
 
 }  // namespace instseg::testing

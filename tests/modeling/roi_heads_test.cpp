@@ -50,17 +50,16 @@ class RoiHeadsParity : public ::testing::TestWithParam<const char*> {
     stages_ = testing::end_to_end_reference("stages_" + variant_);
     sizes_ = testing::stage_image_sizes(stages_);
   }
+  // Every detection paired and within the tolerances, the label set not trivial (rcnn_reference.h).
+  // Measured: 1 - IoU <= 1e-6 and |score difference| <= 2e-6 (the same proposals and features in).
   void expect_detections_match(const std::vector<Detections>& ours) {
     const auto boxes = testing::per_image(stages_, "det_boxes_");
     const auto scores = testing::per_image(stages_, "det_scores_");
     const auto labels = testing::per_image(stages_, "det_labels_");
     ASSERT_EQ(ours.size(), boxes.size());
     for (size_t i = 0; i < ours.size(); ++i) {
-      const auto m = testing::match_detections(ours[i].boxes, ours[i].scores, ours[i].labels,
-                                               boxes[i], scores[i], labels[i]);
-      EXPECT_EQ(m.unmatched_ours, 0) << "image " << i;
-      EXPECT_EQ(m.unmatched_theirs, 0) << "image " << i;
-      EXPECT_LT(m.max_score_diff, 1e-4) << "image " << i;
+      testing::expect_same_detections(ours[i].boxes, ours[i].scores, ours[i].labels, boxes[i], scores[i], labels[i],
+                                      /*max_iou_loss=*/1e-5, /*max_score_diff=*/1e-5, "image " + std::to_string(i));
       EXPECT_GT(std::get<0>(at::_unique(labels[i])).numel(), 1) << "reference uses several classes";
     }
   }
@@ -81,6 +80,25 @@ TEST_P(RoiHeadsParity, PostprocessGivenTorchvisionLogitsMatches) {
     EXPECT_LT(max_abs_diff(dets[i].scores, stages_.at("det_scores_" + std::to_string(i))), 1e-6);
   }
   expect_detections_match(dets);
+}
+
+// Without the 100-detection cap the 0.05 score threshold decides which candidates survive (the
+// capped detections all score above 0.12), then NMS at 0.5 per class: the same list, in order.
+TEST_P(RoiHeadsParity, PostprocessWithoutTheCapMatchesAtTheScoreThreshold) {
+  RoiHeadsOptions options;
+  options.detections_per_img = 100000;
+  const auto dets = postprocess_detections(stages_.at("class_logits"), stages_.at("box_regression"),
+                                           testing::per_image(stages_, "proposals_"), sizes_, options);
+  for (size_t i = 0; i < dets.size(); ++i) {
+    const auto n = std::to_string(i);
+    const auto& scores = stages_.at("all_scores_" + n);
+    ASSERT_GT(scores.size(0), 100) << "the threshold, not the cap, should decide";
+    EXPECT_LT(scores.min().item<double>(), 0.06);
+    ASSERT_EQ(dets[i].boxes.sizes(), stages_.at("all_boxes_" + n).sizes());
+    EXPECT_LT(max_abs_diff(dets[i].boxes, stages_.at("all_boxes_" + n)), 1e-4);
+    EXPECT_TRUE(torch::equal(dets[i].labels, stages_.at("all_labels_" + n)));
+    EXPECT_LT(max_abs_diff(dets[i].scores, scores), 1e-6);
+  }
 }
 
 TEST_P(RoiHeadsParity, ForwardFromFeaturesAndProposalsMatches) {
@@ -109,6 +127,8 @@ class RoiHeadsLossParity : public ::testing::TestWithParam<const char*> {};
 TEST_P(RoiHeadsLossParity, LossesOfTheSameSampleMatchTorchvision) {
   const std::string variant = GetParam();
   const auto ref = testing::end_to_end_reference("training_" + variant);
+  const auto stages = testing::end_to_end_reference("stages_" + variant);  // the same features
+  ASSERT_TRUE(torch::equal(ref.at("image_sizes"), stages.at("image_sizes")));
   RoiHeadsOptions options;
   if (variant == "v2") options.box_head = BoxHeadKind::kConvFc, options.head_norm = NormKind::kBatchNorm;
   RoiHeads heads(256, 91, options);
@@ -127,7 +147,7 @@ TEST_P(RoiHeadsLossParity, LossesOfTheSameSampleMatchTorchvision) {
     positive_boxes.push_back(samples.back().proposals.index({positive}));
     positive_matched.push_back(samples.back().matched_idxs.index({positive}));
   }
-  const auto losses = heads->losses(testing::stage_features(ref), testing::stage_image_sizes(ref), samples, targets);
+  const auto losses = heads->losses(testing::stage_features(stages), testing::stage_image_sizes(ref), samples, targets);
   for (const char* term : {"loss_classifier", "loss_box_reg", "loss_mask"}) {
     const double expected = ref.at(term).item<double>();
     EXPECT_GT(expected, 0.0) << term;
@@ -146,20 +166,28 @@ TEST_P(RoiHeadsLossParity, LossesOfTheSameSampleMatchTorchvision) {
   EXPECT_LT(max_abs_diff(torch::cat(mask_targets), ref.at("mask_targets")), 1e-6);
 
   // The same sample with the heads' convolutions and matrix products in bfloat16: the losses come
-  // back in fp32 and match torchvision's under autocast within bfloat16's rounding (2^-8 relative;
-  // the two round at slightly different points, so they differ by about as much as from fp32).
+  // back in fp32 and must sit near torchvision's bfloat16 values, measured against how far those
+  // lie from the fp32 ones (the gap, 1e-4 to 5e-3 of the loss: a path that ignores autocast sits
+  // at 1.0 of it, as our fp32 losses equal torchvision's within 1e-5 of the loss). Measured
+  // |ours - torchvision| / gap: classifier 0.002 / 0.07 (v1 / v2), box_reg 0 / 0.06, mask 0.69 /
+  // 0.14 (v1's mask gap is the smallest, 4.9e-4 of the loss, and the two round at slightly
+  // different points of the mask head); the bounds leave room for that and stay below 1.
+  const std::map<std::string, double> max_fraction_of_gap{
+      {"loss_classifier", 0.25}, {"loss_box_reg", 0.25}, {"loss_mask", 0.85}};
   heads->zero_grad();
   std::map<std::string, torch::Tensor> bf16_losses;
   {
     ops::Bf16AutocastScope autocast(true);
-    bf16_losses = heads->losses(testing::stage_features(ref), testing::stage_image_sizes(ref), samples, targets);
+    bf16_losses = heads->losses(testing::stage_features(stages), testing::stage_image_sizes(ref), samples, targets);
   }
   for (const char* term : {"loss_classifier", "loss_box_reg", "loss_mask"}) {
     const auto& loss = bf16_losses.at(term);
     EXPECT_EQ(loss.scalar_type(), torch::kFloat) << term;
     const double expected = ref.at(std::string("bf16_") + term).item<double>();
-    EXPECT_NE(expected, ref.at(term).item<double>()) << term;  // bfloat16 really changed torchvision's value
-    EXPECT_NEAR(loss.item<double>(), expected, expected / 256) << term;
+    const double gap = std::abs(expected - ref.at(term).item<double>());
+    EXPECT_GT(gap, 1e-4 * expected) << term << ": bfloat16 should change torchvision's value";
+    const double off = std::abs(loss.item<double>() - expected);
+    EXPECT_LE(off, max_fraction_of_gap.at(term) * gap) << term << ": " << off / gap << " of the fp32-bf16 gap " << gap;
   }
   (bf16_losses.at("loss_classifier") + bf16_losses.at("loss_box_reg") + bf16_losses.at("loss_mask")).backward();
   EXPECT_EQ(heads->mask_predictor->mask_fcn_logits->weight.grad().scalar_type(), torch::kFloat);

@@ -41,8 +41,11 @@ RegionProposalNetwork make_rpn(const std::string& state, int conv_depth) {
 void expect_same_proposals(const torch::Tensor& actual, const torch::Tensor& expected,
                            int64_t max_unmatched = 0) {
   ASSERT_EQ(actual.sizes(), expected.sizes());
-  const auto nearest = (actual.unsqueeze(1) - expected.unsqueeze(0)).abs().amax(2).amin(1);  // [K]
-  EXPECT_LE((nearest > 1e-3).sum().item<int64_t>(), max_unmatched);
+  const auto distance = (actual.unsqueeze(1) - expected.unsqueeze(0)).abs().amax(2);  // [K, K]
+  const auto nearest = distance.amin(1);
+  // The message names torchvision's ranks (its score order) that we lack.
+  EXPECT_LE((nearest > 1e-3).sum().item<int64_t>(), max_unmatched)
+      << "torchvision's proposals missing at ranks " << torch::where(distance.amin(0) > 1e-3)[0].view({1, -1});
   // The best proposal is never a tie.
   EXPECT_TRUE(torch::allclose(actual[0], expected[0], 0, 1e-3));
 }
@@ -101,8 +104,12 @@ TEST(RegionProposalNetwork, FullSizeImageThroughBackboneMatchesTorchvision) {
   torch::NoGradGuard no_grad;
   const ImageList images{ref.at("batch"), {{1199, 799}}};
   const auto proposals = rpn->forward(images, backbone->forward(images.tensors));
-  // 14 of 1000 boxes differ here, which we attribute to exact score ties at the larger size.
-  expect_same_proposals(proposals[0], ref.at("proposals.0"), /*max_unmatched=*/20);
+  // 2 of 1000 boxes differ here: torchvision's ranks 280 and 550 (scores 0.99967, 0.99956). They are
+  // NOT explained by ties: no other proposal has their score, they rank 203 and 297 of level 1's
+  // 1000 (far from the pre-NMS cut), no candidate within 2e-6 of their score overlaps them above
+  // 0.7; an NMS decision at IoU ~0.7 up the chain is the likely cause, unverified. (Before the
+  // weights were rounded to bfloat16 the same test lost 14.) Tighten to 0 once explained.
+  expect_same_proposals(proposals[0], ref.at("proposals.0"), /*max_unmatched=*/2);
 }
 
 // Loss terms on the anchors torchvision's sampler picked (13 positives, 499 negatives over two

@@ -9,6 +9,8 @@ identity), and writes one torch.save({name: tensor}) file per case:
   v2_small.pt   the same images through v2: FPN maps and proposals
   v1_full.pt    one image at the default min_size 800 through v1: batch and proposals
   resize_sizes.pt, resize_train.pt, resnet{18,34,101}.pt, rpn_losses.pt
+Weights are rounded to bfloat16-representable values before any output is computed and saved as
+bfloat16: half the bytes, and the float32 computations see exactly the saved values.
 """
 import reference_env  # noqa: E402  (the versions this script was written for)
 reference_env.require(torch="1.13", torchvision="0.14")
@@ -64,9 +66,21 @@ def spread_rpn_head(model, images):
     head.bbox_pred.weight.mul_(0.3 / torch.cat([d.flatten() for d in deltas]).std())
 
 
+def round_to_bfloat16(model):
+    """Every float parameter and buffer made bfloat16-representable (see the docstring)."""
+    with torch.no_grad():
+        for t in list(model.parameters()) + list(model.buffers()):
+            if t.is_floating_point():
+                t.copy_(t.bfloat16().float())
+
+
+def as_bfloat16(tensors):
+    return {k: v.bfloat16() if v.is_floating_point() else v for k, v in tensors.items()}
+
+
 def state(model, prefixes):
-    return {k: v for k, v in model.state_dict().items()
-            if k.startswith(prefixes) and not k.endswith("num_batches_tracked")}
+    return as_bfloat16({k: v for k, v in model.state_dict().items()
+                        if k.startswith(prefixes) and not k.endswith("num_batches_tracked")})
 
 
 def load_image(name):
@@ -105,6 +119,7 @@ v1 = maskrcnn_resnet50_fpn(weights=None, weights_backbone=None).eval()
 v1.transform.min_size = (320,)
 randomise(v1, 1, lambda: v1.backbone(v1.transform(images)[0].tensors))
 spread_rpn_head(v1, images)
+round_to_bfloat16(v1)
 save("v1_state", state(v1, ("backbone.", "rpn.")))
 small, batch, features = run_stages(v1, images, 320)
 for i, image in enumerate(images):
@@ -143,6 +158,7 @@ v2 = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None).eval()
 v2.transform.min_size = (320,)
 randomise(v2, 2, lambda: v2.backbone(v2.transform(images)[0].tensors))
 spread_rpn_head(v2, images)
+round_to_bfloat16(v2)
 save("v2_state", state(v2, ("backbone.", "rpn.")))
 small2, _, _ = run_stages(v2, images, 320)
 save("v2_small", {k: v for k, v in small2.items() if k.startswith(("fpn.", "proposals.", "objectness."))})
@@ -178,8 +194,9 @@ for depth, ctor in ((18, torchvision.models.resnet18), (34, torchvision.models.r
     torch.manual_seed(depth)
     net = ctor(weights=None).eval()
     randomise(net, depth, lambda: net(x))
-    out = {k: v for k, v in net.state_dict().items()
-           if not k.startswith("fc.") and not k.endswith("num_batches_tracked")}
+    round_to_bfloat16(net)
+    out = as_bfloat16({k: v for k, v in net.state_dict().items()
+                       if not k.startswith("fc.") and not k.endswith("num_batches_tracked")})
     out = {"state." + k: v for k, v in out.items()}
     with torch.no_grad():
         y = net.maxpool(net.relu(net.bn1(net.conv1(x))))
