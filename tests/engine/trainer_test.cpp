@@ -13,6 +13,7 @@
 #include <iostream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <ostream>
 #include <set>
 
 #include "instseg/checkpoint/state_dict.h"
@@ -160,6 +161,10 @@ TrainConfig resume_case_config() {
   return config;
 }
 
+// gtest lists a parameter by what this prints; ctest names each row after it (".../StopAfter").
+// A name generator instead would leave the parameter's bytes, addresses included, in ctest's name.
+void PrintTo(const ResumeCase& c, std::ostream* os) { *os << c.name; }
+
 class ResumeExactness : public ::testing::TestWithParam<ResumeCase> {};
 
 // The resumed run's files are the uninterrupted run's: the final weights (and the best ones), the
@@ -230,8 +235,7 @@ INSTANTIATE_TEST_SUITE_P(
                    [](TrainConfig& c) { c.optim.precision = "bf16"; }},
         // Multi-scale: each image's size is drawn from torch's generator, which resume restores.
         ResumeCase{"KillAfterCheckpointMultiScale", Interruption::kKillAfterCheckpoint, 4,
-                   [](TrainConfig& c) { c.model.min_sizes = {48, 56, 64}; }}),
-    [](const ::testing::TestParamInfo<ResumeCase>& info) { return info.param.name; });
+                   [](TrainConfig& c) { c.model.min_sizes = {48, 56, 64}; }}));
 
 TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {
   TestDir dir;
