@@ -25,6 +25,7 @@ float32: their bfloat16 loss test needs autocast's rounding of the weights as we
 """
 import reference_env  # noqa: E402  (the versions this script was written for)
 reference_env.require(torch="1.13", torchvision="0.14")
+# reference-inputs: datasets/tiny_coco/val2017/000000006818.jpg datasets/tiny_coco/val2017/000000017627.jpg datasets/tiny_coco/val2017/000000025560.jpg
 
 import copy
 import os

@@ -14,6 +14,7 @@ bfloat16: half the bytes, and the float32 computations see exactly the saved val
 """
 import reference_env  # noqa: E402  (the versions this script was written for)
 reference_env.require(torch="1.13", torchvision="0.14")
+# reference-inputs: datasets/tiny_coco/val2017/000000006818.jpg datasets/tiny_coco/val2017/000000037777.jpg
 
 import os
 import sys
