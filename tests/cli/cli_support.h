@@ -39,11 +39,13 @@ inline std::string shell_quote(const std::string& s) {
   return q + "'";
 }
 
-// Runs INSTSEG_BINARY_DIR/instseg with `args`; `scratch` is a folder for the captured streams.
-inline ProgramResult run_instseg(const std::vector<std::string>& args, const std::string& scratch) {
+// Runs `program` (shell-quoted) with `args` and stdin from /dev/null; the streams are captured in
+// <scratch>/<prefix>stdout.txt and <prefix>stderr.txt.
+inline ProgramResult run_captured(const std::string& program, const std::vector<std::string>& args,
+                                  const std::string& scratch, const std::string& prefix) {
   std::filesystem::create_directories(scratch);
-  const std::string out = scratch + "/stdout.txt", err = scratch + "/stderr.txt";
-  std::string command = shell_quote(INSTSEG_BINARY_DIR "/instseg");
+  const std::string out = scratch + "/" + prefix + "stdout.txt", err = scratch + "/" + prefix + "stderr.txt";
+  std::string command = program;
   for (const auto& a : args) command += " " + shell_quote(a);
   command += " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
   const int status = std::system(command.c_str());
@@ -54,20 +56,16 @@ inline ProgramResult run_instseg(const std::vector<std::string>& args, const std
   return result;
 }
 
+// Runs INSTSEG_BINARY_DIR/instseg with `args`; `scratch` is a folder for the captured streams.
+inline ProgramResult run_instseg(const std::vector<std::string>& args, const std::string& scratch) {
+  return run_captured(shell_quote(INSTSEG_BINARY_DIR "/instseg"), args, scratch, "");
+}
+
 // Runs the reference Python (INSTSEG_PYTHON) on tests/reference/<script> with `args`, captured the same way.
 inline ProgramResult run_reference_python(const std::string& script, const std::vector<std::string>& args,
                                           const std::string& scratch) {
-  std::filesystem::create_directories(scratch);
-  const std::string out = scratch + "/python_stdout.txt", err = scratch + "/python_stderr.txt";
-  std::string command = INSTSEG_PYTHON " " + shell_quote(INSTSEG_SOURCE_DIR "/tests/reference/" + script);
-  for (const auto& a : args) command += " " + shell_quote(a);
-  command += " >" + shell_quote(out) + " 2>" + shell_quote(err) + " </dev/null";
-  const int status = std::system(command.c_str());
-  ProgramResult result;
-  result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  result.out = read_file_bytes(out);
-  result.err = read_file_bytes(err);
-  return result;
+  return run_captured(INSTSEG_PYTHON " " + shell_quote(INSTSEG_SOURCE_DIR "/tests/reference/" + script), args,
+                      scratch, "python_");
 }
 
 }  // namespace instseg::testing
