@@ -39,6 +39,8 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet5
 from torchvision.models.detection import roi_heads as tv_roi_heads
 from torchvision.ops import poolers
 
+from norm_init import randomise_norms
+
 OUT = sys.argv[1]
 IMAGES = ["000000006818.jpg", "000000017627.jpg", "000000025560.jpg"]
 IMAGE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "tiny_coco", "val2017")
@@ -84,14 +86,7 @@ def pack_bits(masks):
 
 def randomise(model, seed):
     g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torchvision.ops.FrozenBatchNorm2d)):
-                n = m.running_mean.numel()
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
+    randomise_norms(model, g)
 
 
 def calibrate(model, image):

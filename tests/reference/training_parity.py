@@ -31,6 +31,8 @@ from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHe
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.models.detection.roi_heads import RoIHeads
 
+from norm_init import randomise_norms
+
 OUT = sys.argv[1]
 IMAGE_DIR = os.path.join(os.path.dirname(__file__), "..", "..", "datasets", "tiny_coco", "val2017")
 
@@ -156,18 +158,6 @@ def sample_cases():
 
 
 # ---------------------------------------------------------------------------- whole-model losses
-
-def randomise_norms(model, g):
-    """Frozen BatchNorm statistics and affine parameters away from identity, so ignoring them fails."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (torch.nn.BatchNorm2d, torchvision.ops.FrozenBatchNorm2d)):
-                n = m.running_mean.numel()
-                m.running_mean.copy_(torch.randn(n, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) * 0.5 + 0.5)
-                m.bias.copy_(torch.randn(n, generator=g) * 0.1)
-
 
 def build_model():
     torch.manual_seed(MODEL_SEED)
