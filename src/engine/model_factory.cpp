@@ -81,8 +81,7 @@ MaskPaste mask_paste_named(const std::string& name, const std::string& field) {
 MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides) {
   const StateDict state = upgrade_torchvision_keys(read_state_dict(weights));
   const CheckpointInfo info = require_mask_rcnn(state, weights);
-  MaskRcnnOptions options;
-  options.variant = info.version == 2 ? MaskRcnnVariant::kV2 : MaskRcnnVariant::kV1;
+  MaskRcnnOptions options = info.version == 2 ? MaskRcnnOptions::v2() : MaskRcnnOptions::v1();
   options.num_classes = info.num_classes;
   options.backbone.depth = info.depth;
   // A backbone trained from scratch with group norm has affine weights but no running statistics.
@@ -103,8 +102,7 @@ MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overri
 }
 
 MaskRcnn build_mask_rcnn_for_training(const ModelConfig& config, int64_t num_classes) {
-  MaskRcnnOptions options;
-  options.variant = config.variant == "v2" ? MaskRcnnVariant::kV2 : MaskRcnnVariant::kV1;
+  MaskRcnnOptions options = config.variant == "v2" ? MaskRcnnOptions::v2() : MaskRcnnOptions::v1();
   options.num_classes = static_cast<int>(num_classes);
   options.backbone.depth = config.depth;
   options.backbone.norm = backbone_norm(config.norm);

@@ -8,19 +8,17 @@
 #include "instseg/modeling/roi_heads/training_samples.h"
 
 namespace instseg {
-namespace {
 
-// The architecture choices a variant fixes; everything else stays as the user set it.
-MaskRcnnOptions with_variant(MaskRcnnOptions o) {
-  const bool v2 = o.variant == MaskRcnnVariant::kV2;
-  o.backbone.fpn_norm = v2 ? NormKind::kBatchNorm : NormKind::kNone;
-  o.rpn.conv_depth = v2 ? 2 : 1;
-  o.roi_heads.box_head = v2 ? BoxHeadKind::kConvFc : BoxHeadKind::kTwoMlp;
-  o.roi_heads.head_norm = v2 ? NormKind::kBatchNorm : NormKind::kNone;
+MaskRcnnOptions MaskRcnnOptions::v1() { return MaskRcnnOptions{}; }
+
+MaskRcnnOptions MaskRcnnOptions::v2() {
+  MaskRcnnOptions o;
+  o.backbone.fpn_norm = NormKind::kBatchNorm;
+  o.rpn.conv_depth = 2;
+  o.roi_heads.box_head = BoxHeadKind::kConvFc;
+  o.roi_heads.head_norm = NormKind::kBatchNorm;
   return o;
 }
-
-}  // namespace
 
 void MaskRcnnOptions::validate() const {
   if (num_classes < 2) {
@@ -35,7 +33,7 @@ void MaskRcnnOptions::validate() const {
 }
 
 MaskRcnnImpl::MaskRcnnImpl(MaskRcnnOptions options)
-    : options_(with_variant(std::move(options))), transform_(options_.transform) {
+    : options_(std::move(options)), transform_(options_.transform) {
   options_.validate();
   backbone_ = register_module("backbone", ResnetFpn(options_.backbone));
   const int64_t channels = backbone_->out_channels();

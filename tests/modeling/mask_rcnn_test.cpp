@@ -11,8 +11,7 @@ namespace instseg {
 namespace {
 
 MaskRcnn make_model(const std::string& variant, int64_t min_size, int64_t max_size) {
-  MaskRcnnOptions options;
-  options.variant = variant == "v2" ? MaskRcnnVariant::kV2 : MaskRcnnVariant::kV1;
+  MaskRcnnOptions options = variant == "v2" ? MaskRcnnOptions::v2() : MaskRcnnOptions::v1();
   options.transform.min_size = {min_size};
   options.transform.max_size = max_size;
   return MaskRcnn(options);

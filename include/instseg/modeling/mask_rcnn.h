@@ -18,13 +18,17 @@
 
 namespace instseg {
 
-enum class MaskRcnnVariant {
-  kV1,  // frozen-BN ResNet, plain FPN, TwoMLPHead box head, plain mask head
-  kV2,  // BN in FPN and heads, 2-conv RPN head, 4conv+1fc box head (torchvision's _v2)
-};
-
+// The whole description of a model: architecture, input size and inference settings. A default
+// constructed MaskRcnnOptions is v1(); the presets only choose values, so a field set after taking
+// a preset is what the model gets (nothing is rewritten when the model is built).
 struct MaskRcnnOptions {
-  MaskRcnnVariant variant = MaskRcnnVariant::kV1;
+  // torchvision's maskrcnn_resnet50_fpn: frozen-BN ResNet, plain FPN, 1-conv RPN head, TwoMLPHead
+  // box head, plain mask head.
+  static MaskRcnnOptions v1();
+  // torchvision's maskrcnn_resnet50_fpn_v2: batch norm in the FPN and heads, 2-conv RPN head,
+  // 4conv+1fc box head.
+  static MaskRcnnOptions v2();
+
   int num_classes = 91;  // including background; torchvision's COCO models use 91 (COCO ids)
   BackboneOptions backbone;
   TransformOptions transform;
