@@ -1,0 +1,69 @@
+#pragma once
+// Runs a model over a sequence of images: the one "predict every image" loop behind the trainer's
+// validation, `predict` over a folder, the demo and the benches (in the spirit of Detectron2's
+// inference_on_dataset). Each image's masks stay per box (MaskRcnn::predict_box_masks) and are
+// pasted one at a time (mask_paster), so memory follows one box, not K image-sized masks; the
+// COCO results are byte for byte those of the whole paste. One path, so that validation and
+// predict give identical results for the same model and image.
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "instseg/coco/dataset.h"
+#include "instseg/coco/results.h"
+#include "instseg/data/dataset.h"
+#include "instseg/modeling/mask_rcnn.h"
+
+namespace instseg {
+
+// One image to run and the ids its results carry.
+struct InferenceInput {
+  torch::Tensor image;    // [3, H, W] float RGB in [0, 1], the image's own size
+  int64_t image_id = 0;   // COCO image id of its results
+  std::string file_name;  // as results files name it
+};
+
+// What the model made of one image.
+struct ImageInference {
+  int64_t index;                         // position in the sequence
+  const InferenceInput& input;
+  const Detections& detections;          // model labels 1..K; masks per box [K, 1, M, M]
+  const MaskPaster& masks;               // pastes detection k's mask into the image's pixels
+  std::vector<coco::Detection> results;  // COCO results (category ids when `categories` was given)
+  double model_seconds;                  // predict_box_masks + mask_paster, for timings
+};
+
+// One image that failed (InferenceOptions::on_failure).
+struct InferenceFailure {
+  int64_t index = 0;
+  bool out_of_memory = false;  // else unreadable: `message` is the InputError's, naming the image
+  std::string message;
+};
+
+struct InferenceOptions {
+  // Labels -> the data's category ids in `results`; null: results carry the model's labels.
+  const data::CategoryMap* categories = nullptr;
+  // Set: an image that cannot be read (InputError from image_at) or predicted for lack of memory
+  // is reported here and the run goes on. Unset: those errors propagate.
+  std::function<void(const InferenceFailure&)> on_failure;
+};
+
+// Runs `model` (switched to eval mode, no gradients) over images 0 .. count-1, in order, and hands
+// each image's inference to on_image. image_at is called once per image, just before it is run.
+void inference_on_dataset(MaskRcnnImpl& model, int64_t count, const std::function<InferenceInput(int64_t)>& image_at,
+                          const std::function<void(const ImageInference&)>& on_image,
+                          const InferenceOptions& options = {});
+
+// A dataset's inference gathered: every result (for the evaluator) and the results file.
+struct DatasetInference {
+  std::vector<coco::Detection> detections;  // with the dataset's category ids
+  std::string results_json;                 // COCO results list, each entry with its "file_name"
+};
+
+// Every image of `dataset`, results with its category ids and named by `ground_truth`'s file names
+// (the split as COCO instances: TrainingData::val_ground_truth()).
+DatasetInference inference_on_dataset(MaskRcnnImpl& model, const data::Dataset& dataset,
+                                      const coco::Dataset& ground_truth);
+
+}  // namespace instseg
