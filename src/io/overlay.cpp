@@ -8,6 +8,7 @@
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
+#include <stdexcept>
 
 #include "instseg/errors.h"
 #include "instseg/io/class_names.h"
@@ -16,15 +17,23 @@ namespace instseg {
 
 namespace {
 
-// Well-separated colours: hues stepped by the golden ratio, so neighbouring labels differ.
-cv::Scalar label_colour(int64_t label) {
-  const double hue = std::fmod(static_cast<double>(label) * 0.618033988749895, 1.0) * 180.0;
+constexpr int kFont = cv::FONT_HERSHEY_SIMPLEX;
+
+// Palette colour k: hues stepped by the golden ratio around the circle, so that consecutive
+// detections (often neighbours of one class) differ by over a third of the circle and no two of
+// the first dozen are alike; bright and saturated so black label text reads on them.
+cv::Scalar instance_colour(int64_t k) {
+  const double hue = std::fmod(static_cast<double>(k) * 0.618033988749895, 1.0) * 180.0;
   cv::Mat hsv(1, 1, CV_8UC3, cv::Scalar(hue, 200, 255));
   cv::Mat bgr;
   cv::cvtColor(hsv, bgr, cv::COLOR_HSV2BGR);
   const auto c = bgr.at<cv::Vec3b>(0, 0);
   return {static_cast<double>(c[0]), static_cast<double>(c[1]), static_cast<double>(c[2])};
 }
+
+// The outline's colour: the tint at half brightness, so the edge stands out on the tint and on
+// the picture alike (Detectron2 darkens its polygon edges the same way).
+cv::Scalar darker(const cv::Scalar& c) { return c * 0.5; }
 
 cv::Mat to_bgr_u8(const torch::Tensor& image) {
   // [3, H, W] float RGB -> [H, W, 3] uint8 BGR, one channel at a time so that no float copy of the
@@ -39,7 +48,8 @@ cv::Mat to_bgr_u8(const torch::Tensor& image) {
 // Tints and outlines one mask on the canvas (the picture enlarged `scale` times), within its
 // region plus a pixel of margin, so that findContours sees the mask's outside as on the whole
 // image and the outline is the same.
-void draw_mask(cv::Mat& canvas, const MaskRegion& region, const OverlayOptions& options, const cv::Scalar& colour) {
+void draw_mask(cv::Mat& canvas, const MaskRegion& region, const OverlayOptions& options, const cv::Scalar& colour,
+               int line_width) {
   const int scale = options.scale;
   const int64_t rows = region.probs.size(0), cols = region.probs.size(1);
   if (rows == 0 || cols == 0) return;
@@ -59,9 +69,20 @@ void draw_mask(cv::Mat& canvas, const MaskRegion& region, const OverlayOptions& 
   cv::Mat blended;
   cv::addWeighted(area, 1.0 - options.mask_alpha, tinted, options.mask_alpha, 0.0, blended);
   blended.copyTo(area, mask);
+  if (!options.outlines) return;
+  // Every pixel of the contour (CHAIN_APPROX_NONE) drawn without anti-aliasing: a solid line on the
+  // mask's own edge pixels, widened symmetrically when line_width > 1. Holes get outlined too.
   std::vector<std::vector<cv::Point>> contours;
-  cv::findContours(mask, contours, cv::RETR_EXTERNAL, cv::CHAIN_APPROX_SIMPLE, box.tl());
-  cv::drawContours(canvas, contours, -1, colour, 1, cv::LINE_AA);
+  cv::findContours(mask, contours, cv::RETR_LIST, cv::CHAIN_APPROX_NONE, box.tl());
+  cv::drawContours(canvas, contours, -1, darker(colour), line_width, cv::LINE_8);
+}
+
+std::string encode(const cv::Mat& canvas, const std::string& extension) {
+  std::vector<uchar> encoded;
+  if (!cv::imencode(extension, canvas, encoded)) {
+    throw InputError("cannot encode overlay picture as " + extension);
+  }
+  return std::string(encoded.begin(), encoded.end());
 }
 
 std::string render(const torch::Tensor& image, const Detections& detections, const MaskRegionOf* mask_of,
@@ -71,46 +92,110 @@ std::string render(const torch::Tensor& image, const Detections& detections, con
   cv::Mat canvas = to_bgr_u8(image);
   const int scale = options.scale;
   if (scale > 1) cv::resize(canvas, canvas, cv::Size(), scale, scale, cv::INTER_NEAREST);
+  const OverlayStyle style = overlay_style(canvas.cols, canvas.rows);
   const auto scores = detections.scores.to(torch::kCPU, torch::kFloat);
   const auto boxes = detections.boxes.to(torch::kCPU, torch::kFloat);
   const auto labels = detections.labels.to(torch::kCPU, torch::kLong);
   const int64_t count = scores.size(0);
   const bool has_masks = mask_of || (detections.masks.defined() && detections.masks.numel() > 0);
 
-  // Draw low scores first so the most confident detections end on top.
-  for (int64_t i = count - 1; i >= 0; --i) {
-    if (scores[i].item<float>() < options.show_thresh) continue;
-    const auto colour = label_colour(labels[i].item<int64_t>());
-    if (has_masks) {
-      draw_mask(canvas, mask_of ? (*mask_of)(i) : MaskRegion{0, 0, detections.masks[i][0]}, options, colour);
-    }
+  // The detections to draw, most confident first (labels are placed in this order).
+  std::vector<int64_t> shown;
+  for (int64_t i = 0; i < count; ++i) {
+    if (scores[i].item<float>() >= options.show_thresh) shown.push_back(i);
+  }
+  std::stable_sort(shown.begin(), shown.end(),
+                   [&](int64_t a, int64_t b) { return scores[a].item<float>() > scores[b].item<float>(); });
+  std::vector<PixelRect> box_rects;
+  for (const int64_t i : shown) {
     const auto b = boxes[i] * scale;
-    const cv::Point top_left(static_cast<int>(b[0].item<float>()), static_cast<int>(b[1].item<float>()));
-    const cv::Point bottom_right(static_cast<int>(b[2].item<float>()), static_cast<int>(b[3].item<float>()));
-    cv::rectangle(canvas, top_left, bottom_right, colour, 2, cv::LINE_AA);
+    const int x1 = static_cast<int>(b[0].item<float>()), y1 = static_cast<int>(b[1].item<float>());
+    const int x2 = static_cast<int>(b[2].item<float>()), y2 = static_cast<int>(b[3].item<float>());
+    box_rects.push_back({x1, y1, x2 - x1, y2 - y1});
+  }
 
+  // Masks and boxes with low scores first, so the most confident end on top.
+  for (size_t n = shown.size(); n-- > 0;) {
+    const int64_t i = shown[n];
+    const auto colour = instance_colour(i);
+    if (has_masks) {
+      draw_mask(canvas, mask_of ? (*mask_of)(i) : MaskRegion{0, 0, detections.masks[i][0]}, options, colour,
+                style.line_width);
+    }
+    const PixelRect& r = box_rects[n];
+    cv::rectangle(canvas, cv::Point(r.x, r.y), cv::Point(r.x + r.width, r.y + r.height), colour, style.line_width,
+                  cv::LINE_AA);
+  }
+  if (!options.labels || shown.empty()) return encode(canvas, extension);
+
+  // Labels last, over every mask and box, each where it covers no other label.
+  const int pad = std::max(1, style.text_height / 5);
+  std::vector<std::string> texts;
+  std::vector<PixelRect> sizes;
+  std::vector<int> baselines;
+  for (const int64_t i : shown) {
     char score_text[16];
     std::snprintf(score_text, sizeof score_text, " %.2f", scores[i].item<float>());
-    const std::string text = class_name(class_names, labels[i].item<int64_t>()) + score_text;
+    texts.push_back(class_name(class_names, labels[i].item<int64_t>()) + score_text);
     int baseline = 0;
-    const double font_scale = 0.5;
-    const auto size = cv::getTextSize(text, cv::FONT_HERSHEY_SIMPLEX, font_scale, 1, &baseline);
-    // Keep the label inside the picture when the box touches the top edge.
-    const int y = std::max(top_left.y, size.height + baseline + 2);
-    cv::rectangle(canvas, cv::Point(top_left.x, y - size.height - baseline - 2),
-                  cv::Point(top_left.x + size.width + 2, y), colour, cv::FILLED);
-    cv::putText(canvas, text, cv::Point(top_left.x + 1, y - baseline - 1), cv::FONT_HERSHEY_SIMPLEX,
-                font_scale, cv::Scalar(0, 0, 0), 1, cv::LINE_AA);
+    const auto size = cv::getTextSize(texts.back(), kFont, style.font_scale, style.text_thickness, &baseline);
+    baselines.push_back(baseline);
+    sizes.push_back({0, 0, size.width + 2 * pad, size.height + baseline + 2 * pad});
   }
-
-  std::vector<uchar> encoded;
-  if (!cv::imencode(extension, canvas, encoded)) {
-    throw InputError("cannot encode overlay picture as " + extension);
+  const auto spots = place_labels(box_rects, sizes, canvas.cols, canvas.rows);
+  for (size_t n = 0; n < shown.size(); ++n) {
+    if (!spots[n]) continue;
+    const PixelRect& s = *spots[n];
+    cv::rectangle(canvas, cv::Rect(s.x, s.y, s.width, s.height), instance_colour(shown[n]), cv::FILLED);
+    cv::putText(canvas, texts[n], cv::Point(s.x + pad, s.y + s.height - pad - baselines[n]), kFont, style.font_scale,
+                cv::Scalar(0, 0, 0), style.text_thickness, cv::LINE_AA);
   }
-  return std::string(encoded.begin(), encoded.end());
+  return encode(canvas, extension);
 }
 
 }  // namespace
+
+OverlayStyle overlay_style(int width, int height) {
+  // Detectron2 sizes its font as sqrt(area) / 90 points at its figure's dpi; in pixels that is
+  // about sqrt(area) / 45: 12 px on a 640 x 480 picture, 23 px on 1333 x 800. 8 px is the least
+  // that stays legible (the `scale` option enlarges tiny pictures beyond that).
+  const double side = std::sqrt(static_cast<double>(std::max(width, 1)) * std::max(height, 1));
+  OverlayStyle style;
+  style.text_height = std::max(8, static_cast<int>(std::lround(side / 45.0)));
+  style.text_thickness = std::max(1, static_cast<int>(std::lround(style.text_height / 12.0)));
+  int baseline = 0;
+  const int unit_height = cv::getTextSize("A", kFont, 1.0, style.text_thickness, &baseline).height;
+  style.font_scale = static_cast<double>(style.text_height) / unit_height;
+  // Lines a quarter of Detectron2's font size: 1 px up to ~700 x 700, 3 px on 1333 x 800.
+  style.line_width = std::max(1, static_cast<int>(std::lround(side / 360.0)));
+  return style;
+}
+
+std::vector<std::optional<PixelRect>> place_labels(const std::vector<PixelRect>& boxes,
+                                                   const std::vector<PixelRect>& label_sizes, int width, int height) {
+  if (boxes.size() != label_sizes.size()) {
+    throw std::invalid_argument("place_labels: " + std::to_string(boxes.size()) + " boxes but " +
+                                std::to_string(label_sizes.size()) + " label sizes");
+  }
+  std::vector<std::optional<PixelRect>> spots(boxes.size());
+  std::vector<PixelRect> placed;
+  for (size_t i = 0; i < boxes.size(); ++i) {
+    const PixelRect& box = boxes[i];
+    const int w = label_sizes[i].width, h = label_sizes[i].height;
+    if (w <= 0 || h <= 0 || w > width || h > height) continue;
+    // Left edge at the box's, moved left (or right, for a box off the left edge) to stay inside.
+    const int x = std::clamp(box.x, 0, width - w);
+    for (const int y : {box.y - h, box.y, box.y + box.height}) {
+      const PixelRect spot{x, y, w, h};
+      if (y < 0 || y + h > height) continue;
+      if (std::any_of(placed.begin(), placed.end(), [&](const PixelRect& p) { return p.overlaps(spot); })) continue;
+      spots[i] = spot;
+      placed.push_back(spot);
+      break;
+    }
+  }
+  return spots;
+}
 
 std::string render_overlay(const torch::Tensor& image, const Detections& detections,
                            const std::vector<std::string>& class_names,

@@ -1,9 +1,14 @@
 #pragma once
-// Pictures of detections: translucent coloured masks, boxes, class names and scores.
+// Pictures of detections, drawn to be read by a person (Detectron2's Visualizer is the reference
+// point): each instance in its own colour from a fixed palette of well-separated hues (two touching
+// instances of one class are told apart), a translucent mask with a solid, darker outline, the box,
+// and a "class score" label placed where it covers no other label. Text and lines are sized from
+// the picture. One drawing module shared by predict, the demo and explain.
 #include <torch/types.h>
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,10 +22,40 @@ struct OverlayOptions {
   double mask_thresh = 0.5;   // mask probability that counts as foreground (torchvision's)
   double mask_alpha = 0.45;   // opacity of the mask colour
   int scale = 1;              // picture enlarged this many times, so labels fit on small images
+  bool outlines = true;       // draw each mask's contour (solid, darker than its tint)
+  bool labels = true;         // draw "class score" labels
 };
 
+// Text and line sizes for a canvas of width x height pixels (the picture times options.scale):
+// they grow with the square root of the area, as Detectron2's Visualizer sizes its font, with a
+// floor that keeps labels legible on small pictures.
+struct OverlayStyle {
+  int text_height = 0;      // pixels, height of a capital letter of the label text
+  double font_scale = 0;    // OpenCV's FONT_HERSHEY_SIMPLEX scale giving text_height
+  int text_thickness = 1;   // pixels
+  int line_width = 1;       // box and mask outline, pixels
+};
+OverlayStyle overlay_style(int width, int height);
+
+// Pixel rectangles [x, x + width) x [y, y + height).
+struct PixelRect {
+  int x = 0, y = 0, width = 0, height = 0;
+  bool overlaps(const PixelRect& o) const {
+    return x < o.x + o.width && o.x < x + width && y < o.y + o.height && o.y < y + height;
+  }
+};
+
+// Where each detection's label goes (greedy, in the given order: put the most confident first).
+// boxes[i] is detection i's box and label_sizes[i] its label's size (x, y unused). Tried in turn:
+// above the box, inside its top, below it; each shifted left as far as needed to end inside the
+// picture. A spot that leaves the picture or overlaps a label already placed is skipped; a label
+// with no spot left is not drawn (nullopt). The placed rectangles never overlap and lie inside
+// [0, width) x [0, height).
+std::vector<std::optional<PixelRect>> place_labels(const std::vector<PixelRect>& boxes,
+                                                   const std::vector<PixelRect>& label_sizes, int width, int height);
+
 // image: [3, H, W] float RGB in [0, 1]. Returns the picture as an 8-bit BGR buffer encoded in the
-// format given by `extension` (".jpg" or ".png").
+// format given by `extension` (".jpg" or ".png"). Detection k is drawn in palette colour k.
 std::string render_overlay(const torch::Tensor& image, const Detections& detections,
                            const std::vector<std::string>& class_names,
                            const OverlayOptions& options, const std::string& extension);
