@@ -135,23 +135,5 @@ TEST(ResnetFpn, ValidateNamesTheField) {
               ::testing::ThrowsMessage<ConfigError>(::testing::HasSubstr("backbone.norm")));
 }
 
-// Frozen batch norm is the eval-mode batch norm with the same statistics, eps 1e-5.
-TEST(FrozenBatchNorm2d, EqualsEvalBatchNorm) {
-  torch::manual_seed(0);
-  FrozenBatchNorm2d frozen(5);
-  torch::nn::BatchNorm2d bn(5);
-  torch::NoGradGuard no_grad;
-  for (auto* t : {&frozen->weight, &frozen->bias, &frozen->running_mean}) t->copy_(torch::randn({5}));
-  frozen->running_var.copy_(torch::rand({5}) + 0.1);
-  bn->weight.copy_(frozen->weight);
-  bn->bias.copy_(frozen->bias);
-  bn->running_mean.copy_(frozen->running_mean);
-  bn->running_var.copy_(frozen->running_var);
-  bn->eval();
-  const auto x = torch::randn({2, 5, 3, 4});
-  EXPECT_TRUE(torch::allclose(frozen(x), bn(x), 1e-5, 1e-6));
-  EXPECT_TRUE(frozen->parameters().empty());
-}
-
 }  // namespace
 }  // namespace instseg

@@ -1,8 +1,10 @@
 #include "instseg/modeling/roi_heads/box_head.h"
 
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "instseg/errors.h"
 #include "instseg/modeling/roi_heads/box_predictor.h"
 #include "modeling/rcnn_reference.h"
 
@@ -10,6 +12,17 @@ namespace instseg {
 namespace {
 
 using testing::max_abs_diff;
+
+// The config vocabulary: two_mlp (v1) and conv_fc (v2) read back as their kinds.
+TEST(BoxHeadKind, NamesRoundTrip) {
+  EXPECT_EQ(to_string(BoxHeadKind::kTwoMlp), "two_mlp");
+  EXPECT_EQ(to_string(BoxHeadKind::kConvFc), "conv_fc");
+  EXPECT_EQ(box_head_kind_named("two_mlp", "k"), BoxHeadKind::kTwoMlp);
+  EXPECT_EQ(box_head_kind_named("conv_fc", "k"), BoxHeadKind::kConvFc);
+  EXPECT_THAT([] { box_head_kind_named("mlp", "model.roi_heads.box_head"); },
+              ::testing::ThrowsMessage<ConfigError>(::testing::StrEq(
+                  "model.roi_heads.box_head must be one of two_mlp | conv_fc, got \"mlp\"")));
+}
 
 TEST(BoxHead, ConvFcHeadHasTorchvisionStateDictNames) {
   ConvFcHead head(std::array<int64_t, 3>{256, 7, 7}, std::vector<int64_t>{256, 256, 256, 256}, std::vector<int64_t>{1024}, NormKind::kBatchNorm);

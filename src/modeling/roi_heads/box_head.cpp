@@ -2,11 +2,25 @@
 
 #include <torch/torch.h>
 
+#include "modeling/named_enum.h"
 #include "modeling/roi_heads/conv_block.h"
 
 namespace instseg {
 
 namespace nn = torch::nn;
+
+namespace {
+
+const detail::NameTable<BoxHeadKind, 2> kBoxHeadNames{
+    {{"two_mlp", BoxHeadKind::kTwoMlp}, {"conv_fc", BoxHeadKind::kConvFc}}};
+
+}  // namespace
+
+std::string to_string(BoxHeadKind kind) { return detail::name_of(kBoxHeadNames, kind); }
+
+BoxHeadKind box_head_kind_named(const std::string& name, const std::string& key) {
+  return detail::value_named(kBoxHeadNames, name, key);
+}
 
 TwoMlpHeadImpl::TwoMlpHeadImpl(int64_t in_features, int64_t representation_size) {
   fc6 = register_module("fc6", nn::Linear(in_features, representation_size));

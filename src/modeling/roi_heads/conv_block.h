@@ -4,7 +4,7 @@
 // norm, so state dict keys match torchvision's.
 #include <torch/torch.h>
 
-#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/layers/norm.h"
 
 namespace instseg::detail {
 

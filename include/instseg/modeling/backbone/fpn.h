@@ -6,7 +6,7 @@
 
 #include <vector>
 
-#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/layers/norm.h"
 #include "instseg/structures/image_list.h"
 
 namespace instseg {

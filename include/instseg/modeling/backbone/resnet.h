@@ -8,7 +8,7 @@
 
 #include <vector>
 
-#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/layers/norm.h"
 
 namespace instseg {
 

@@ -4,7 +4,7 @@
 #include <torch/types.h>
 
 #include "instseg/modeling/backbone/fpn.h"
-#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/layers/norm.h"
 #include "instseg/modeling/backbone/resnet.h"
 #include "instseg/structures/image_list.h"
 

@@ -7,16 +7,24 @@
 #include <torch/types.h>
 
 #include <array>
+#include <string>
 #include <vector>
 
-#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/layers/norm.h"
 
 namespace instseg {
 
+// The box head's architecture. Config names in brackets.
 enum class BoxHeadKind {
-  kTwoMlp,  // v1: flatten, fc6 + ReLU, fc7 + ReLU (torchvision's TwoMLPHead)
-  kConvFc,  // v2: four conv3x3 + norm + ReLU, flatten, one fc + ReLU (FastRCNNConvFCHead)
+  kTwoMlp,  // [two_mlp] v1: flatten, fc6 + ReLU, fc7 + ReLU (torchvision's TwoMLPHead)
+  kConvFc,  // [conv_fc] v2: four conv3x3 + norm + ReLU, flatten, one fc + ReLU (FastRCNNConvFCHead)
 };
+
+// The config name of a kind: "two_mlp", "conv_fc".
+std::string to_string(BoxHeadKind kind);
+// The kind of a config name; throws ConfigError naming `key` (e.g. "model.roi_heads.box_head") and
+// the accepted names when `name` is none of them.
+BoxHeadKind box_head_kind_named(const std::string& name, const std::string& key);
 
 // torchvision's TwoMLPHead. Children fc6, fc7.
 class TwoMlpHeadImpl : public torch::nn::Module {

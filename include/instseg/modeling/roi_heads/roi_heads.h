@@ -10,7 +10,7 @@
 #include <utility>
 #include <vector>
 
-#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/layers/norm.h"
 #include "instseg/modeling/roi_heads/box_head.h"
 #include "instseg/modeling/roi_heads/box_predictor.h"
 #include "instseg/modeling/roi_heads/losses.h"

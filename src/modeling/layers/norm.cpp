@@ -1,6 +1,8 @@
-#include "instseg/modeling/backbone/frozen_batch_norm.h"
+#include "instseg/modeling/layers/norm.h"
 
 #include <torch/torch.h>
+
+#include "modeling/named_enum.h"
 
 namespace instseg {
 
@@ -19,14 +21,19 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
   return x * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1});
 }
 
-std::string to_string(NormKind kind) {
-  switch (kind) {
-    case NormKind::kNone: return "none";
-    case NormKind::kFrozenBatchNorm: return "frozen_batch_norm";
-    case NormKind::kBatchNorm: return "batch_norm";
-    case NormKind::kGroupNorm: return "group_norm";
-  }
-  return "unknown";
+namespace {
+
+const detail::NameTable<NormKind, 4> kNormNames{{{"frozen_batch_norm", NormKind::kFrozenBatchNorm},
+                                                 {"batch_norm", NormKind::kBatchNorm},
+                                                 {"group_norm", NormKind::kGroupNorm},
+                                                 {"none", NormKind::kNone}}};
+
+}  // namespace
+
+std::string to_string(NormKind kind) { return detail::name_of(kNormNames, kind); }
+
+NormKind norm_kind_named(const std::string& name, const std::string& key) {
+  return detail::value_named(kNormNames, name, key);
 }
 
 torch::nn::AnyModule make_norm(NormKind kind, int64_t channels) {
