@@ -9,13 +9,14 @@
 #include <vector>
 
 #include "instseg/common/atomic_file.h"
+#include "engine/demo_recipe.h"
+#include "instseg/engine/inference.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/trainer.h"
 #include "instseg/engine/training_data.h"
 #include "instseg/errors.h"
 #include "instseg/io/overlay.h"
 #include "instseg/io/plot.h"
-#include "instseg/ops/mixed_precision.h"
 
 namespace instseg {
 
@@ -67,58 +68,7 @@ void DemoOptions::validate() const {
 
 TrainConfig demo_train_config(const DemoOptions& options) {
   TrainConfig config;
-  config.data.kind = "synthetic";
-  config.data.synthetic_train_images = 100000;  // generated on demand; a long run never repeats
-  config.data.synthetic_val_images = 50;
-  // Small images with large shapes: a 2-core CPU gets through ~4x more iterations than at 256 px,
-  // and masks of 32-64 px objects can be scored at strict IoU thresholds.
-  config.data.synthetic_image_size = 128;
-  // Validation images hold 1-4 shapes; training images 2-6, which gives the heads more instances
-  // per backbone pass (mask AP 0.499 vs 0.434 after 5 minutes, docs/benchmarks.md).
-  config.data.synthetic_min_objects = 2;
-  config.data.synthetic_max_objects = 6;
-  config.data.synthetic_val_min_objects = 1;
-  config.data.synthetic_val_max_objects = 4;
-  config.data.synthetic_min_shape_size = 0.25;
-  config.data.synthetic_max_shape_size = 0.5;
-  config.model.variant = "v1";
-  config.model.depth = 18;
-  config.model.norm = "batch";        // from scratch: frozen statistics could not learn
-  config.model.trainable_layers = 5;
-  config.model.min_sizes = {128};     // the images' own size: no resizing cost
-  config.model.max_size = 128;
-  // Narrow heads: torchvision's 256-channel FPN, RPN and mask convs cost 4x the ResNet-18 body
-  // here (bench/train_bench), and four shape classes do not need that capacity.
-  config.model.fpn_channels = 64;
-  config.model.box_representation_size = 256;
-  config.model.mask_head_channels = 64;
-  config.model.rpn_post_nms_top_n_train = 300;  // few objects per image: fewer RoIs, same quality
-  config.model.rpn_post_nms_top_n_test = 300;
-  // At most 16 foreground RoIs per image (of 1-4 objects) for the mask head, whose four convs
-  // per RoI otherwise cost more than the backbone late in training.
-  config.model.box_batch_size_per_image = 64;
-  config.model.detections_per_image = 30;
-  // Masks pasted where training sampled them: torchvision's paste moves a mask by up to a pixel,
-  // which on these 32-64 px shapes costs most of the mask AP at IoU 0.9-0.95 (0.78-0.80 -> 0.84-0.86
-  // on the same weights, docs/benchmarks.md).
-  config.model.mask_paste = "aligned";
-  // Batch 8 runs more images per second than 4 (part of a step's cost is per iteration, and
-  // larger operations keep both cores busy) and learns as much per image (docs/benchmarks.md).
-  config.optim.batch_size = 8;
-  config.optim.iterations = 100000;   // an upper bound: the time limit fits the real count
-  // From scratch in a few thousand iterations AdamW learns about 3x faster than SGD here (mask AP
-  // 0.28 vs 0.09 after 400 iterations at batch 4, lr 1e-3; docs/benchmarks.md). Half as many
-  // steps of twice the batch take a somewhat larger rate.
-  config.optim.optimizer = "adamw";
-  config.optim.lr = 0.0015;
-  config.optim.warmup_iterations = 100;
-  config.optim.schedule = "cosine";
-  config.optim.clip_grad_norm = 10.0;  // from-scratch training has early loss spikes
-  // bfloat16 convolutions and matrix products where the CPU has them: 1.45x the iterations in the
-  // same time (docs/benchmarks.md); elsewhere bfloat16 would be emulated, slower than fp32.
-  config.optim.precision = ops::cpu_has_native_bf16() ? "bf16" : "fp32";
-  config.run.eval_every = 0;
-  config.run.checkpoint_every = 500;  // a checkpoint takes ~1 s; the demo is rarely resumed
+  config.apply_json(demo_recipe_json(), "configs/demo.json");
   config.run.threads = options.threads;
   // The overlays, curves and table after training take a few seconds; the whole demo keeps to --minutes.
   config.run.time_limit_minutes = options.minutes - kAfterTrainingSeconds / 60.0;
@@ -161,28 +111,29 @@ DemoOutcome run_demo(const DemoOptions& options) {
   ap_plot.y_max = 1;
   save_line_plot((fs::path(options.out_dir) / "curves_ap.png").string(), {box, mask}, ap_plot);
 
-  // Pictures of validation images with the final model's detections.
+  // Pictures of validation images with the final model's detections, the model loaded as predict
+  // loads it from the run folder: its config.json describes the model that was validated.
   const TrainingData data(config.data);
-  // The checkpoint holds weights only: inference must use the size the model was trained at, not
-  // load_mask_rcnn's default of 800 px, at which these shapes would look six times too large, and
-  // the mask paste it was validated with.
-  ModelOverrides as_trained;
-  as_trained.min_size = config.model.min_sizes.back();
-  as_trained.max_size = config.model.max_size;
-  as_trained.mask_paste = mask_paste_named(config.model.mask_paste, "model.mask_paste");
-  MaskRcnn model = load_mask_rcnn((fs::path(options.out_dir) / "model_last.pth").string(), as_trained);
+  const LoadedModel loaded = load_model(options.out_dir);
+  MaskRcnn model = loaded.model;
   const fs::path overlay_dir = fs::path(options.out_dir) / "overlays";
   fs::create_directories(overlay_dir);
   const auto names = data.categories().class_names();
   OverlayOptions overlay_options;
   overlay_options.scale = std::max(1, 512 / config.data.synthetic_image_size);  // readable labels
   const int64_t count = std::min<int64_t>(options.overlays, data.val_set()->size());
-  for (int64_t i = 0; i < count; ++i) {
-    const auto sample = data.val_set()->get(i);
-    const auto detections = model->predict({sample.image})[0];
-    write_bytes_atomically((overlay_dir / ("val_" + std::to_string(sample.image_id) + ".png")).string(),
-                           render_overlay(sample.image, detections, names, overlay_options, ".png"));
-  }
+  inference_on_dataset(
+      *model, count,
+      [&](int64_t i) {
+        const auto sample = data.val_set()->get(i);
+        return InferenceInput{sample.image, sample.image_id, sample.file};
+      },
+      [&](const ImageInference& r) {
+        write_bytes_atomically(
+            (overlay_dir / ("val_" + std::to_string(r.input.image_id) + ".png")).string(),
+            render_overlay(r.input.image, r.detections, [&](int64_t k) { return r.masks.paste(k); }, names,
+                           overlay_options, ".png"));
+      });
 
   DemoOutcome result;
   result.iterations = outcome.iterations_done;
@@ -196,12 +147,11 @@ DemoOutcome run_demo(const DemoOptions& options) {
                   stats[4], stats[5]);
     }
   }
-  std::printf("\n%d iterations in %.0f s. Files in %s: model_last.pth, metrics.json, val_annotations.json,\n"
-              "val_predictions.json, log.jsonl, curves_loss.png, curves_ap.png, overlays/\n"
-              "Segment your own pictures with it (at the %d px it was trained at and with its mask paste, from config.json):\n"
+  std::printf("\n%d iterations in %.0f s. Files in %s: model_last.pth, config.json, metrics.json,\n"
+              "val_annotations.json, val_predictions.json, log.jsonl, curves_loss.png, curves_ap.png, overlays/\n"
+              "Segment your own pictures with it (the run folder's config.json describes the validated model):\n"
               "  instseg predict --weights %s --input IMAGES --out DIR\n",
-              result.iterations, outcome.seconds, options.out_dir.c_str(), *as_trained.min_size,
-              (fs::path(options.out_dir) / "model_last.pth").c_str());
+              result.iterations, outcome.seconds, options.out_dir.c_str(), options.out_dir.c_str());
   return result;
 }
 

@@ -2,23 +2,22 @@
 
 #include <torch/torch.h>
 
-#include <iostream>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "instseg/checkpoint/describe.h"
 #include "instseg/checkpoint/load.h"
 #include "instseg/checkpoint/state_dict.h"
 #include "instseg/checkpoint/torchvision_keys.h"
+#include "instseg/engine/train_config.h"
 #include "instseg/errors.h"
 
 namespace instseg {
 
-namespace {
+namespace fs = std::filesystem;
 
-NormKind backbone_norm(const std::string& name) {
-  if (name == "batch") return NormKind::kBatchNorm;
-  if (name == "group") return NormKind::kGroupNorm;
-  return NormKind::kFrozenBatchNorm;
-}
+namespace {
 
 // Class-dependent predictor layers: re-initialised when fine-tuning to another class count.
 bool is_class_specific(const std::string& key) {
@@ -78,8 +77,10 @@ MaskPaste mask_paste_named(const std::string& name, const std::string& field) {
   throw ConfigError(field + " must be torchvision or aligned, got '" + name + "'");
 }
 
-MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides) {
-  const StateDict state = upgrade_torchvision_keys(read_state_dict(weights));
+namespace {
+
+// The model a bare torchvision-layout checkpoint holds, from its keys and tensor shapes.
+MaskRcnnOptions recognise(const StateDict& state, const std::string& weights) {
   const CheckpointInfo info = require_mask_rcnn(state, weights);
   MaskRcnnOptions options = info.version == 2 ? MaskRcnnOptions::v2() : MaskRcnnOptions::v1();
   options.num_classes = info.num_classes;
@@ -91,32 +92,87 @@ MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overri
   options.roi_heads.mask_channels = tensor_size(state, "roi_heads.mask_head.0.0.weight", 256);
   options.roi_heads.representation_size =
       tensor_size(state, "roi_heads.box_predictor.cls_score.weight", 1024, /*dim=*/1);
+  return options;
+}
+
+void apply(const ModelOverrides& overrides, MaskRcnnOptions& options) {
   if (overrides.min_size) options.transform.min_size = {*overrides.min_size};
   if (overrides.max_size) options.transform.max_size = *overrides.max_size;
   if (overrides.score_thresh) options.roi_heads.score_thresh = *overrides.score_thresh;
+  if (overrides.detections_per_image) options.roi_heads.detections_per_img = *overrides.detections_per_image;
   if (overrides.mask_paste) options.mask_paste = *overrides.mask_paste;
+}
+
+MaskRcnn build_and_load(MaskRcnnOptions options, const StateDict& state, const std::string& weights,
+                        const std::string& described_by) {
+  try {
+    options.validate();
+  } catch (const ConfigError& e) {
+    throw ConfigError(described_by + ": model." + e.what());
+  }
   MaskRcnn model(options);
   load_state_dict(*model, state, weights);
   model->eval();
   return model;
 }
 
+std::string read_text(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw InputError(path.string() + ": cannot read");
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+
+}  // namespace
+
+MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides) {
+  const StateDict state = upgrade_torchvision_keys(read_state_dict(weights));
+  MaskRcnnOptions options = recognise(state, weights);
+  apply(overrides, options);
+  return build_and_load(options, state, weights, weights);
+}
+
+LoadedModel load_model(const std::string& path, const ModelOverrides& overrides) {
+  LoadedModel loaded;
+  std::error_code ec;
+  const bool is_run_folder = fs::is_directory(path, ec);
+  loaded.weights = is_run_folder ? (fs::path(path) / "model_last.pth").string() : path;
+  const fs::path dir = is_run_folder ? fs::path(path) : fs::path(path).parent_path();
+  if (is_run_folder && !fs::exists(loaded.weights)) {
+    throw CheckpointError(path + ": a folder without model_last.pth (a run folder holds config.json and model_last.pth)");
+  }
+  const StateDict state = upgrade_torchvision_keys(read_state_dict(loaded.weights));
+  MaskRcnnOptions options;
+  if (fs::exists(dir / "config.json")) {
+    loaded.config_file = (dir / "config.json").string();
+    // A run's config.json names every key; one that names only some (written by hand, or before
+    // model.num_classes was recorded) is completed from what the checkpoint shows.
+    options = load_train_config(loaded.config_file).model.over(recognise(state, loaded.weights));
+  } else if (is_run_folder) {
+    throw ConfigError(path + ": a run folder without config.json");
+  } else {
+    options = recognise(state, loaded.weights);
+  }
+  apply(overrides, options);
+  loaded.model = build_and_load(options, state, loaded.weights,
+                                loaded.config_file.empty() ? loaded.weights : loaded.config_file);
+  if (const fs::path categories = dir / "categories.json"; fs::exists(categories)) {
+    loaded.categories = data::CategoryMap::from_json(read_text(categories), categories.string());
+  }
+  return loaded;
+}
+
 MaskRcnn build_mask_rcnn_for_training(const ModelConfig& config, int64_t num_classes) {
-  MaskRcnnOptions options = config.variant == "v2" ? MaskRcnnOptions::v2() : MaskRcnnOptions::v1();
+  MaskRcnnOptions options = config.options;
+  if (config.is_set("model.num_classes") && options.num_classes != num_classes) {
+    throw ConfigError("model.num_classes is " + std::to_string(options.num_classes) + " but the data has " +
+                      std::to_string(num_classes - 1) + " categories + background = " + std::to_string(num_classes));
+  }
   options.num_classes = static_cast<int>(num_classes);
-  options.backbone.depth = config.depth;
-  options.backbone.norm = backbone_norm(config.norm);
-  options.backbone.trainable_layers = config.trainable_layers;
-  options.transform.min_size.assign(config.min_sizes.begin(), config.min_sizes.end());
-  options.transform.max_size = config.max_size;
-  options.rpn.post_nms_top_n_train = config.rpn_post_nms_top_n_train;
-  options.rpn.post_nms_top_n_test = config.rpn_post_nms_top_n_test;
-  options.roi_heads.batch_size_per_image = config.box_batch_size_per_image;
-  options.roi_heads.detections_per_img = config.detections_per_image;
-  options.backbone.out_channels = config.fpn_channels;
-  options.roi_heads.representation_size = config.box_representation_size;
-  options.roi_heads.mask_channels = config.mask_head_channels;
-  options.mask_paste = mask_paste_named(config.mask_paste, "model.mask_paste");
+  try {
+    options.validate();
+  } catch (const ConfigError& e) {
+    throw ConfigError("model." + std::string(e.what()));
+  }
   MaskRcnn model(options);
   if (!config.weights.empty()) initialise_from(*model, config.weights);
   return model;

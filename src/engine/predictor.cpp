@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <optional>
@@ -17,7 +18,6 @@
 #include "instseg/data/image_io.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/results_json.h"
-#include "instseg/engine/train_config.h"
 #include "instseg/errors.h"
 #include "instseg/io/class_names.h"
 #include "instseg/io/overlay.h"
@@ -30,9 +30,10 @@ void PredictOptions::validate() const {
   if (weights.empty()) throw ConfigError("predict: --weights is required");
   if (inputs.empty()) throw ConfigError("predict: --input is required");
   if (out_dir.empty()) throw ConfigError("predict: --out is required");
-  if (!(score_thresh >= 0.0 && score_thresh <= 1.0)) {
+  if (!(score_thresh <= 1.0) || (score_thresh < 0.0 && score_thresh != -1.0)) {
     throw ConfigError("predict: --score-thresh must be in [0, 1], got " + std::to_string(score_thresh));
   }
+  if (detections_per_image < 0) throw ConfigError("predict: --detections-per-image must be >= 0 (0 = the model's)");
   if (min_size < 0 || max_size < 0 || (min_size > 0 && max_size > 0 && max_size < min_size)) {
     throw ConfigError("predict: need 0 < --min-size <= --max-size (0 = automatic), got " + std::to_string(min_size) +
                       " and " + std::to_string(max_size));
@@ -61,30 +62,32 @@ double median(std::vector<double> values) {
   return values.size() % 2 ? values[mid] : 0.5 * (values[mid - 1] + values[mid]);
 }
 
-// A model is only good at the scale it was trained at: one trained by instseg (config.json beside
-// the weights) is run at its training size, and pastes masks as it was validated, unless the user
-// asks otherwise.
+// Command-line settings over the model's own description (a run's config.json: a model is only
+// good at the scale it was trained at, and pastes masks as it was validated).
 ModelOverrides overrides_for(const PredictOptions& options) {
   ModelOverrides overrides;
-  overrides.min_size = 800;  // torchvision's transform defaults
-  overrides.max_size = 1333;
-  overrides.score_thresh = options.score_thresh;
-  overrides.mask_paste = MaskPaste::kTorchvision;
-  const fs::path config_file = fs::path(options.weights).parent_path() / "config.json";
-  if (fs::exists(config_file)) {
-    const TrainConfig trained = load_train_config(config_file.string());
-    overrides.min_size = trained.model.min_sizes.back();  // torchvision tests at the last size
-    overrides.max_size = trained.model.max_size;
-    overrides.mask_paste = mask_paste_named(trained.model.mask_paste, config_file.string() + ": model.mask_paste");
-  }
+  if (options.score_thresh >= 0) overrides.score_thresh = options.score_thresh;
+  if (options.detections_per_image > 0) overrides.detections_per_image = options.detections_per_image;
   if (!options.mask_paste.empty()) overrides.mask_paste = mask_paste_named(options.mask_paste, "predict: --mask-paste");
   if (options.min_size > 0) overrides.min_size = options.min_size;
   if (options.max_size > 0) overrides.max_size = options.max_size;
-  if (*overrides.max_size < *overrides.min_size) {
-    throw ConfigError("predict: --max-size " + std::to_string(*overrides.max_size) + " is below the input size " +
-                      std::to_string(*overrides.min_size));
-  }
   return overrides;
+}
+
+// One line a user can check against what they expect: where the model came from and how it runs.
+void print_settings(const LoadedModel& loaded, bool to_terminal) {
+  if (!to_terminal) return;
+  const MaskRcnnOptions& o = loaded.model->options();
+  std::string sizes;
+  for (const int64_t s : o.transform.min_size) sizes += (sizes.empty() ? "" : ",") + std::to_string(s);
+  std::fprintf(stderr,
+               "predict: %s (described by %s): %d classes, ResNet-%d, input %s/%lld px, score > %g, "
+               "%lld detections, RPN top %lld, mask paste %s\n",
+               loaded.weights.c_str(), loaded.config_file.empty() ? "its tensors" : loaded.config_file.c_str(),
+               o.num_classes, o.backbone.depth, sizes.c_str(), static_cast<long long>(o.transform.max_size),
+               o.roi_heads.score_thresh, static_cast<long long>(o.roi_heads.detections_per_img),
+               static_cast<long long>(o.rpn.post_nms_top_n_test),
+               o.mask_paste == MaskPaste::kAligned ? "aligned" : "torchvision");
 }
 
 // What a run wrote, removed again if it fails half-way (an error that is not one image's), so
@@ -192,20 +195,21 @@ PredictSummary run_predict(const PredictOptions& options) {
   const auto image_paths = collect_image_paths(options.inputs);
   const auto overlay_files = overlay_names(image_paths);
 
-  MaskRcnn model = load_mask_rcnn(options.weights, overrides_for(options));
+  const LoadedModel loaded = load_model(options.weights, overrides_for(options));
+  MaskRcnn model = loaded.model;
+  const auto& transform = model->options().transform;
+  if ((options.min_size > 0 || options.max_size > 0) && transform.max_size < transform.min_size.back()) {
+    throw ConfigError("predict: --max-size " + std::to_string(transform.max_size) + " is below the input size " +
+                      std::to_string(transform.min_size.back()));
+  }
+  print_settings(loaded, options.progress);
 
   std::map<std::string, int64_t> image_ids;  // file name -> COCO image id
   if (!options.coco_gt.empty()) image_ids = image_ids_by_file_name(options.coco_gt);
 
   // A model trained by instseg carries its classes in categories.json beside the weights;
   // torchvision's COCO models use COCO's ids as labels.
-  std::optional<data::CategoryMap> categories;
-  const fs::path categories_file = fs::path(options.weights).parent_path() / "categories.json";
-  if (fs::exists(categories_file)) {
-    std::ifstream in(categories_file);
-    const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    categories = data::CategoryMap::from_json(text, categories_file.string());
-  }
+  const std::optional<data::CategoryMap>& categories = loaded.categories;
   const auto names = categories ? categories->class_names() : coco_class_names();
 
   RunOutputs outputs(options.out_dir);

@@ -2,12 +2,16 @@
 
 #include <algorithm>
 #include <fstream>
+#include <array>
 #include <functional>
 #include <map>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "instseg/engine/model_factory.h"
 #include "instseg/errors.h"
+#include "instseg/ops/mixed_precision.h"
 
 namespace instseg {
 
@@ -24,15 +28,27 @@ struct Field {
 
 // JSON's own conversions would turn 1000.5 into 1000 and true into 1: reject those instead.
 template <class T>
+struct is_std_array : std::false_type {};
+template <class T, size_t N>
+struct is_std_array<std::array<T, N>> : std::true_type {};
+
+template <class T>
 bool has_type(const json& j) {
-  if constexpr (std::is_same_v<T, bool>) return j.is_boolean();
-  if constexpr (std::is_same_v<T, int>) return j.is_number_integer();
-  if constexpr (std::is_same_v<T, double>) return j.is_number();
-  if constexpr (std::is_same_v<T, std::string>) return j.is_string();
-  if constexpr (std::is_same_v<T, std::vector<int>>) {
-    return j.is_array() && std::all_of(j.begin(), j.end(), [](const json& e) { return e.is_number_integer(); });
+  if constexpr (std::is_same_v<T, bool>) {
+    return j.is_boolean();
+  } else if constexpr (std::is_integral_v<T>) {
+    return j.is_number_integer();
+  } else if constexpr (std::is_floating_point_v<T>) {
+    return j.is_number();
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    return j.is_string();
+  } else if constexpr (is_std_array<T>::value) {
+    return j.is_array() && j.size() == std::tuple_size_v<T> &&
+           std::all_of(j.begin(), j.end(), [](const json& e) { return has_type<typename T::value_type>(e); });
+  } else {  // std::vector<...>
+    return j.is_array() &&
+           std::all_of(j.begin(), j.end(), [](const json& e) { return has_type<typename T::value_type>(e); });
   }
-  return false;
 }
 
 template <class T>
@@ -44,8 +60,68 @@ Field field(T& value) {
           [&value] { return json(value); }};
 }
 
+// An enum under its config vocabulary: `named` parses (throwing ConfigError naming the key).
+template <class E>
+Field enum_field(E& value, const std::string& key, E (*named)(const std::string&, const std::string&),
+                 std::string (*name_of)(E)) {
+  return {[&value, key, named](const json& j) {
+            if (!j.is_string()) throw json::type_error::create(302, "wrong type", &j);
+            value = named(j.get<std::string>(), key);
+          },
+          [&value, name_of] { return json(name_of(value)); }};
+}
+
+std::string mask_paste_name(MaskPaste paste) { return paste == MaskPaste::kAligned ? "aligned" : "torchvision"; }
+
+// The model's keys: MaskRcnnOptions field by field, under the names its validate() uses.
+void add_model_fields(std::map<std::string, Field>& f, MaskRcnnOptions& o) {
+  f.emplace("model.num_classes", field(o.num_classes));
+  auto& b = o.backbone;
+  f.emplace("model.backbone.depth", field(b.depth));
+  f.emplace("model.backbone.norm", enum_field(b.norm, "model.backbone.norm", &norm_kind_named, &to_string));
+  f.emplace("model.backbone.trainable_layers", field(b.trainable_layers));
+  f.emplace("model.backbone.fpn_norm", enum_field(b.fpn_norm, "model.backbone.fpn_norm", &norm_kind_named, &to_string));
+  f.emplace("model.backbone.out_channels", field(b.out_channels));
+  auto& t = o.transform;
+  f.emplace("model.transform.min_size", field(t.min_size));
+  f.emplace("model.transform.max_size", field(t.max_size));
+  f.emplace("model.transform.image_mean", field(t.image_mean));
+  f.emplace("model.transform.image_std", field(t.image_std));
+  f.emplace("model.transform.size_divisible", field(t.size_divisible));
+  f.emplace("model.anchors.sizes", field(o.anchors.sizes));
+  f.emplace("model.anchors.aspect_ratios", field(o.anchors.aspect_ratios));
+  auto& r = o.rpn;
+  f.emplace("model.rpn.pre_nms_top_n_train", field(r.pre_nms_top_n_train));
+  f.emplace("model.rpn.pre_nms_top_n_test", field(r.pre_nms_top_n_test));
+  f.emplace("model.rpn.post_nms_top_n_train", field(r.post_nms_top_n_train));
+  f.emplace("model.rpn.post_nms_top_n_test", field(r.post_nms_top_n_test));
+  f.emplace("model.rpn.nms_thresh", field(r.nms_thresh));
+  f.emplace("model.rpn.score_thresh", field(r.score_thresh));
+  f.emplace("model.rpn.min_size", field(r.min_size));
+  f.emplace("model.rpn.fg_iou_thresh", field(r.fg_iou_thresh));
+  f.emplace("model.rpn.bg_iou_thresh", field(r.bg_iou_thresh));
+  f.emplace("model.rpn.batch_size_per_image", field(r.batch_size_per_image));
+  f.emplace("model.rpn.positive_fraction", field(r.positive_fraction));
+  f.emplace("model.rpn.conv_depth", field(r.conv_depth));
+  auto& h = o.roi_heads;
+  f.emplace("model.roi_heads.score_thresh", field(h.score_thresh));
+  f.emplace("model.roi_heads.nms_thresh", field(h.nms_thresh));
+  f.emplace("model.roi_heads.detections_per_img", field(h.detections_per_img));
+  f.emplace("model.roi_heads.fg_iou_thresh", field(h.fg_iou_thresh));
+  f.emplace("model.roi_heads.bg_iou_thresh", field(h.bg_iou_thresh));
+  f.emplace("model.roi_heads.batch_size_per_image", field(h.batch_size_per_image));
+  f.emplace("model.roi_heads.positive_fraction", field(h.positive_fraction));
+  f.emplace("model.roi_heads.bbox_reg_weights", field(h.bbox_reg_weights));
+  f.emplace("model.roi_heads.box_head",
+            enum_field(h.box_head, "model.roi_heads.box_head", &box_head_kind_named, &to_string));
+  f.emplace("model.roi_heads.head_norm", enum_field(h.head_norm, "model.roi_heads.head_norm", &norm_kind_named, &to_string));
+  f.emplace("model.roi_heads.representation_size", field(h.representation_size));
+  f.emplace("model.roi_heads.mask_channels", field(h.mask_channels));
+  f.emplace("model.mask_paste", enum_field(o.mask_paste, "model.mask_paste", &mask_paste_named, &mask_paste_name));
+}
+
 std::map<std::string, Field> fields(TrainConfig& c) {
-  return {
+  std::map<std::string, Field> f = {
       {"data.kind", field(c.data.kind)},
       {"data.train_annotations", field(c.data.train_annotations)},
       {"data.train_images", field(c.data.train_images)},
@@ -64,21 +140,8 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"data.seed", field(c.data.seed)},
       {"data.horizontal_flip", field(c.data.horizontal_flip)},
       {"data.max_image_pixels", field(c.data.max_image_pixels)},
-      {"model.variant", field(c.model.variant)},
-      {"model.depth", field(c.model.depth)},
-      {"model.norm", field(c.model.norm)},
-      {"model.trainable_layers", field(c.model.trainable_layers)},
+      {"model.preset", field(c.model.preset)},
       {"model.weights", field(c.model.weights)},
-      {"model.min_sizes", field(c.model.min_sizes)},
-      {"model.max_size", field(c.model.max_size)},
-      {"model.rpn_post_nms_top_n_train", field(c.model.rpn_post_nms_top_n_train)},
-      {"model.rpn_post_nms_top_n_test", field(c.model.rpn_post_nms_top_n_test)},
-      {"model.box_batch_size_per_image", field(c.model.box_batch_size_per_image)},
-      {"model.detections_per_image", field(c.model.detections_per_image)},
-      {"model.fpn_channels", field(c.model.fpn_channels)},
-      {"model.box_representation_size", field(c.model.box_representation_size)},
-      {"model.mask_head_channels", field(c.model.mask_head_channels)},
-      {"model.mask_paste", field(c.model.mask_paste)},
       {"optim.iterations", field(c.optim.iterations)},
       {"optim.batch_size", field(c.optim.batch_size)},
       {"optim.lr", field(c.optim.lr)},
@@ -103,17 +166,92 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"run.progress", field(c.run.progress)},
       {"run.stop_after", field(c.run.stop_after)},
   };
+  add_model_fields(f, c.model.options);
+  return f;
 }
 
-void set_key(TrainConfig& config, const std::string& key, const json& value, const std::string& source) {
-  auto all = fields(config);
+// The flat model keys of configs written before the model section mirrored MaskRcnnOptions:
+// still read, each as its new key (docs/training.md lists both).
+struct Alias {
+  const char* old_key;
+  const char* new_key;
+};
+constexpr Alias kAliases[] = {
+    {"model.variant", "model.preset"},
+    {"model.depth", "model.backbone.depth"},
+    {"model.norm", "model.backbone.norm"},
+    {"model.trainable_layers", "model.backbone.trainable_layers"},
+    {"model.min_sizes", "model.transform.min_size"},
+    {"model.max_size", "model.transform.max_size"},
+    {"model.rpn_post_nms_top_n_train", "model.rpn.post_nms_top_n_train"},
+    {"model.rpn_post_nms_top_n_test", "model.rpn.post_nms_top_n_test"},
+    {"model.box_batch_size_per_image", "model.roi_heads.batch_size_per_image"},
+    {"model.detections_per_image", "model.roi_heads.detections_per_img"},
+    {"model.fpn_channels", "model.backbone.out_channels"},
+    {"model.box_representation_size", "model.roi_heads.representation_size"},
+    {"model.mask_head_channels", "model.roi_heads.mask_channels"},
+};
+
+// The old key's value as its new key takes it: model.norm said frozen | batch | group.
+json translate_alias(const std::string& old_key, const json& value) {
+  if (old_key == "model.norm" && value.is_string()) {
+    const std::string v = value.get<std::string>();
+    if (v == "frozen") return "frozen_batch_norm";
+    if (v == "batch") return "batch_norm";
+    if (v == "group") return "group_norm";
+  }
+  return value;
+}
+
+bool is_model_option(const std::string& key) {
+  return key.rfind("model.", 0) == 0 && key != "model.preset" && key != "model.weights";
+}
+
+// `shown` is the key as the user wrote it (an old name is shown with its new one).
+void set_field(std::map<std::string, Field>& all, const std::string& key, const json& value, const std::string& source,
+               const std::string& written) {
+  const std::string shown = written == key ? key : written + "' (now '" + key;
   const auto it = all.find(key);
-  if (it == all.end()) throw ConfigError(source + ": unknown key '" + key + "'");
+  if (it == all.end()) throw ConfigError(source + ": unknown key '" + shown + "'");
   try {
     it->second.set(value);
   } catch (const json::exception&) {
-    throw ConfigError(source + ": key '" + key + "' expects a value like " + it->second.get().dump() +
-                      ", got " + value.dump());
+    throw ConfigError(source + ": key '" + shown + "' expects a value like " + it->second.get().dump() + ", got " +
+                      value.dump());
+  } catch (const ConfigError& e) {  // an enum's vocabulary: the message names the new key
+    throw ConfigError(source + ": " + e.what() + (written != key ? " (given as '" + written + "')" : ""));
+  }
+}
+
+// The preset's options with every explicitly set model key applied again on top.
+void apply_preset(TrainConfig& config, const std::string& source) {
+  const std::string& preset = config.model.preset;
+  if (preset != "v1" && preset != "v2") {
+    throw ConfigError(source + ": model.preset must be v1 or v2, got '" + preset + "'");
+  }
+  config.model.options = preset == "v2" ? MaskRcnnOptions::v2() : MaskRcnnOptions::v1();
+  auto all = fields(config);
+  for (const auto& [key, text] : config.model.explicit_keys) set_field(all, key, json::parse(text), source, key);
+}
+
+void set_key(TrainConfig& config, std::string key, json value, const std::string& source) {
+  std::string shown = key;
+  for (const auto& alias : kAliases) {
+    if (key == alias.old_key) {
+      value = translate_alias(key, value);
+      key = alias.new_key;
+      shown = alias.old_key;
+    }
+  }
+  auto all = fields(config);
+  set_field(all, key, value, source, shown);
+  if (key == "model.preset") {
+    apply_preset(config, source);
+  } else if (is_model_option(key)) {
+    auto& keys = config.model.explicit_keys;
+    keys.erase(std::remove_if(keys.begin(), keys.end(), [&](const auto& entry) { return entry.first == key; }),
+               keys.end());
+    keys.emplace_back(key, value.dump());
   }
 }
 
@@ -165,21 +303,17 @@ void TrainConfig::validate() const {
           "data.synthetic_min_shape_size must be > 0 and data.synthetic_max_shape_size in [it, 1]");
   require(data.synthetic_min_visible_fraction >= 0 && data.synthetic_min_visible_fraction <= 1,
           "data.synthetic_min_visible_fraction must be in [0, 1]");
-  require(model.variant == "v1" || model.variant == "v2", "model.variant must be v1 or v2, got '" + model.variant + "'");
-  require(model.depth == 18 || model.depth == 34 || model.depth == 50 || model.depth == 101,
-          "model.depth must be 18, 34, 50 or 101, got " + std::to_string(model.depth));
-  require(model.norm == "frozen" || model.norm == "batch" || model.norm == "group",
-          "model.norm must be frozen, batch or group, got '" + model.norm + "'");
-  require(model.trainable_layers >= 0 && model.trainable_layers <= 5, "model.trainable_layers must be in 0..5");
-  require(!model.min_sizes.empty(), "model.min_sizes must list at least one size");
-  for (int s : model.min_sizes) require(s > 0 && s <= model.max_size, "model.min_sizes must be in (0, model.max_size]");
-  require(model.rpn_post_nms_top_n_train > 0 && model.rpn_post_nms_top_n_test > 0, "model.rpn_post_nms_top_n_* must be positive");
-  require(model.box_batch_size_per_image > 0, "model.box_batch_size_per_image must be positive");
-  require(model.detections_per_image > 0, "model.detections_per_image must be positive");
-  require(model.mask_paste == "torchvision" || model.mask_paste == "aligned",
-          "model.mask_paste must be torchvision or aligned, got '" + model.mask_paste + "'");
-  require(model.fpn_channels > 0 && model.box_representation_size > 0 && model.mask_head_channels > 0,
-          "model.fpn_channels, model.box_representation_size and model.mask_head_channels must be positive");
+  require(model.preset == "v1" || model.preset == "v2", "model.preset must be v1 or v2, got '" + model.preset + "'");
+  try {
+    model.options.validate();
+  } catch (const ConfigError& e) {  // its messages name the field under MaskRcnnOptions
+    throw ConfigError("model." + std::string(e.what()));
+  }
+  for (const int64_t s : model.options.transform.min_size) {
+    require(s <= model.options.transform.max_size, "model.transform.min_size entries must be <= model.transform.max_size, got " +
+                                                       std::to_string(s) + " > " +
+                                                       std::to_string(model.options.transform.max_size));
+  }
   require(optim.iterations > 0, "optim.iterations must be positive");
   require(optim.batch_size > 0, "optim.batch_size must be positive");
   require(optim.lr > 0, "optim.lr must be positive");
@@ -193,8 +327,8 @@ void TrainConfig::validate() const {
   require(optim.warmup_factor > 0 && optim.warmup_factor <= 1, "optim.warmup_factor must be in (0, 1]");
   require(optim.schedule == "step" || optim.schedule == "cosine", "optim.schedule must be step or cosine, got '" + optim.schedule + "'");
   require(optim.gamma > 0, "optim.gamma must be positive");
-  require(optim.precision == "fp32" || optim.precision == "bf16",
-          "optim.precision must be fp32 or bf16, got '" + optim.precision + "'");
+  require(optim.precision == "fp32" || optim.precision == "bf16" || optim.precision == "auto",
+          "optim.precision must be fp32, bf16 or auto, got '" + optim.precision + "'");
   require(optim.clip_grad_norm >= 0, "optim.clip_grad_norm must be >= 0 (0 = off)");
   require(run.log_every > 0, "run.log_every must be positive");
   require(run.eval_every >= 0, "run.eval_every must be >= 0");
@@ -207,7 +341,7 @@ void TrainConfig::validate() const {
 void TrainConfig::apply_json(const std::string& json_text, const std::string& source) {
   json parsed;
   try {
-    parsed = json::parse(json_text);
+    parsed = json::parse(json_text, nullptr, /*allow_exceptions=*/true, /*ignore_comments=*/true);
   } catch (const json::parse_error& e) {
     throw ConfigError(source + ": not valid JSON (byte " + std::to_string(e.byte) + ")");
   }
@@ -228,15 +362,47 @@ void TrainConfig::apply_override(const std::string& assignment) {
   set_key(*this, key, value, "--set " + key);
 }
 
-std::string TrainConfig::to_json() const {
-  TrainConfig copy = *this;  // fields() hands out setters too, so it needs a mutable config
+namespace {
+// The fields whose key passes `keep`, nested by their dots ({"model": {"rpn": {...}}}).
+json nested(std::map<std::string, Field>& all, const std::function<bool(const std::string&)>& keep, size_t strip = 0) {
   json out = json::object();
-  for (const auto& [key, f] : fields(copy)) {
-    std::string pointer = "/" + key;
-    pointer[pointer.find('.')] = '/';
+  for (const auto& [key, f] : all) {
+    if (!keep(key)) continue;
+    std::string pointer = "/" + key.substr(strip);
+    std::replace(pointer.begin(), pointer.end(), '.', '/');
     out[json::json_pointer(pointer)] = f.get();
   }
-  return out.dump(2);
+  return out;
+}
+}  // namespace
+
+std::string TrainConfig::to_json() const {
+  TrainConfig copy = *this;  // fields() hands out setters too, so it needs a mutable config
+  auto all = fields(copy);
+  return nested(all, [](const std::string&) { return true; }).dump(2);
+}
+
+std::string model_options_json(const MaskRcnnOptions& options) {
+  TrainConfig config;
+  config.model.options = options;
+  auto all = fields(config);
+  return nested(all, is_model_option, std::string("model.").size()).dump(2);
+}
+
+bool ModelConfig::is_set(const std::string& key) const {
+  return std::any_of(explicit_keys.begin(), explicit_keys.end(), [&](const auto& entry) { return entry.first == key; });
+}
+
+MaskRcnnOptions ModelConfig::over(MaskRcnnOptions base) const {
+  TrainConfig config;
+  config.model.options = std::move(base);
+  auto all = fields(config);
+  for (const auto& [key, text] : explicit_keys) set_field(all, key, json::parse(text), "model", key);
+  return config.model.options;
+}
+
+bool uses_bf16(const OptimConfig& optim) {
+  return optim.precision == "bf16" || (optim.precision == "auto" && ops::cpu_has_native_bf16());
 }
 
 TrainConfig load_train_config(const std::string& path) {

@@ -47,9 +47,9 @@ TEST(Interop, TrainedModelLoadsStrictlyInTorchvisionAndDetectsTheSame) {
   model->eval();
   // predict's loader recognises the narrow widths from the tensor shapes alone.
   const MaskRcnnOptions recognised = load_mask_rcnn(weights)->options();
-  EXPECT_EQ(recognised.backbone.out_channels, config.model.fpn_channels);
-  EXPECT_EQ(recognised.roi_heads.representation_size, config.model.box_representation_size);
-  EXPECT_EQ(recognised.roi_heads.mask_channels, config.model.mask_head_channels);
+  EXPECT_EQ(recognised.backbone.out_channels, config.model.options.backbone.out_channels);
+  EXPECT_EQ(recognised.roi_heads.representation_size, config.model.options.roi_heads.representation_size);
+  EXPECT_EQ(recognised.roi_heads.mask_channels, config.model.options.roi_heads.mask_channels);
 
   constexpr int kImages = 3;
   std::string command = INSTSEG_PYTHON " '" + testing::source_path("tests/reference/interop.py") + "' '" + weights + "'";

@@ -9,6 +9,8 @@
 
 #include "instseg/engine/train_config.h"
 #include "instseg/errors.h"
+#include "instseg/ops/mixed_precision.h"
+#include "support/reference.h"
 
 namespace instseg {
 namespace {
@@ -20,23 +22,23 @@ using ::testing::ThrowsMessage;
 TEST(TrainConfig, NestedAndDottedKeysBothApply) {
   TrainConfig c;
   c.apply_json(R"({"optim": {"lr": 0.005, "steps": [100, 200]},
-                   "model.depth": 18,
-                   "model": {"variant": "v2", "min_sizes": [480, 512]},
+                   "model.backbone.depth": 18,
+                   "model": {"preset": "v2", "transform": {"min_size": [480, 512]}},
                    "run": {"progress": false},
                    "data": {"kind": "synthetic", "synthetic_image_size": 128}})",
                "cfg.json");
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.005);
   EXPECT_EQ(c.optim.steps, (std::vector<int>{100, 200}));
-  EXPECT_EQ(c.model.depth, 18);
-  EXPECT_EQ(c.model.variant, "v2");
-  EXPECT_EQ(c.model.min_sizes, (std::vector<int>{480, 512}));
+  EXPECT_EQ(c.model.options.backbone.depth, 18);
+  EXPECT_EQ(c.model.preset, "v2");
+  EXPECT_EQ(c.model.options.transform.min_size, (std::vector<int64_t>{480, 512}));
   EXPECT_FALSE(c.run.progress);
   EXPECT_EQ(c.data.kind, "synthetic");
   EXPECT_EQ(c.data.synthetic_image_size, 128);
   // untouched keys keep their defaults
   EXPECT_EQ(c.optim.iterations, 1000);
   EXPECT_DOUBLE_EQ(c.optim.momentum, 0.9);
-  EXPECT_EQ(c.model.max_size, 1333);
+  EXPECT_EQ(c.model.options.transform.max_size, 1333);
 }
 
 TEST(TrainConfig, LoadTrainConfigReadsTheFileOverDefaults) {
@@ -56,18 +58,18 @@ TEST(TrainConfig, SetParsesNumbersListsBooleansAndBareStrings) {
   c.apply_override("optim.lr=0.01");
   c.apply_override("optim.iterations=250");
   c.apply_override("optim.steps=[150,220]");
-  c.apply_override("model.min_sizes=[640, 672, 704]");
+  c.apply_override("model.transform.min_size=[640, 672, 704]");
   c.apply_override("run.progress=false");
-  c.apply_override("model.variant=v2");             // bare string
+  c.apply_override("model.preset=v2");              // bare string
   c.apply_override("model.weights=\"/tmp/a b.pth\"");  // quoted JSON string
   c.apply_override("data.train_images=/data/coco/train2017");
   c.apply_override("optim.schedule=cosine");
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.01);
   EXPECT_EQ(c.optim.iterations, 250);
   EXPECT_EQ(c.optim.steps, (std::vector<int>{150, 220}));
-  EXPECT_EQ(c.model.min_sizes, (std::vector<int>{640, 672, 704}));
+  EXPECT_EQ(c.model.options.transform.min_size, (std::vector<int64_t>{640, 672, 704}));
   EXPECT_FALSE(c.run.progress);
-  EXPECT_EQ(c.model.variant, "v2");
+  EXPECT_EQ(c.model.preset, "v2");
   EXPECT_EQ(c.model.weights, "/tmp/a b.pth");
   EXPECT_EQ(c.data.train_images, "/data/coco/train2017");
   EXPECT_EQ(c.optim.schedule, "cosine");
@@ -92,12 +94,26 @@ TEST(TrainConfig, UnknownKeysAreErrorsNamingTheKey) {
 
 TEST(TrainConfig, WrongTypesAreErrorsNamingTheKey) {
   TrainConfig c;
+  EXPECT_THAT([&] { c.apply_override("model.backbone.depth=deep"); },
+              ThrowsMessage<ConfigError>(AllOf(HasSubstr("model.backbone.depth"), HasSubstr("deep"))));
+  // An old name is named as written, with its new name.
   EXPECT_THAT([&] { c.apply_override("model.depth=deep"); },
-              ThrowsMessage<ConfigError>(AllOf(HasSubstr("model.depth"), HasSubstr("deep"))));
+              ThrowsMessage<ConfigError>(AllOf(HasSubstr("'model.depth' (now 'model.backbone.depth')"), HasSubstr("deep"))));
   EXPECT_THAT([&] { c.apply_override("optim.steps=100"); }, ThrowsMessage<ConfigError>(HasSubstr("optim.steps")));
   EXPECT_THAT([&] { c.apply_override("optim.lr=[0.1]"); }, ThrowsMessage<ConfigError>(HasSubstr("optim.lr")));
-  EXPECT_THAT([&] { c.apply_json(R"({"model": {"min_sizes": ["800"]}})", "my.json"); },
-              ThrowsMessage<ConfigError>(AllOf(HasSubstr("my.json"), HasSubstr("model.min_sizes"))));
+  EXPECT_THAT([&] { c.apply_json(R"({"model": {"transform": {"min_size": ["800"]}}})", "my.json"); },
+              ThrowsMessage<ConfigError>(AllOf(HasSubstr("my.json"), HasSubstr("model.transform.min_size"))));
+  EXPECT_THAT([&] { c.apply_json(R"({"model": {"roi_heads": {"bbox_reg_weights": [10, 10, 5]}}})", "my.json"); },
+              ThrowsMessage<ConfigError>(HasSubstr("model.roi_heads.bbox_reg_weights")));
+  // Enumerations take their vocabulary; the error names the key and the accepted words.
+  EXPECT_THAT([&] { c.apply_override("model.backbone.norm=frozen"); },
+              ThrowsMessage<ConfigError>(AllOf(HasSubstr("model.backbone.norm"), HasSubstr("frozen_batch_norm"))));
+  EXPECT_THAT([&] { c.apply_override("model.roi_heads.box_head=mlp"); },
+              ThrowsMessage<ConfigError>(AllOf(HasSubstr("model.roi_heads.box_head"), HasSubstr("conv_fc"))));
+  EXPECT_THAT([&] { c.apply_override("model.mask_paste=exact"); },
+              ThrowsMessage<ConfigError>(HasSubstr("model.mask_paste")));
+  EXPECT_THAT([&] { c.apply_override("model.norm=layer"); },
+              ThrowsMessage<ConfigError>(AllOf(HasSubstr("model.backbone.norm"), HasSubstr("'model.norm'"))));
   EXPECT_THAT([&] { c.apply_json(R"({"data": {"kind": 3}})", "my.json"); },
               ThrowsMessage<ConfigError>(HasSubstr("data.kind")));
 }
@@ -108,7 +124,8 @@ TEST(TrainConfig, FractionsAndBooleansForIntegerKeysAreErrors) {
   TrainConfig c;
   EXPECT_THAT([&] { c.apply_override("optim.iterations=1000.5"); },
               ThrowsMessage<ConfigError>(HasSubstr("optim.iterations")));
-  EXPECT_THAT([&] { c.apply_override("model.depth=true"); }, ThrowsMessage<ConfigError>(HasSubstr("model.depth")));
+  EXPECT_THAT([&] { c.apply_override("model.backbone.depth=true"); },
+              ThrowsMessage<ConfigError>(HasSubstr("model.backbone.depth")));
 }
 
 TEST(TrainConfig, InvalidJsonNamesTheSource) {
@@ -135,14 +152,20 @@ TEST(TrainConfig, ValidateNamesTheField) {
     std::string assignment, field;
   };
   const std::vector<Case> cases = {
-      {"model.depth=7", "model.depth"},
-      {"model.variant=v3", "model.variant"},
-      {"model.norm=layer", "model.norm"},
-      {"model.mask_paste=exact", "model.mask_paste"},
-      {"model.trainable_layers=6", "model.trainable_layers"},
-      {"model.min_sizes=[]", "model.min_sizes"},
-      {"model.min_sizes=[2000]", "model.min_sizes"},
-      {"model.box_batch_size_per_image=0", "model.box_batch_size_per_image"},
+      {"model.backbone.depth=7", "model.backbone.depth"},
+      {"model.backbone.trainable_layers=6", "model.backbone.trainable_layers"},
+      {"model.backbone.out_channels=0", "model.backbone.out_channels"},
+      {"model.transform.min_size=[]", "model.transform.min_size"},
+      {"model.transform.min_size=[2000]", "model.transform.min_size"},
+      {"model.transform.image_std=[0.2,0,0.2]", "model.transform.image_std"},
+      {"model.anchors.sizes=[[32],[64]]", "model.anchors.sizes"},
+      {"model.rpn.nms_thresh=1.5", "model.rpn.nms_thresh"},
+      {"model.rpn.post_nms_top_n_test=0", "model.rpn.post_nms_top_n_test"},
+      {"model.roi_heads.batch_size_per_image=0", "model.roi_heads.batch_size_per_image"},
+      {"model.roi_heads.detections_per_img=0", "model.roi_heads.detections_per_img"},
+      {"model.roi_heads.representation_size=0", "model.roi_heads.representation_size"},
+      {"model.num_classes=1", "model.num_classes"},
+      {"model.depth=7", "model.backbone.depth"},  // an old name: validated as its new key
       {"optim.iterations=0", "optim.iterations"},
       {"optim.batch_size=0", "optim.batch_size"},
       {"optim.lr=-0.1", "optim.lr"},
@@ -178,31 +201,48 @@ TEST(TrainConfig, ValidateNamesTheField) {
   EXPECT_THAT([&] { folder.validate(); }, ThrowsMessage<ConfigError>(HasSubstr("data.train_images")));
 }
 
+// Every key of a nested JSON object, dotted ("model.rpn.nms_thresh").
+void collect_keys(const nlohmann::json& object, const std::string& prefix, std::vector<std::pair<std::string, nlohmann::json>>& out) {
+  for (const auto& [name, value] : object.items()) {
+    const std::string key = prefix.empty() ? name : prefix + "." + name;
+    if (value.is_object()) {
+      collect_keys(value, key, out);
+    } else {
+      out.emplace_back(key, value);
+    }
+  }
+}
+
 TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   TrainConfig c = valid_synthetic();
   c.apply_override("optim.steps=[10,20]");
-  c.apply_override("model.min_sizes=[128,160]");
-  c.apply_override("model.variant=v2");
+  c.apply_override("model.transform.min_size=[128,160]");
+  c.apply_override("model.preset=v2");
   c.apply_override("optim.lr=0.0125");
   c.apply_override("optim.warmup_factor=0.333333333333333");
   c.apply_override("run.progress=false");
   c.apply_override("run.stop_after=7");
-  c.apply_override("model.fpn_channels=64");
+  c.apply_override("model.backbone.out_channels=64");
+  c.apply_override("model.anchors.aspect_ratios=[[0.5,1],[0.5,1],[0.5,1],[0.5,1],[0.25,4]]");
   c.apply_override("data.horizontal_flip=false");
   const std::string text = c.to_json();
   const auto parsed = nlohmann::json::parse(text);
   ASSERT_TRUE(parsed.is_object());
   for (const char* section : {"data", "model", "optim", "run"}) EXPECT_TRUE(parsed.contains(section)) << section;
-  EXPECT_EQ(parsed["model"]["variant"], "v2");
+  EXPECT_EQ(parsed["model"]["preset"], "v2");
+  EXPECT_EQ(parsed["model"]["roi_heads"]["box_head"], "conv_fc");  // the preset's value, written out
+  EXPECT_EQ(parsed["model"]["backbone"]["fpn_norm"], "batch_norm");
   EXPECT_EQ(parsed["optim"]["steps"], nlohmann::json::array({10, 20}));
   EXPECT_EQ(parsed["run"]["stop_after"], 7);
-  EXPECT_EQ(parsed["model"]["fpn_channels"], 64);
+  EXPECT_EQ(parsed["model"]["backbone"]["out_channels"], 64);
 
   TrainConfig back;
   back.apply_json(text, "config.json");
   EXPECT_EQ(back.to_json(), text);
   EXPECT_EQ(back.data.kind, "synthetic");
-  EXPECT_EQ(back.model.min_sizes, (std::vector<int>{128, 160}));
+  EXPECT_EQ(back.model.options.transform.min_size, (std::vector<int64_t>{128, 160}));
+  EXPECT_EQ(back.model.options.anchors.aspect_ratios[4], (std::vector<double>{0.25, 4}));
+  EXPECT_EQ(back.model.options.roi_heads.box_head, BoxHeadKind::kConvFc);
   EXPECT_DOUBLE_EQ(back.optim.lr, 0.0125);
   EXPECT_EQ(back.optim.warmup_factor, c.optim.warmup_factor);  // doubles survive exactly
   EXPECT_FALSE(back.data.horizontal_flip);
@@ -210,15 +250,91 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   EXPECT_NO_THROW(back.validate());
 
   // every key of to_json() is accepted back one at a time as a dotted --set
-  size_t keys = 0;
-  for (const auto& [section, values] : parsed.items()) {
-    for (const auto& [name, value] : values.items()) {
-      TrainConfig d;
-      EXPECT_NO_THROW(d.apply_override(section + "." + name + "=" + value.dump())) << section << "." << name;
-      ++keys;
-    }
+  std::vector<std::pair<std::string, nlohmann::json>> keys;
+  collect_keys(parsed, "", keys);
+  for (const auto& [key, value] : keys) {
+    TrainConfig d;
+    EXPECT_NO_THROW(d.apply_override(key + "=" + value.dump())) << key;
   }
-  EXPECT_EQ(keys, 56u);  // DataConfig 18 + ModelConfig 15 + OptimConfig 15 + RunConfig 8
+  // DataConfig 18 + model.preset, model.weights + MaskRcnnOptions 38 + OptimConfig 15 + RunConfig 8
+  EXPECT_EQ(keys.size(), 81u);
+}
+
+// The model section is MaskRcnnOptions: a preset, then every key set, in whatever order they come.
+TEST(TrainConfig, APresetNeverOverridesAKeyTheConfigSets) {
+  TrainConfig file_order;
+  file_order.apply_json(R"({"model": {"roi_heads": {"head_norm": "group_norm"}, "preset": "v2"}})", "a.json");
+  EXPECT_EQ(file_order.model.options.roi_heads.head_norm, NormKind::kGroupNorm);  // set, kept
+  EXPECT_EQ(file_order.model.options.roi_heads.box_head, BoxHeadKind::kConvFc);   // from the preset
+  EXPECT_EQ(file_order.model.options.rpn.conv_depth, 2);
+
+  TrainConfig set_after;
+  set_after.apply_json(R"({"model": {"backbone": {"fpn_norm": "none"}, "rpn": {"conv_depth": 3}}})", "b.json");
+  set_after.apply_override("model.preset=v2");
+  EXPECT_EQ(set_after.model.options.backbone.fpn_norm, NormKind::kNone);
+  EXPECT_EQ(set_after.model.options.rpn.conv_depth, 3);
+  EXPECT_EQ(set_after.model.options.roi_heads.head_norm, NormKind::kBatchNorm);
+  set_after.apply_override("model.preset=v1");  // back to v1: the set keys still hold
+  EXPECT_EQ(set_after.model.options.rpn.conv_depth, 3);
+  EXPECT_EQ(set_after.model.options.roi_heads.head_norm, NormKind::kNone);
+
+  // Unset, the model is exactly the preset.
+  TrainConfig plain;
+  plain.apply_override("model.preset=v2");
+  const MaskRcnnOptions v2 = MaskRcnnOptions::v2();
+  TrainConfig expected;
+  expected.model.options = v2;
+  expected.model.preset = "v2";
+  EXPECT_EQ(plain.to_json(), expected.to_json());
+  EXPECT_THAT([&] { plain.apply_override("model.preset=v3"); }, ThrowsMessage<ConfigError>(HasSubstr("model.preset")));
+}
+
+// Configs written before the model section mirrored MaskRcnnOptions keep working, key for key.
+TEST(TrainConfig, OldModelKeysAreReadAsTheirNewKeys) {
+  TrainConfig old_names, new_names;
+  old_names.apply_json(R"({"model": {"variant": "v2", "depth": 18, "norm": "group", "trainable_layers": 5,
+                          "min_sizes": [320, 352], "max_size": 600, "rpn_post_nms_top_n_train": 300,
+                          "rpn_post_nms_top_n_test": 200, "box_batch_size_per_image": 64,
+                          "detections_per_image": 30, "fpn_channels": 64, "box_representation_size": 256,
+                          "mask_head_channels": 32, "mask_paste": "aligned", "weights": "w.pth"}})",
+                       "old.json");
+  new_names.apply_json(R"({"model": {"preset": "v2", "backbone": {"depth": 18, "norm": "group_norm",
+                          "trainable_layers": 5, "out_channels": 64}, "transform": {"min_size": [320, 352],
+                          "max_size": 600}, "rpn": {"post_nms_top_n_train": 300, "post_nms_top_n_test": 200},
+                          "roi_heads": {"batch_size_per_image": 64, "detections_per_img": 30,
+                          "representation_size": 256, "mask_channels": 32}, "mask_paste": "aligned",
+                          "weights": "w.pth"}})",
+                       "new.json");
+  EXPECT_EQ(old_names.to_json(), new_names.to_json());
+  EXPECT_EQ(old_names.model.options.backbone.norm, NormKind::kGroupNorm);
+  TrainConfig frozen, batch;
+  frozen.apply_override("model.norm=frozen");
+  batch.apply_override("model.norm=batch");
+  EXPECT_EQ(frozen.model.options.backbone.norm, NormKind::kFrozenBatchNorm);
+  EXPECT_EQ(batch.model.options.backbone.norm, NormKind::kBatchNorm);
+}
+
+TEST(TrainConfig, FilesMayCarryComments) {
+  TrainConfig c;
+  c.apply_json("// why these numbers\n{\n  \"optim\": {\"lr\": 0.5}  // a reason\n}\n", "c.json");
+  EXPECT_DOUBLE_EQ(c.optim.lr, 0.5);
+}
+
+TEST(TrainConfig, AutoPrecisionIsBf16ExactlyWhereTheCpuHasIt) {
+  OptimConfig optim;
+  EXPECT_FALSE(uses_bf16(optim));
+  optim.precision = "bf16";
+  EXPECT_TRUE(uses_bf16(optim));
+  optim.precision = "auto";
+  EXPECT_EQ(uses_bf16(optim), ops::cpu_has_native_bf16());
+}
+
+// The configs shipped in configs/ load and validate (paths they name need not exist here).
+TEST(TrainConfig, ShippedConfigsLoadAndValidate) {
+  for (const char* name : {"demo.json", "finetune_coco.json", "overfit_tiny_coco.json", "synthetic_scratch.json"}) {
+    const TrainConfig c = load_train_config(testing::source_path(std::string("configs/") + name));
+    EXPECT_NO_THROW(c.validate()) << name;
+  }
 }
 
 }  // namespace

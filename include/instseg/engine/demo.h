@@ -16,8 +16,8 @@ struct DemoOptions {
   void validate() const;
 };
 
-// The demo's training configuration: ResNet-18-FPN (64-channel FPN and heads) with trainable batch
-// norm from scratch on 128x128 synthetic images, sized for a 2-core CPU.
+// The demo's training configuration: configs/demo.json (compiled in) with the options' threads and
+// time budget: ResNet-18-FPN with narrow heads, batch norm from scratch, 128x128 synthetic images.
 TrainConfig demo_train_config(const DemoOptions& options);
 
 struct DemoOutcome {

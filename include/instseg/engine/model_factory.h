@@ -1,34 +1,58 @@
 #pragma once
-// Builds the Mask R-CNN a checkpoint describes (variant, depth, classes) and loads its weights.
+// The one way to get a model: load_model() for inference (a run folder, a checkpoint beside its
+// config.json, or a bare torchvision checkpoint) and build_mask_rcnn_for_training() for a run.
+#include <cstdint>
 #include <optional>
 #include <string>
 
-#include "instseg/engine/train_config.h"
+#include "instseg/data/category_map.h"
 #include "instseg/modeling/mask_rcnn.h"
 
 namespace instseg {
 
-// Inference settings a user may change without touching the weights.
+struct ModelConfig;
+
+// Inference settings a user may change without touching the weights, applied over what the
+// model's description says (unset = as described).
 struct ModelOverrides {
-  std::optional<int> min_size;
+  std::optional<int> min_size;  // the input's shorter side (transform.min_size becomes {it})
   std::optional<int> max_size;
-  std::optional<double> score_thresh;
+  std::optional<double> score_thresh;  // roi_heads.score_thresh
+  std::optional<int> detections_per_image;  // roi_heads.detections_per_img
   std::optional<MaskPaste> mask_paste;
 };
 
-// "torchvision" | "aligned" (ModelConfig::mask_paste, predict's --mask-paste); throws ConfigError
-// naming `field` otherwise.
+// "torchvision" | "aligned" (model.mask_paste, predict's --mask-paste); throws ConfigError naming
+// `field` otherwise.
 MaskPaste mask_paste_named(const std::string& name, const std::string& field);
 
-// Reads a torchvision-layout Mask R-CNN checkpoint, recognises v1/v2, the ResNet depth and the
-// number of classes from its keys, builds that model in eval mode and loads the weights strictly.
-// Throws CheckpointError (naming the file) for unreadable files or another architecture.
+struct LoadedModel {
+  MaskRcnn model{nullptr};  // in eval mode, weights loaded strictly
+  std::string weights;      // the .pth file read
+  std::string config_file;  // the config.json that described it; empty for a bare checkpoint
+  // The data's categories (categories.json beside the weights, written by training); empty for a
+  // torchvision model, whose labels are COCO's category ids.
+  std::optional<data::CategoryMap> categories;
+};
+
+// `path` is one of:
+// - a run folder (written by `instseg train` or `demo`): its config.json and model_last.pth, the
+//   weights its metrics.json and val_predictions.json describe;
+// - a .pth with a config.json beside it (model_best.pth of a run): that description;
+// - a bare torchvision checkpoint: v1/v2, ResNet depth, class count and widths recognised from its
+//   keys and tensor shapes, torchvision's inference defaults (800 / 1333 px, 0.05, 100).
+// `overrides` apply on top. Throws CheckpointError / ConfigError naming the file (and key).
+LoadedModel load_model(const std::string& path, const ModelOverrides& overrides = {});
+
+// The architecture a bare torchvision-layout Mask R-CNN checkpoint holds (no config.json read),
+// built in eval mode with its weights loaded strictly.
 MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides = {});
 
-// A model to train: architecture from the config, num_classes including background. When
-// config.weights names a torchvision Mask R-CNN it is loaded (its class-specific predictor layers
-// are skipped when the class count differs: fine-tuning); an ImageNet ResNet fills the backbone
-// body only.
+// A model to train: the architecture of config.options with num_classes (including background)
+// from the data. When config.weights names a torchvision Mask R-CNN it is loaded (its
+// class-specific predictor layers are skipped when the class count differs: fine-tuning); an
+// ImageNet ResNet fills the backbone body only. A model.num_classes set in the config must equal
+// the data's (ConfigError otherwise).
 MaskRcnn build_mask_rcnn_for_training(const ModelConfig& config, int64_t num_classes);
 
 }  // namespace instseg

@@ -9,12 +9,17 @@
 namespace instseg {
 
 struct PredictOptions {
-  std::string weights;              // torchvision-layout .pth (v1 or v2 Mask R-CNN)
+  // A run folder, a .pth beside its config.json, or a bare torchvision .pth (engine/model_factory.h's
+  // load_model); the settings below apply over the model's description.
+  std::string weights;
   std::vector<std::string> inputs;  // image files and/or folders of images (not recursive)
   std::string out_dir;              // receives predictions.json and one overlay picture per image
-  double score_thresh = 0.05;       // torchvision's box_score_thresh
-  // Input size; 0 = the size the model was trained at when config.json (written by `instseg
-  // train`) lies beside the weights, else torchvision's transform defaults 800 / 1333.
+  // Detections scoring at or below are dropped; -1 = the model's (config.json's
+  // model.roi_heads.score_thresh, else torchvision's 0.05).
+  double score_thresh = -1.0;
+  int detections_per_image = 0;     // at most this many per image; 0 = the model's (torchvision: 100)
+  // Input size; 0 = the model's (the size it was trained at, from config.json), else torchvision's
+  // transform defaults 800 / 1333.
   int min_size = 0;
   int max_size = 0;
   // "torchvision" | "aligned" (modeling/roi_heads/paste_masks.h); "" = model.mask_paste from

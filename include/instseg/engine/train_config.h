@@ -6,6 +6,8 @@
 #include <utility>
 #include <vector>
 
+#include "instseg/modeling/mask_rcnn.h"
+
 namespace instseg {
 
 struct DataConfig {
@@ -35,27 +37,22 @@ struct DataConfig {
   int max_image_pixels = 100'000'000;
 };
 
+// The model: every field of MaskRcnnOptions under its own key ("model.rpn.nms_thresh",
+// "model.backbone.depth", ...: the same names validate() uses), over a preset. The key list and the
+// older flat names that are still read: docs/training.md.
 struct ModelConfig {
-  std::string variant = "v1";         // "v1" | "v2" (torchvision's maskrcnn_resnet50_fpn(_v2))
-  int depth = 50;                     // ResNet depth: 18, 34, 50, 101
-  std::string norm = "frozen";        // backbone norm: "frozen" (pretrained), "batch", "group" (from scratch)
-  int trainable_layers = 3;           // torchvision's trainable_backbone_layers (0..5)
-  std::string weights;                // start from: a torchvision Mask R-CNN or ImageNet ResNet .pth
-  std::vector<int> min_sizes{800};    // multi-scale training draws one per image; inference uses the last
-  int max_size = 1333;
-  int rpn_post_nms_top_n_train = 2000;  // torchvision's defaults; smaller is faster on CPU
-  int rpn_post_nms_top_n_test = 1000;
-  int box_batch_size_per_image = 512;
-  int detections_per_image = 100;
-  // Widths (torchvision's: 256, 1024, 256). Narrower heads train several times faster on a CPU;
-  // checkpoints record them in their tensor shapes, so predict rebuilds the same model.
-  int fpn_channels = 256;
-  int box_representation_size = 1024;
-  int mask_head_channels = 256;
-  // How validation (and predict, reading config.json beside the weights) pastes masks into the
-  // image: "torchvision" (its detections exactly) | "aligned" (where the mask targets were
-  // sampled; more accurate at strict IoU, modeling/roi_heads/paste_masks.h). Inference only.
-  std::string mask_paste = "torchvision";
+  // "v1" | "v2": torchvision's maskrcnn_resnet50_fpn / _v2 (MaskRcnnOptions::v1() / v2()). Choosing
+  // a preset never overrides a model key set by the same config, wherever that key comes.
+  std::string preset = "v1";
+  MaskRcnnOptions options;  // the model itself; training sets num_classes from the data
+  std::string weights;      // start training from: a torchvision Mask R-CNN or ImageNet ResNet .pth
+  // The model keys set explicitly (by a file or --set), as (key, JSON value), in order: replayed over
+  // a preset chosen later. Not written to config.json, which lists every key.
+  std::vector<std::pair<std::string, std::string>> explicit_keys;
+  bool is_set(const std::string& key) const;  // key as "model.num_classes"
+  // `base` with the explicitly set keys applied over it (a config.json written by hand that names
+  // only some keys, completed from what a checkpoint shows).
+  MaskRcnnOptions over(MaskRcnnOptions base) const;
 };
 
 struct OptimConfig {
@@ -73,10 +70,14 @@ struct OptimConfig {
   std::vector<int> steps{};           // step schedule milestones (iterations)
   double gamma = 0.1;
   double clip_grad_norm = 0.0;        // 0 = off
-  // "fp32" | "bf16": the forward pass under CPU autocast to bfloat16 (ops/mixed_precision.h);
-  // weights, losses and the optimizer stay fp32. Fast only on CPUs with AVX512-BF16.
+  // "fp32" | "bf16" | "auto": the forward pass under CPU autocast to bfloat16 (ops/mixed_precision.h);
+  // weights, losses and the optimizer stay fp32. Fast only on CPUs with AVX512-BF16: "auto" picks
+  // bf16 where the CPU has it natively, fp32 elsewhere (where bf16 is emulated and slower).
   std::string precision = "fp32";
 };
+
+// Whether a run with these settings trains in bf16 on this CPU (optim.precision, "auto" resolved).
+bool uses_bf16(const OptimConfig& optim);
 
 struct RunConfig {
   int log_every = 20;                 // iterations between JSON-lines log records
@@ -97,7 +98,7 @@ struct TrainConfig {
   RunConfig run;
 
   void validate() const;  // throws ConfigError naming the key
-  // Applies a JSON object ({"optim": {"lr": 0.01}} or {"optim.lr": 0.01}); `source` names it in errors.
+  // Applies a JSON object (// comments allowed) ({"optim": {"lr": 0.01}} or {"optim.lr": 0.01}); `source` names it in errors.
   void apply_json(const std::string& json_text, const std::string& source);
   // Applies one "key=value" override; the value is JSON (numbers, lists, true) or a bare string.
   void apply_override(const std::string& assignment);
@@ -105,5 +106,9 @@ struct TrainConfig {
 };
 
 TrainConfig load_train_config(const std::string& path);  // defaults, then the file
+
+// The settings of `options` under the config's model keys ({"backbone": {"depth": 50}, ...}), as a
+// JSON object's text: what a run folder's config.json holds and predict prints.
+std::string model_options_json(const MaskRcnnOptions& options);
 
 }  // namespace instseg
