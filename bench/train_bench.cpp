@@ -63,21 +63,24 @@ int main(int argc, char** argv) {
   instseg::keep_freed_memory_in_process();  // as the instseg program does
   CLI::App app{"instseg vs torchvision training speed"};
   instseg::ModelConfig model_config;
-  model_config.depth = 18;
-  model_config.norm = "batch";
-  model_config.trainable_layers = 5;
-  model_config.rpn_post_nms_top_n_train = 300;
-  model_config.box_batch_size_per_image = 128;
+  auto& o = model_config.options;  // the model, as a config's model.* keys describe it
+  o.backbone.depth = 18;
+  std::string norm = "batch";  // torchvision_train.py's word for it
+  o.backbone.trainable_layers = 5;
+  o.rpn.post_nms_top_n_train = 300;
+  o.roi_heads.batch_size_per_image = 128;
   int size = 256, batch_size = 4, iterations = 6;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::string profile, optimizer_kind = "sgd";
   bool skip_torchvision = false;
-  app.add_option("--depth", model_config.depth, "ResNet depth")->capture_default_str();
-  app.add_option("--norm", model_config.norm, "Backbone norm: batch, group, frozen")->capture_default_str();
-  app.add_option("--fpn-channels", model_config.fpn_channels, "FPN width")->capture_default_str();
-  app.add_option("--box-features", model_config.box_representation_size, "Box head width")->capture_default_str();
-  app.add_option("--mask-channels", model_config.mask_head_channels, "Mask head width")->capture_default_str();
-  app.add_option("--box-batch", model_config.box_batch_size_per_image, "RoIs sampled per image")->capture_default_str();
+  app.add_option("--depth", o.backbone.depth, "ResNet depth")->capture_default_str();
+  app.add_option("--norm", norm, "Backbone norm: batch, group, frozen")
+      ->check(CLI::IsMember({"batch", "group", "frozen"}))
+      ->capture_default_str();
+  app.add_option("--fpn-channels", o.backbone.out_channels, "FPN width")->capture_default_str();
+  app.add_option("--box-features", o.roi_heads.representation_size, "Box head width")->capture_default_str();
+  app.add_option("--mask-channels", o.roi_heads.mask_channels, "Mask head width")->capture_default_str();
+  app.add_option("--box-batch", o.roi_heads.batch_size_per_image, "RoIs sampled per image")->capture_default_str();
   app.add_option("--size", size, "Synthetic image side (also min/max size)")->capture_default_str();
   app.add_option("--batch", batch_size, "Images per iteration")->capture_default_str();
   app.add_option("--iterations", iterations, "Timed iterations after one warm-up")->capture_default_str();
@@ -99,8 +102,11 @@ int main(int argc, char** argv) {
                  "Start from this checkpoint (e.g. a trained demo's model_last.pth: a trained RPN finds more "
                  "objects, so the mask head gets more RoIs than at initialisation)");
   CLI11_PARSE(app, argc, argv);
-  model_config.min_sizes = {size};
-  model_config.max_size = size;
+  o.transform.min_size = {size};
+  o.transform.max_size = size;
+  o.backbone.norm = norm == "batch"   ? instseg::NormKind::kBatchNorm
+                    : norm == "group" ? instseg::NormKind::kGroupNorm
+                                      : instseg::NormKind::kFrozenBatchNorm;
 
   torch::set_num_threads(threads);
   instseg::set_openblas_threads(blas_threads);
@@ -158,7 +164,7 @@ int main(int argc, char** argv) {
   }
 
   std::printf("model: ResNet-%d-FPN (%s norm), %lld classes, %dx%d synthetic images, batch %d, threads %d, %s\n",
-              model_config.depth, model_config.norm.c_str(), static_cast<long long>(dataset->categories().num_classes()), size, size,
+              o.backbone.depth, norm.c_str(), static_cast<long long>(dataset->categories().num_classes()), size, size,
               batch_size, threads, precision.c_str());
   const double a = median(ours);
   std::printf("data        %.3f s to generate a batch (the trainer's loader does it on a background thread)\n",
@@ -167,10 +173,10 @@ int main(int argc, char** argv) {
   if (skip_torchvision) return 0;
   const std::string source = INSTSEG_SOURCE_DIR;
   const std::string command = "/usr/bin/python3 " + source + "/bench/torchvision_train.py " + weights + " " +
-                              data_file + " " + std::to_string(threads) + " " + std::to_string(model_config.depth) +
-                              " " + model_config.norm + " " + std::to_string(size) + " " +
-                              std::to_string(model_config.rpn_post_nms_top_n_train) + " " +
-                              std::to_string(model_config.box_batch_size_per_image) + " " + optimizer_kind;
+                              data_file + " " + std::to_string(threads) + " " + std::to_string(o.backbone.depth) +
+                              " " + norm + " " + std::to_string(size) + " " +
+                              std::to_string(o.rpn.post_nms_top_n_train) + " " +
+                              std::to_string(o.roi_heads.batch_size_per_image) + " " + optimizer_kind;
   auto theirs = nlohmann::json::parse(run_capture(command))["seconds"].get<std::vector<double>>();
   theirs.erase(theirs.begin());  // warm-up
   const double b = median(theirs);

@@ -71,12 +71,17 @@ def build_resnet18_fpn(state, config, score_thresh):
     box = state["roi_heads.box_predictor.cls_score.weight"].shape[1]
     mask = state["roi_heads.mask_head.0.0.weight"].shape[0]
     classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
-    if config["model"]["depth"] != 18 or config["model"]["norm"] != "batch":
-        fail("run mode expects model.depth 18 with model.norm batch")
+    model = config["model"]
+    if model["backbone"]["depth"] != 18 or model["backbone"]["norm"] != "batch_norm":
+        fail("run mode expects model.backbone.depth 18 with model.backbone.norm batch_norm")
+    if model["num_classes"] != classes:
+        fail(f"config.json says model.num_classes {model['num_classes']}, the weights hold {classes}")
     body = torchvision.models.resnet18(weights=None, norm_layer=torch.nn.BatchNorm2d)
     backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, [64, 128, 256, 512], fpn)
-    return MaskRCNN(backbone, num_classes=None, min_size=config["model"]["min_sizes"][-1],
-                    max_size=config["model"]["max_size"], box_score_thresh=score_thresh,
+    return MaskRCNN(backbone, num_classes=None, min_size=model["transform"]["min_size"][-1],
+                    max_size=model["transform"]["max_size"], box_score_thresh=score_thresh,
+                    rpn_post_nms_top_n_test=model["rpn"]["post_nms_top_n_test"],
+                    box_detections_per_img=model["roi_heads"]["detections_per_img"],
                     box_head=TwoMLPHead(fpn * 7 * 7, box), box_predictor=FastRCNNPredictor(box, classes),
                     mask_head=MaskRCNNHeads(fpn, [mask] * 4, 1),
                     mask_predictor=MaskRCNNPredictor(mask, mask, classes))
