@@ -49,21 +49,37 @@ void ProgressBar::finish(const std::string& extra) {
   draw(extra, true);
 }
 
-void ProgressBar::draw(const std::string& extra, bool final) {
+void ProgressBar::set_time_budget(double seconds, std::chrono::steady_clock::time_point since) {
+  budget_seconds_ = std::max(0.0, seconds);
+  budget_since_ = since;
+}
+
+std::string ProgressBar::line(std::chrono::steady_clock::time_point now, const std::string& extra, bool final) const {
   constexpr int kWidth = 24;
-  const double fraction = total_ > 0 ? std::min(1.0, static_cast<double>(done_) / total_) : 1.0;
+  double fraction = total_ > 0 ? std::min(1.0, static_cast<double>(done_) / total_) : 1.0;
+  const double elapsed = std::chrono::duration<double>(now - start_).count();
+  const double r = elapsed > 0 ? static_cast<double>(done_) / elapsed : 0.0;
+  double eta = r > 0 ? static_cast<double>(total_ - done_) / r : 0.0;
+  std::string budget;
+  if (budget_seconds_ > 0) {
+    const double used = std::chrono::duration<double>(now - budget_since_).count();
+    fraction = std::max(fraction, std::min(1.0, used / budget_seconds_));
+    eta = std::max(0.0, budget_seconds_ - used);  // not the item count's: that may be an upper bound
+    budget = " (" + format_duration(used) + " of " + format_duration(budget_seconds_) + ")";
+  }
   const int filled = static_cast<int>(fraction * kWidth);
   std::string bar(filled, '#');
   bar.append(kWidth - filled, '.');
-  const double r = rate();
-  const double eta = r > 0 ? static_cast<double>(total_ - done_) / r : 0.0;
-  std::fprintf(out_, "%s%s [%s] %lld/%lld  %.2f %s/s  %s %s  %s%s", tty_ ? "\r\033[K" : "",
-               label_.c_str(), bar.c_str(), static_cast<long long>(done_),
-               static_cast<long long>(total_), r, unit_.c_str(), final ? "took" : "ETA",
-               format_duration(final ? std::chrono::duration<double>(
-                                           std::chrono::steady_clock::now() - start_).count()
-                                     : eta).c_str(),
-               extra.c_str(), (final || !tty_) ? "\n" : "");
+  char head[256];
+  std::snprintf(head, sizeof head, "%s [%s] %lld/%lld  %.2f %s/s  %s %s", label_.c_str(), bar.c_str(),
+                static_cast<long long>(done_), static_cast<long long>(total_), r, unit_.c_str(),
+                final ? "took" : "ETA", format_duration(final ? elapsed : eta).c_str());
+  return head + (final ? std::string() : budget) + "  " + extra;
+}
+
+void ProgressBar::draw(const std::string& extra, bool final) {
+  std::fprintf(out_, "%s%s%s", tty_ ? "\r\033[K" : "", line(std::chrono::steady_clock::now(), extra, final).c_str(),
+               (final || !tty_) ? "\n" : "");
   std::fflush(out_);
 }
 
