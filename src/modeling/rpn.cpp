@@ -6,6 +6,7 @@
 #include <string>
 
 #include "instseg/errors.h"
+#include "instseg/modeling/layers/conv_norm_act.h"
 #include "instseg/ops/box_coder.h"
 #include "instseg/ops/box_ops.h"
 #include "instseg/ops/nms.h"
@@ -31,18 +32,6 @@ torch::Tensor permute_and_flatten(const torch::Tensor& x, int64_t channels) {
   return x.view({n, -1, channels, h, w}).permute({0, 3, 4, 1, 2}).reshape({n, -1, channels});
 }
 
-// torchvision's conv."i" is itself a sequence ("0" conv3x3, "1" ReLU). Sequential only nests
-// inside another through a concrete forward().
-class ConvReluImpl : public nn::SequentialImpl {
- public:
-  explicit ConvReluImpl(int64_t channels) {
-    push_back(nn::Conv2d(nn::Conv2dOptions(channels, channels, 3).padding(1)));
-    push_back(nn::ReLU());
-  }
-  torch::Tensor forward(torch::Tensor x) { return nn::SequentialImpl::forward(x); }
-};
-TORCH_MODULE(ConvRelu);
-
 }  // namespace
 
 void RpnOptions::validate() const {
@@ -64,8 +53,10 @@ void RpnOptions::validate() const {
 
 RpnHeadImpl::RpnHeadImpl(int64_t in_channels, int64_t num_anchors, int conv_depth) {
   conv = register_module("conv", nn::Sequential());
+  // torchvision's conv."i" is itself a block ("0" conv3x3 with bias, "1" ReLU); every conv is
+  // re-initialised below, after the 1x1 layers are built, as torchvision.
   for (int i = 0; i < conv_depth; ++i) {
-    conv->push_back(ConvRelu(in_channels));
+    conv->push_back(ConvNormAct(ConvNormActOptions(in_channels, in_channels, 3)));
   }
   cls_logits = register_module("cls_logits", nn::Conv2d(nn::Conv2dOptions(in_channels, num_anchors, 1)));
   bbox_pred = register_module("bbox_pred", nn::Conv2d(nn::Conv2dOptions(in_channels, 4 * num_anchors, 1)));

@@ -2,21 +2,22 @@
 
 #include <torch/torch.h>
 
+#include "instseg/modeling/layers/conv_norm_act.h"
+
 namespace instseg {
 namespace {
 
 namespace nn = torch::nn;
 
-nn::Sequential conv_norm(int64_t in, int64_t out, int64_t kernel, NormKind norm) {
-  // A norm layer makes the convolution's bias redundant (torchvision's Conv2dNormActivation).
-  nn::Conv2d conv(
-      nn::Conv2dOptions(in, out, kernel).padding(kernel / 2).bias(norm == NormKind::kNone));
-  nn::init::kaiming_uniform_(conv->weight, /*a=*/1);
-  if (conv->bias.defined()) nn::init::zeros_(conv->bias);
-  nn::Sequential block(conv);
-  if (norm != NormKind::kNone) block->push_back(make_norm(norm, out));
-  return block;
+// torchvision's FPN blocks: no activation, kaiming_uniform (a = 1) weights.
+ConvNormAct conv_norm(int64_t in, int64_t out, int64_t kernel, NormKind norm) {
+  return ConvNormAct(ConvNormActOptions(in, out, kernel)
+                         .norm(norm)
+                         .relu(false)
+                         .init(ConvInit::kKaimingUniform));
 }
+
+ConvNormActImpl& block(nn::ModuleList& list, int64_t i) { return *list[i]->as<ConvNormAct>(); }
 
 }  // namespace
 
@@ -38,16 +39,16 @@ FeatureMaps FeaturePyramidNetworkImpl::forward(const std::vector<torch::Tensor>&
               levels, " inputs, built for ", inner_blocks_->size());
   std::vector<torch::Tensor> outputs(levels);
   // Top-down: the coarser merged map, upsampled (nearest) to the lateral's size, plus the lateral.
-  auto merged = inner_blocks_[levels - 1]->as<nn::Sequential>()->forward(inputs[levels - 1]);
-  outputs[levels - 1] = layer_blocks_[levels - 1]->as<nn::Sequential>()->forward(merged);
+  auto merged = block(inner_blocks_, levels - 1).forward(inputs[levels - 1]);
+  outputs[levels - 1] = block(layer_blocks_, levels - 1).forward(merged);
   for (int64_t i = levels - 2; i >= 0; --i) {
-    auto lateral = inner_blocks_[i]->as<nn::Sequential>()->forward(inputs[i]);  // [N, out, H_i, W_i]
+    auto lateral = block(inner_blocks_, i).forward(inputs[i]);  // [N, out, H_i, W_i]
     auto top_down = nn::functional::interpolate(
         merged, nn::functional::InterpolateFuncOptions()
                     .size(std::vector<int64_t>{lateral.size(2), lateral.size(3)})
                     .mode(torch::kNearest));
     merged = lateral + top_down;
-    outputs[i] = layer_blocks_[i]->as<nn::Sequential>()->forward(merged);
+    outputs[i] = block(layer_blocks_, i).forward(merged);
   }
   FeatureMaps maps;
   for (int64_t i = 0; i < levels; ++i) maps.push_back({std::to_string(i), outputs[i]});

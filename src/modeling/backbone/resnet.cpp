@@ -6,6 +6,7 @@
 #include <map>
 
 #include "instseg/errors.h"
+#include "instseg/modeling/layers/conv_norm_act.h"
 
 namespace instseg {
 namespace {
@@ -21,12 +22,14 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
 // Shared by both block kinds: the shortcut projection when shape changes, and the closing ReLU.
 class BlockBase : public nn::Module {
  protected:
-  nn::Sequential downsample_{nullptr};
+  ConvNormAct downsample_{nullptr};
 
+  // torchvision's downsample: "0" conv1x1 (carrying the stride), "1" norm, no activation.
   void make_downsample(int64_t in, int64_t out, int64_t stride, NormKind norm) {
     if (stride == 1 && in == out) return;
-    downsample_ = register_module("downsample", nn::Sequential(conv(in, out, 1, stride)));
-    downsample_->push_back(make_norm(norm, out));
+    downsample_ = register_module(
+        "downsample",
+        ConvNormAct(ConvNormActOptions(in, out, 1).stride(stride).norm(norm).relu(false)));
   }
   torch::Tensor finish(const torch::Tensor& residual, const torch::Tensor& x) {
     return torch::relu(residual + (downsample_ ? downsample_->forward(x) : x));

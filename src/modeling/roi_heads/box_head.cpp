@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include "modeling/named_enum.h"
-#include "modeling/roi_heads/conv_block.h"
 
 namespace instseg {
 
@@ -39,8 +38,10 @@ ConvFcHeadImpl::ConvFcHeadImpl(std::array<int64_t, 3> input,
   int64_t child = 0;
   int64_t channels = input[0];
   for (const int64_t c : conv_channels) {
-    convs_.push_back(register_module(std::to_string(child++),
-                                     detail::conv3x3_norm_relu(channels, c, 1, norm)));
+    // torchvision's heads: He init for ReLU over fan_out, zero bias.
+    const auto options =
+        ConvNormActOptions(channels, c, 3).norm(norm).init(ConvInit::kKaimingNormalFanOut);
+    convs_.push_back(register_module(std::to_string(child++), ConvNormAct(options)));
     channels = c;
   }
   ++child;  // flatten

@@ -2,8 +2,6 @@
 
 #include <torch/torch.h>
 
-#include "modeling/roi_heads/conv_block.h"
-
 namespace instseg {
 
 MaskRcnnHeadsImpl::MaskRcnnHeadsImpl(int64_t in_channels, const std::vector<int64_t>& layers,
@@ -12,8 +10,12 @@ MaskRcnnHeadsImpl::MaskRcnnHeadsImpl(int64_t in_channels, const std::vector<int6
   int64_t channels = in_channels;
   // The blocks are this module's own children "0", "1", ... as in torchvision's nn.Sequential.
   for (const int64_t c : layers) {
-    blocks_.push_back(register_module(std::to_string(blocks_.size()),
-                                      detail::conv3x3_norm_relu(channels, c, dilation, norm)));
+    // torchvision's heads: He init for ReLU over fan_out, zero bias.
+    const auto options = ConvNormActOptions(channels, c, 3)
+                             .dilation(dilation)
+                             .norm(norm)
+                             .init(ConvInit::kKaimingNormalFanOut);
+    blocks_.push_back(register_module(std::to_string(blocks_.size()), ConvNormAct(options)));
     channels = c;
   }
 }

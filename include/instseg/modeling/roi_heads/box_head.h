@@ -1,7 +1,6 @@
 #pragma once
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/any.h>
-#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
@@ -10,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "instseg/modeling/layers/conv_norm_act.h"
 #include "instseg/modeling/layers/norm.h"
 
 namespace instseg {
@@ -49,7 +49,7 @@ class ConvFcHeadImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  std::vector<torch::nn::Sequential> convs_;
+  std::vector<ConvNormAct> convs_;
   std::vector<torch::nn::Linear> fcs_;
 };
 TORCH_MODULE(ConvFcHead);

@@ -1,11 +1,11 @@
 #pragma once
 #include <torch/nn/module.h>
-#include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
 #include <vector>
 
+#include "instseg/modeling/layers/conv_norm_act.h"
 #include "instseg/modeling/layers/norm.h"
 
 namespace instseg {
@@ -20,7 +20,7 @@ class MaskRcnnHeadsImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
  private:
-  std::vector<torch::nn::Sequential> blocks_;
+  std::vector<ConvNormAct> blocks_;
 };
 TORCH_MODULE(MaskRcnnHeads);
 
