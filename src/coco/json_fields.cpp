@@ -2,7 +2,7 @@
 
 #include <cmath>
 
-#include "coco/parallel_for.h"
+#include "instseg/common/parallel_for.h"
 #include "instseg/errors.h"
 
 namespace instseg::coco::detail {
@@ -221,7 +221,7 @@ void for_each_entry(std::string_view text, const std::vector<Span>& elements, co
                     const std::function<void(JsonReader&, size_t)>& read) {
   constexpr size_t kChunk = 256;
   const size_t chunks = (elements.size() + kChunk - 1) / kChunk;
-  instseg::detail::parallel_for(chunks, instseg::detail::resolve_threads(0), [&](size_t c) {
+  instseg::parallel_for(chunks, instseg::resolve_threads(0), [&](size_t c) {
     JsonReader in(text, file);  // one per chunk: its buffers serve all the chunk's entries
     for (size_t i = c * kChunk; i < std::min(elements.size(), (c + 1) * kChunk); ++i) {
       in.restart(elements[i].begin, elements[i].end);

@@ -6,7 +6,7 @@
 #include <limits>
 #include <numeric>
 
-#include "coco/parallel_for.h"
+#include "instseg/common/parallel_for.h"
 #include "instseg/errors.h"
 
 namespace instseg::evaluation {
@@ -378,8 +378,8 @@ EvalResult evaluate_with(const coco::Dataset& gt, const std::vector<coco::Detect
     if (gt_groups.size(key) > 0 || dt_groups.size(key) > 0) cell_of[key] = present++;
   }
   std::vector<Cell> cells(present);
-  const int threads = instseg::detail::resolve_threads(options.num_threads);
-  instseg::detail::parallel_for(I, threads, [&](size_t i) {
+  const int threads = instseg::resolve_threads(options.num_threads);
+  instseg::parallel_for(I, threads, [&](size_t i) {
     std::vector<size_t> dt;
     std::vector<coco::Rle> gt_masks, box_masks;  // box_masks: also decoded results' masks
     std::string text;
@@ -459,7 +459,7 @@ EvalResult evaluate_with(const coco::Dataset& gt, const std::vector<coco::Detect
 
   result.precision.assign(size_t(T) * R * K * A * M, -1);
   result.recall.assign(size_t(T) * K * A * M, -1);
-  instseg::detail::parallel_for(K, threads, [&](size_t k) {
+  instseg::parallel_for(K, threads, [&](size_t k) {
     accumulate_category(cells, cell_of, I, K, k, result.precision, result.recall);
   });
 

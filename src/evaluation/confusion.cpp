@@ -4,7 +4,7 @@
 #include <numeric>
 #include <tuple>
 
-#include "coco/parallel_for.h"
+#include "instseg/common/parallel_for.h"
 #include "instseg/errors.h"
 
 namespace instseg::evaluation {
@@ -61,7 +61,7 @@ ConfusionMatrix confusion_matrix(const coco::Dataset& gt, const std::vector<coco
     if (dets[i].score >= options.score_threshold) by_image[size_t(image)].push_back(i);
   }
   std::vector<std::vector<int64_t>> per_image(gt.images().size());
-  instseg::detail::parallel_for(gt.images().size(), instseg::detail::resolve_threads(options.num_threads), [&](size_t im) {
+  instseg::parallel_for(gt.images().size(), instseg::resolve_threads(options.num_threads), [&](size_t im) {
     const auto& ann = gt.annotations_of_image(gt.images()[im].id);
     const auto& ds = by_image[im];
     std::vector<coco::Rle> gt_masks(ann.size());

@@ -1,8 +1,8 @@
 #pragma once
-// Used by the readers (parsing entries in parallel) and the evaluator.
 // Runs body(i) for i in [0, n) on up to `threads` std::threads pulling indices from a shared
 // counter. If bodies throw, the exception of the lowest index is rethrown after all threads end,
-// so the error reported does not depend on scheduling.
+// so the error reported does not depend on scheduling. Plain std::threads, no torch: the COCO
+// readers (entries parsed in parallel) and the evaluator use it, both in instseg_core.
 #include <algorithm>
 #include <atomic>
 #include <cstddef>
@@ -11,8 +11,9 @@
 #include <thread>
 #include <vector>
 
-namespace instseg::detail {
+namespace instseg {
 
+// `requested` threads, or every hardware thread for 0 (or less).
 inline int resolve_threads(int requested) {
   if (requested > 0) return requested;
   return std::max(1, int(std::thread::hardware_concurrency()));
@@ -45,4 +46,4 @@ void parallel_for(size_t n, int threads, Body&& body) {
   if (failure) std::rethrow_exception(failure);
 }
 
-}  // namespace instseg::detail
+}  // namespace instseg
