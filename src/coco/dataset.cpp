@@ -330,4 +330,10 @@ Rle Dataset::annotation_rle(size_t annotation_index) const {
   detail::fail(at, "segmentation", "missing (needed for mask evaluation)");
 }
 
+std::map<std::string, int64_t> image_ids_by_file_name(const Dataset& dataset) {
+  std::map<std::string, int64_t> ids;
+  for (const Image& image : dataset.images()) ids[image.file_name] = image.id;
+  return ids;
+}
+
 }  // namespace instseg::coco

@@ -83,8 +83,8 @@ void append_utf8(uint32_t code, std::string& out) {
   }
 }
 
-// Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
-// nothing above U+10FFFF), or 0.
+}  // namespace
+
 size_t utf8_length(const char* p, const char* end) {
   const auto b = [&](size_t i) { return static_cast<unsigned char>(p[i]); };
   const auto cont = [&](size_t i, unsigned lo = 0x80, unsigned hi = 0xBF) {
@@ -100,8 +100,6 @@ size_t utf8_length(const char* p, const char* end) {
   if (c == 0xF4) return cont(1, 0x80, 0x8F) && cont(2) && cont(3) ? 4 : 0;
   return 0;
 }
-
-}  // namespace
 
 const char* to_string(JsonType type) {
   switch (type) {

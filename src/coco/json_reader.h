@@ -116,4 +116,8 @@ struct Span {
 // errors name the byte.
 std::vector<Span> split_array(std::string_view text, size_t begin, const std::string& file, size_t& end);
 
+// Length of the well-formed UTF-8 sequence at p (RFC 3629: no overlong forms, no surrogates,
+// nothing above U+10FFFF), or 0. What the reader accepts in strings, and the writers write.
+size_t utf8_length(const char* p, const char* end);
+
 }  // namespace instseg::coco::detail

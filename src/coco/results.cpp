@@ -1,14 +1,10 @@
 #include "instseg/coco/results.h"
 
-#include <algorithm>
-#include <charconv>
-#include <cmath>
 #include <memory>
 
 #include "coco/json_fields.h"
 #include "coco/json_reader.h"
 #include "coco/mapped_file.h"
-#include "instseg/common/atomic_file.h"
 #include "instseg/errors.h"
 
 namespace instseg::coco {
@@ -189,61 +185,6 @@ void CompressedResults::decode_mask(size_t i, Rle& out, std::string& text) const
   JsonReader in(storage_->file.text(), storage_->path, ref.counts_offset);
   const std::string_view counts = in.string(text);
   from_string(counts.data(), counts.size(), ref.h, ref.w, out);
-}
-
-namespace {
-
-// Shortest text that reads back as the same double (std::to_chars), with ".0" on integral values
-// and null for non-finite ones, as nlohmann::json writes them.
-void write_number(std::string& out, double value) {
-  if (!std::isfinite(value)) {
-    out += "null";
-    return;
-  }
-  char buffer[32];
-  const auto end = std::to_chars(buffer, buffer + sizeof buffer, value).ptr;
-  out.append(buffer, end);
-  if (std::find_if(buffer, end, [](char c) { return c == '.' || c == 'e'; }) == end) out += ".0";
-}
-
-// Compressed counts use '0'..'o', which holds the backslash: the one character to escape.
-void write_counts(std::string& out, const std::string& counts) {
-  out += '"';
-  for (char c : counts) {
-    if (c == '\\') out += '\\';
-    out += c;
-  }
-  out += '"';
-}
-
-}  // namespace
-
-void write_results(const std::string& path, const std::vector<Detection>& detections) {
-  // Keys in sorted order, as the nlohmann::json writer used before (files compare equal).
-  std::string out = "[";
-  for (const Detection& d : detections) {
-    if (out.size() > 1) out += ',';
-    out += '{';
-    if (d.has_bbox) {
-      out += "\"bbox\":[";
-      for (size_t i = 0; i < 4; ++i) {
-        if (i) out += ',';
-        write_number(out, d.bbox[i]);
-      }
-      out += "],";
-    }
-    out += "\"category_id\":" + std::to_string(d.category_id) + ",\"image_id\":" + std::to_string(d.image_id) +
-           ",\"score\":";
-    write_number(out, d.score);
-    if (d.mask) {
-      out += ",\"segmentation\":{\"counts\":";
-      write_counts(out, to_string(*d.mask));
-      out += ",\"size\":[" + std::to_string(d.mask->h) + "," + std::to_string(d.mask->w) + "]}";
-    }
-    out += '}';
-  }
-  out += ']';
-  write_file_atomically(path, [&](std::ostream& stream) { stream << out; });
 }
 
 }  // namespace instseg::coco

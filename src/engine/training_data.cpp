@@ -4,10 +4,8 @@
 
 #include <filesystem>
 #include <tuple>
-#include <nlohmann/json.hpp>
 
 #include "instseg/coco/rle.h"
-#include "instseg/common/atomic_file.h"
 #include "instseg/data/coco_dataset.h"
 #include "instseg/data/folder_dataset.h"
 #include "instseg/data/synthetic.h"
@@ -98,28 +96,6 @@ coco::Dataset to_coco_ground_truth(const data::Dataset& dataset) {
     }
   }
   return coco::Dataset(std::move(images), std::move(categories), std::move(annotations), "validation split");
-}
-
-void write_coco_instances(const std::string& path, const coco::Dataset& dataset) {
-  using nlohmann::json;
-  json images = json::array(), annotations = json::array(), categories = json::array();
-  for (const auto& image : dataset.images()) {
-    images.push_back({{"id", image.id}, {"file_name", image.file_name}, {"width", image.width}, {"height", image.height}});
-  }
-  for (const auto& category : dataset.categories()) categories.push_back({{"id", category.id}, {"name", category.name}});
-  for (const auto& a : dataset.annotations()) {
-    json entry = {{"id", a.id}, {"image_id", a.image_id}, {"category_id", a.category_id},
-                  {"bbox", a.bbox}, {"area", a.area}, {"iscrowd", a.iscrowd ? 1 : 0}};
-    if (a.segmentation.kind == coco::Segmentation::Kind::kRle) {
-      entry["segmentation"] = {{"size", {a.segmentation.rle.h, a.segmentation.rle.w}},
-                               {"counts", coco::to_string(a.segmentation.rle)}};
-    } else if (a.segmentation.kind == coco::Segmentation::Kind::kPolygons) {
-      entry["segmentation"] = a.segmentation.polygons;
-    }
-    annotations.push_back(std::move(entry));
-  }
-  const json out = {{"images", images}, {"annotations", annotations}, {"categories", categories}};
-  write_bytes_atomically(path, out.dump() + "\n");
 }
 
 }  // namespace instseg

@@ -5,10 +5,12 @@
 
 #include <cstdio>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 
 #include "instseg/coco/dataset.h"
 #include "instseg/coco/results.h"
+#include "instseg/coco/results_writer.h"
 #include "instseg/errors.h"
 #include "support/input_error.h"
 #include "support/reference.h"
@@ -47,6 +49,15 @@ TEST(Dataset, ReadsImagesCategoriesAnnotationsAndMasks) {
   EXPECT_TRUE(d.annotations()[1].iscrowd);
   EXPECT_EQ(d.annotation_rle(1).counts, (std::vector<uint32_t>{0, 16, 64}));
   EXPECT_EQ(to_bbox(d.annotation_rle(1)), (std::array<double, 4>{0, 0, 2, 8}));
+}
+
+TEST(Dataset, ImageIdsByFileName) {
+  const Dataset d = Dataset::parse(small_gt().dump(), "gt.json");
+  EXPECT_EQ(image_ids_by_file_name(d), (std::map<std::string, int64_t>{{"a.jpg", 5}, {"b.jpg", 2}}));
+  // A name given twice keeps its last image, as predict --coco-gt always did.
+  json twice = small_gt();
+  twice["images"].push_back({{"id", 7}, {"file_name", "a.jpg"}, {"width", 1}, {"height", 1}});
+  EXPECT_EQ(image_ids_by_file_name(Dataset::parse(twice.dump(), "gt.json")).at("a.jpg"), 7);
 }
 
 TEST(Dataset, TinyCocoValHasItsDocumentedContent) {

@@ -4,6 +4,7 @@
 //   "instances.json: annotations[12].bbox: expected 4 numbers"
 #include <array>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -80,5 +81,9 @@ class Dataset {
   std::unordered_map<int64_t, int64_t> image_index_, category_index_;
   std::vector<std::vector<size_t>> annotations_by_image_;  // per images() index
 };
+
+// file_name -> image id: gives results for a folder of images the ids of a COCO file's images
+// (predict --coco-gt). A file name that appears twice maps to its last image.
+std::map<std::string, int64_t> image_ids_by_file_name(const Dataset& dataset);
 
 }  // namespace instseg::coco

@@ -1,7 +1,7 @@
 #pragma once
 // COCO results ("detections") files: a JSON list of {image_id, category_id, bbox, score} with an
 // optional compressed-RLE "segmentation". Read against a ground truth, which fixes the valid image
-// and category ids and the mask sizes.
+// and category ids and the mask sizes. Written by coco/results_writer.h.
 #include <array>
 #include <cstdint>
 #include <memory>
@@ -57,8 +57,5 @@ class CompressedResults {
   std::vector<Detection> detections_;
   std::unique_ptr<Storage> storage_;
 };
-
-// Writes detections in the same format (masks as compressed RLE), atomically.
-void write_results(const std::string& path, const std::vector<Detection>& detections);
 
 }  // namespace instseg::coco

@@ -1,13 +1,14 @@
 // COCO results from per-box masks (predict's path: pasted, binarised and encoded one at a time)
 // are the results of the whole [K, 1, H, W] paste, RLE for RLE; and both equal the COCO results
 // of torchvision's postprocessed outputs as pycocotools would encode them (tests/reference/coco_rle.py).
-#include "instseg/engine/results_json.h"
+#include "instseg/engine/coco_results.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 #include <nlohmann/json.hpp>
 
+#include "instseg/coco/results_writer.h"
 #include "instseg/coco/rle.h"
 #include "instseg/modeling/roi_heads/paste_masks.h"
 #include "support/reference.h"
@@ -56,8 +57,8 @@ TEST(ResultsJson, PerBoxMasksEncodeAsTheWholePaste) {
       const MaskPaster paster(box_masks.masks, box_masks.boxes, h, w, paste);
       expect_same_results(to_coco_detections(7, pasted), to_coco_detections(7, box_masks, paster));
       // And the JSON text built from either.
-      ResultsJsonWriter whole, per_box;
-      whole.add(7, "x.jpg", pasted);
+      coco::ResultsWriter whole, per_box;
+      whole.add(to_coco_detections(7, pasted), "x.jpg");
       per_box.add(to_coco_detections(7, box_masks, paster), "x.jpg");
       EXPECT_EQ(whole.dump(), per_box.dump());
     }
@@ -132,7 +133,7 @@ TEST(ResultsJson, TorchvisionOutputsGiveThePycocotoolsEncodedResults) {
   EXPECT_EQ(c.expected[4]["area"].get<int64_t>(), 0);
   EXPECT_GT((c.pasted.masks[6] == 0.5).sum().item<int64_t>(), c.height);
   // The JSON file predict writes carries the same fields.
-  ResultsJsonWriter writer;
+  coco::ResultsWriter writer;
   writer.add(to_coco_detections(5, c.pasted), "x.jpg");
   const auto written = nlohmann::json::parse(writer.dump());
   ASSERT_EQ(written.size(), c.expected.size());

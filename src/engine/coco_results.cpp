@@ -1,10 +1,7 @@
-#include "instseg/engine/results_json.h"
+#include "instseg/engine/coco_results.h"
 
 #include <torch/torch.h>
 
-#include <nlohmann/json.hpp>
-
-#include "instseg/coco/dataset.h"
 #include "instseg/coco/rle.h"
 
 namespace instseg {
@@ -92,41 +89,6 @@ Detections with_category_ids(Detections detections, const data::CategoryMap& cat
   for (int64_t i = 0; i < labels.size(0); ++i) ids[i] = categories.category_id_of(labels[i].item<int64_t>());
   detections.labels = ids;
   return detections;
-}
-
-void ResultsJsonWriter::add(int64_t image_id, const std::string& file_name, const Detections& detections) {
-  add(to_coco_detections(image_id, detections), file_name);
-}
-
-void ResultsJsonWriter::add(const std::vector<coco::Detection>& results, const std::string& file_name) {
-  for (const auto& d : results) {
-    nlohmann::json entry = {{"image_id", d.image_id},
-                            {"category_id", d.category_id},
-                            {"bbox", d.bbox},
-                            {"score", d.score}};
-    if (d.mask) {
-      entry["segmentation"] = {{"size", {d.mask->h, d.mask->w}}, {"counts", coco::to_string(*d.mask)}};
-    }
-    entry["file_name"] = file_name;
-    entries_.push_back(entry.dump());
-  }
-}
-
-std::string ResultsJsonWriter::dump() const {
-  std::string out = "[";
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    out += i ? ",\n" : "\n";
-    out += entries_[i];
-  }
-  out += entries_.empty() ? "]\n" : "\n]\n";
-  return out;
-}
-
-std::map<std::string, int64_t> image_ids_by_file_name(const std::string& instances_json) {
-  const coco::Dataset dataset = coco::Dataset::load(instances_json);  // must outlive the loop
-  std::map<std::string, int64_t> ids;
-  for (const auto& image : dataset.images()) ids[image.file_name] = image.id;
-  return ids;
 }
 
 }  // namespace instseg
