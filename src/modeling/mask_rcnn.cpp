@@ -30,6 +30,12 @@ void MaskRcnnOptions::validate() const {
   anchors.validate();
   rpn.validate();
   roi_heads.validate();
+  // The box head's convolutions are as wide as the FPN (box_head.h).
+  if (roi_heads.head_norm == NormKind::kGroupNorm && roi_heads.box_head == BoxHeadKind::kConvFc &&
+      backbone.out_channels % 32 != 0) {
+    throw ConfigError("roi_heads.head_norm group_norm with box_head conv_fc needs backbone.out_channels "
+                      "a multiple of 32, got " + std::to_string(backbone.out_channels));
+  }
 }
 
 MaskRcnnImpl::MaskRcnnImpl(MaskRcnnOptions options)
@@ -72,14 +78,14 @@ MaskPaster MaskRcnnImpl::mask_paster(const Detections& detections, int64_t heigh
 }
 
 std::map<std::string, torch::Tensor> MaskRcnnImpl::losses(const std::vector<torch::Tensor>& images,
-                                                         const std::vector<Targets>& targets) {
-  TORCH_CHECK(is_training(), "MaskRcnn::losses: the model is in eval mode; call train()");
-  const auto [batch, resized_targets] = transform_.forward_train(images, targets);
+                                                         const std::vector<Targets>& targets,
+                                                         std::optional<at::Generator> generator) {
+  const auto [batch, resized_targets] = transform_.forward_train(images, targets, generator);
   const auto features = backbone_(batch.tensors);
   std::vector<torch::Tensor> gt_boxes;
   for (const auto& t : resized_targets) gt_boxes.push_back(t.boxes);
-  const auto rpn = rpn_->forward_train(batch, features, gt_boxes);
-  const auto samples = select_training_samples(rpn.proposals, resized_targets, options_.roi_heads);
+  const auto rpn = rpn_->forward_train(batch, features, gt_boxes, generator);
+  const auto samples = select_training_samples(rpn.proposals, resized_targets, options_.roi_heads, generator);
   auto losses = roi_heads_->losses(features, batch.image_sizes, samples, resized_targets);
   losses["loss_objectness"] = rpn.losses.objectness;
   losses["loss_rpn_box_reg"] = rpn.losses.box_reg;

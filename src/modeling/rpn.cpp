@@ -3,6 +3,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <sstream>
 #include <string>
 
 #include "instseg/errors.h"
@@ -17,7 +18,10 @@ namespace {
 namespace nn = torch::nn;
 
 void require(bool ok, const std::string& field, const std::string& rule, double value) {
-  if (!ok) throw ConfigError("rpn." + field + " must be " + rule + ", got " + std::to_string(value));
+  if (ok) return;
+  std::ostringstream msg;  // integers print as such ("got 0", not "got 0.000000")
+  msg << "rpn." << field << " must be " << rule << ", got " << value;
+  throw ConfigError(msg.str());
 }
 
 // Validates before the matcher and sampler see the thresholds, so errors name the rpn.* field.
@@ -125,16 +129,9 @@ RegionProposalNetworkImpl::RegionProposalNetworkImpl(int64_t in_channels,
   head = register_module("head", RpnHead(in_channels, per_location.front(), options_.conv_depth));
 }
 
-int64_t RegionProposalNetworkImpl::pre_nms_top_n() const {
-  return is_training() ? options_.pre_nms_top_n_train : options_.pre_nms_top_n_test;
-}
-
-int64_t RegionProposalNetworkImpl::post_nms_top_n() const {
-  return is_training() ? options_.post_nms_top_n_train : options_.post_nms_top_n_test;
-}
-
 RegionProposalNetworkImpl::Pass RegionProposalNetworkImpl::run(const ImageList& images,
-                                                                const FeatureMaps& features) {
+                                                                const FeatureMaps& features,
+                                                                ProposalLimits limits) {
   std::vector<torch::Tensor> levels;
   for (const auto& f : features) levels.push_back(f.tensor);
   const auto [objectness, deltas] = head->forward(levels);
@@ -147,14 +144,14 @@ RegionProposalNetworkImpl::Pass RegionProposalNetworkImpl::run(const ImageList& 
                                    torch::cat(pass.anchors))
                            .view({num_images, -1, 4});  // [N, T, 4]
   pass.proposals = select_proposals(decoded, pass.predictions.objectness, images.image_sizes,
-                                    pass.predictions.anchors_per_level)
+                                    pass.predictions.anchors_per_level, limits)
                        .first;
   return pass;
 }
 
 std::vector<torch::Tensor> RegionProposalNetworkImpl::forward(const ImageList& images,
                                                               const FeatureMaps& features) {
-  return run(images, features).proposals;
+  return run(images, features, {options_.pre_nms_top_n_test, options_.post_nms_top_n_test}).proposals;
 }
 
 std::pair<torch::Tensor, torch::Tensor> RegionProposalNetworkImpl::assign_targets(
@@ -172,8 +169,9 @@ std::pair<torch::Tensor, torch::Tensor> RegionProposalNetworkImpl::assign_target
 
 RpnTrainOutput RegionProposalNetworkImpl::forward_train(const ImageList& images,
                                                         const FeatureMaps& features,
-                                                        const std::vector<torch::Tensor>& gt_boxes) {
-  auto pass = run(images, features);
+                                                        const std::vector<torch::Tensor>& gt_boxes,
+                                                        std::optional<at::Generator> generator) {
+  auto pass = run(images, features, {options_.pre_nms_top_n_train, options_.post_nms_top_n_train});
   TORCH_CHECK(gt_boxes.size() == pass.anchors.size(), "RegionProposalNetwork: ", gt_boxes.size(),
               " ground-truth sets for ", pass.anchors.size(), " images");
   std::vector<torch::Tensor> labels, targets, sampler_input;
@@ -184,7 +182,7 @@ RpnTrainOutput RegionProposalNetworkImpl::forward_train(const ImageList& images,
     sampler_input.push_back(l.to(torch::kInt64));            // 1 fg, 0 bg, -1 ignored
     labels.push_back(std::move(l));
   }
-  const auto [pos_masks, neg_masks] = sampler_(sampler_input);
+  const auto [pos_masks, neg_masks] = sampler_(sampler_input, generator);
   const auto sampled_pos = torch::nonzero(torch::cat(pos_masks)).squeeze(1);
   const auto sampled_neg = torch::nonzero(torch::cat(neg_masks)).squeeze(1);
   auto losses = rpn_losses(pass.predictions.objectness, pass.predictions.deltas.reshape({-1, 4}),
@@ -196,7 +194,8 @@ std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>>
 RegionProposalNetworkImpl::select_proposals(const torch::Tensor& proposals,
                                             const torch::Tensor& objectness,
                                             const std::vector<std::array<int64_t, 2>>& image_sizes,
-                                            const std::vector<int64_t>& anchors_per_level) const {
+                                            const std::vector<int64_t>& anchors_per_level,
+                                            ProposalLimits limits) const {
   const auto logits = objectness.detach();  // [N, T]
   const auto device = logits.device();
 
@@ -206,7 +205,7 @@ RegionProposalNetworkImpl::select_proposals(const torch::Tensor& proposals,
   for (size_t l = 0; l < anchors_per_level.size(); ++l) {
     const int64_t count = anchors_per_level[l];
     const auto level_logits = logits.narrow(1, offset, count);  // [N, count]
-    const int64_t k = std::min(pre_nms_top_n(), count);
+    const int64_t k = std::min(limits.pre_nms_top_n, count);
     top_idx.push_back(std::get<1>(level_logits.topk(k, 1)) + offset);  // [N, k]
     top_level.push_back(torch::full({k}, static_cast<int64_t>(l),
                                     torch::TensorOptions().dtype(torch::kInt64).device(device)));
@@ -228,7 +227,7 @@ RegionProposalNetworkImpl::select_proposals(const torch::Tensor& proposals,
     keep = torch::nonzero(scores >= options_.score_thresh).squeeze(1);
     boxes = boxes.index_select(0, keep), scores = scores.index_select(0, keep), lvl = lvl.index_select(0, keep);
 
-    keep = ops::batched_nms(boxes, scores, lvl, options_.nms_thresh, post_nms_top_n());
+    keep = ops::batched_nms(boxes, scores, lvl, options_.nms_thresh, limits.post_nms_top_n);
     boxes_out.push_back(boxes.index_select(0, keep));
     scores_out.push_back(scores.index_select(0, keep));
   }

@@ -102,16 +102,19 @@ ImageList GeneralizedRcnnTransform::forward(const std::vector<torch::Tensor>& im
 }
 
 std::pair<ImageList, std::vector<Targets>> GeneralizedRcnnTransform::forward_train(
-    const std::vector<torch::Tensor>& images, const std::vector<Targets>& targets) const {
+    const std::vector<torch::Tensor>& images, const std::vector<Targets>& targets,
+    std::optional<at::Generator> generator) const {
   TORCH_CHECK(images.size() == targets.size(), "transform: ", images.size(), " images but ",
               targets.size(), " targets");
   std::vector<torch::Tensor> resized;
   std::vector<Targets> resized_targets;
+  const c10::optional<at::Generator> draw_from =
+      generator ? c10::optional<at::Generator>(*generator) : c10::nullopt;
   for (size_t i = 0; i < images.size(); ++i) {
     // torchvision's torch_choice: a uniform draw from torch's generator, so seeding torch
     // reproduces the sequence of scales.
     const auto n = static_cast<double>(options_.min_size.size());
-    const auto pick = static_cast<size_t>(torch::empty({1}).uniform_(0.0, n).item<double>());
+    const auto pick = static_cast<size_t>(torch::empty({1}).uniform_(0.0, n, draw_from).item<double>());
     const int64_t min_size = options_.min_size[std::min(pick, options_.min_size.size() - 1)];
     const std::array<int64_t, 2> from{images[i].size(1), images[i].size(2)};
     const auto to = resized_size(from[0], from[1], min_size);

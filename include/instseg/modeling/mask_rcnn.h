@@ -1,10 +1,12 @@
 #pragma once
 // Mask R-CNN (torchvision's maskrcnn_resnet50_fpn v1 and maskrcnn_resnet50_fpn_v2), composed from
 // its stages. This file only wires stages together; each stage owns its maths in its own file.
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/nn/pimpl.h>
 
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,7 +45,9 @@ class MaskRcnnImpl : public torch::nn::Module {
  public:
   explicit MaskRcnnImpl(MaskRcnnOptions options);
 
-  // images: each [3, H, W] float RGB in [0, 1]. Returns detections in each image's own pixels.
+  // images: each [3, H, W] float RGB in [0, 1]. Returns detections in each image's own pixels,
+  // with the RPN's *_test top-n. Refuses a model in training mode (batch norm would use, and
+  // update, the statistics of the images being predicted).
   std::vector<Detections> predict(const std::vector<torch::Tensor>& images);
 
   // As predict, but each image's masks stay [K, 1, M, M] probabilities over their boxes (the boxes
@@ -53,10 +57,16 @@ class MaskRcnnImpl : public torch::nn::Module {
   // The paster of one image's predict_box_masks() detections, pasting as options().mask_paste.
   MaskPaster mask_paster(const Detections& detections, int64_t height, int64_t width) const;
 
-  // Training step: returns torchvision's loss dict (loss_objectness, loss_rpn_box_reg,
-  // loss_classifier, loss_box_reg, loss_mask).
+  // Training losses: torchvision's loss dict (loss_objectness, loss_rpn_box_reg, loss_classifier,
+  // loss_box_reg, loss_mask). The entry point decides, not the mode: the RPN keeps its *_train
+  // top-n in either mode. The mode only picks what batch norm does: train() updates and uses
+  // batch statistics (a training step), eval() uses the running ones (validation losses).
+  // Every random draw (each image's min_size, the anchors and proposals sampled for the
+  // losses) comes from `generator`, torch's default one when absent (seeding torch then
+  // reproduces torchvision's draws); validation passes its own so as not to move training's.
   std::map<std::string, torch::Tensor> losses(const std::vector<torch::Tensor>& images,
-                                              const std::vector<Targets>& targets);
+                                              const std::vector<Targets>& targets,
+                                              std::optional<at::Generator> generator = std::nullopt);
 
   const MaskRcnnOptions& options() const { return options_; }
 

@@ -1,4 +1,5 @@
 #pragma once
+#include <ATen/core/Generator.h>
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/conv.h>
@@ -6,6 +7,7 @@
 #include <torch/types.h>
 
 #include <array>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -76,21 +78,31 @@ struct RpnTrainOutput {
   RpnLosses losses;
 };
 
+// How many proposals the RPN keeps: per FPN level before NMS, per image after it.
+struct ProposalLimits {
+  int64_t pre_nms_top_n;
+  int64_t post_nms_top_n;
+};
+
 // Region proposal network: head + anchors + torchvision's proposal selection. Child `head`.
-// Top-n limits follow is_training(), as torchvision.
+// The entry point decides the top-n limits, not the module's mode (torchvision follows
+// self.training): forward() keeps *_test, forward_train() *_train, in either mode, so losses
+// computed in eval mode (validation) see the proposals training sees.
 class RegionProposalNetworkImpl : public torch::nn::Module {
  public:
   RegionProposalNetworkImpl(int64_t in_channels, AnchorGeneratorOptions anchors, RpnOptions options);
 
-  // -> proposals [K_i, 4] (x1, y1, x2, y2) per image, in the resized image's pixels, by
-  // decreasing objectness within each level's NMS result (K_i <= post_nms_top_n).
+  // Inference -> proposals [K_i, 4] (x1, y1, x2, y2) per image, in the resized image's pixels, by
+  // decreasing objectness within each level's NMS result (K_i <= post_nms_top_n_test).
   std::vector<torch::Tensor> forward(const ImageList& images, const FeatureMaps& features);
 
-  // Training: proposals as forward() (with the training top-n when is_training()) and the two
-  // losses. gt_boxes: [G_i, 4] per image in the resized image's pixels (G_i may be 0). Anchors
-  // are sampled with torch's default generator, so seeding torch reproduces torchvision's choice.
+  // Training: proposals as forward() but with the *_train top-n limits, and the two losses.
+  // gt_boxes: [G_i, 4] per image in the resized image's pixels (G_i may be 0). Anchors are
+  // sampled with `generator`, torch's default one when absent, so seeding torch reproduces
+  // torchvision's choice.
   RpnTrainOutput forward_train(const ImageList& images, const FeatureMaps& features,
-                               const std::vector<torch::Tensor>& gt_boxes);
+                               const std::vector<torch::Tensor>& gt_boxes,
+                               std::optional<at::Generator> generator = std::nullopt);
 
   // Labels of one image's anchors [T, 4] against gt_boxes [G, 4], as torchvision's
   // assign_targets_to_anchors: (labels [T] float 1 fg / 0 bg / -1 ignored, matched boxes [T, 4]).
@@ -103,7 +115,7 @@ class RegionProposalNetworkImpl : public torch::nn::Module {
   std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> select_proposals(
       const torch::Tensor& proposals, const torch::Tensor& objectness,
       const std::vector<std::array<int64_t, 2>>& image_sizes,
-      const std::vector<int64_t>& anchors_per_level) const;
+      const std::vector<int64_t>& anchors_per_level, ProposalLimits limits) const;
 
   const RpnOptions& options() const { return options_; }
   AnchorGenerator& anchor_generator() { return anchor_generator_; }
@@ -117,9 +129,7 @@ class RegionProposalNetworkImpl : public torch::nn::Module {
     std::vector<torch::Tensor> anchors;  // [T, 4] per image
     std::vector<torch::Tensor> proposals;
   };
-  Pass run(const ImageList& images, const FeatureMaps& features);
-  int64_t pre_nms_top_n() const;
-  int64_t post_nms_top_n() const;
+  Pass run(const ImageList& images, const FeatureMaps& features, ProposalLimits limits);
 
   RpnOptions options_;
   AnchorGenerator anchor_generator_;

@@ -1,7 +1,9 @@
 #pragma once
+#include <ATen/core/Generator.h>
 #include <torch/types.h>
 
 #include <array>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -31,10 +33,12 @@ class GeneralizedRcnnTransform {
   // min_size, zero-padded bottom/right to multiples of size_divisible.
   ImageList forward(const std::vector<torch::Tensor>& images) const;
 
-  // Training: each image resized with a min_size drawn uniformly (torch's RNG); boxes scaled,
-  // masks resized with nearest interpolation. Returns the batch and targets in its pixels.
-  std::pair<ImageList, std::vector<Targets>> forward_train(const std::vector<torch::Tensor>& images,
-                                                           const std::vector<Targets>& targets) const;
+  // Training: each image resized with a min_size drawn uniformly from `generator` (torch's
+  // default one when absent, as torchvision); boxes scaled, masks resized with nearest
+  // interpolation. Returns the batch and targets in its pixels.
+  std::pair<ImageList, std::vector<Targets>> forward_train(
+      const std::vector<torch::Tensor>& images, const std::vector<Targets>& targets,
+      std::optional<at::Generator> generator = std::nullopt) const;
 
   // The (height, width) an image of the given size is resized to for this min_size.
   std::array<int64_t, 2> resized_size(int64_t height, int64_t width, int64_t min_size) const;

@@ -39,7 +39,8 @@ void RoiHeadsOptions::validate() const {
   require(bg_iou_thresh >= 0 && bg_iou_thresh <= fg_iou_thresh, "bg_iou_thresh",
           "in [0, fg_iou_thresh]", bg_iou_thresh);
   require(representation_size > 0, "representation_size", "positive", representation_size);
-  require(mask_channels > 0, "mask_channels", "positive", mask_channels);
+  require(mask_channels > 0 && (head_norm != NormKind::kGroupNorm || mask_channels % 32 == 0),
+          "mask_channels", "positive (a multiple of 32 with group norm)", mask_channels);
   require(batch_size_per_image > 0, "batch_size_per_image", "positive", batch_size_per_image);
   require(positive_fraction > 0 && positive_fraction <= 1, "positive_fraction", "in (0, 1]",
           positive_fraction);

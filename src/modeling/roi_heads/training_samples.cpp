@@ -11,7 +11,8 @@ namespace instseg {
 
 std::vector<RoiSample> select_training_samples(const std::vector<torch::Tensor>& proposals,
                                                const std::vector<Targets>& targets,
-                                               const RoiHeadsOptions& options) {
+                                               const RoiHeadsOptions& options,
+                                               std::optional<at::Generator> generator) {
   TORCH_CHECK(proposals.size() == targets.size(), "select_training_samples: ", proposals.size(),
               " proposal sets but ", targets.size(), " targets");
   const Matcher matcher(options.fg_iou_thresh, options.bg_iou_thresh, /*allow_low_quality_matches=*/false);
@@ -40,7 +41,7 @@ std::vector<RoiSample> select_training_samples(const std::vector<torch::Tensor>&
     labels.push_back(image_labels);
   }
 
-  const auto [positive, negative] = sampler(labels);
+  const auto [positive, negative] = sampler(labels, generator);
   std::vector<RoiSample> samples(proposals.size());
   for (size_t i = 0; i < proposals.size(); ++i) {
     const auto keep = torch::where(positive[i].to(torch::kBool) | negative[i].to(torch::kBool))[0];
