@@ -210,13 +210,13 @@ bool is_model_option(const std::string& key) {
 // `shown` is the key as the user wrote it (an old name is shown with its new one).
 void set_field(std::map<std::string, Field>& all, const std::string& key, const json& value, const std::string& source,
                const std::string& written) {
-  const std::string shown = written == key ? key : written + "' (now '" + key;
+  const std::string shown = "'" + written + "'" + (written == key ? "" : " (now '" + key + "')");
   const auto it = all.find(key);
-  if (it == all.end()) throw ConfigError(source + ": unknown key '" + shown + "'");
+  if (it == all.end()) throw ConfigError(source + ": unknown key " + shown);
   try {
     it->second.set(value);
   } catch (const json::exception&) {
-    throw ConfigError(source + ": key '" + shown + "' expects a value like " + it->second.get().dump() + ", got " +
+    throw ConfigError(source + ": key " + shown + " expects a value like " + it->second.get().dump() + ", got " +
                       value.dump());
   } catch (const ConfigError& e) {  // an enum's vocabulary: the message names the new key
     throw ConfigError(source + ": " + e.what() + (written != key ? " (given as '" + written + "')" : ""));
