@@ -2,14 +2,37 @@
 #include <CLI/CLI.hpp>
 #include <c10/util/Exception.h>
 
+#include <algorithm>
 #include <exception>
 #include <iostream>
+#include <iterator>
 #include <new>
+#include <string>
 
 #include "instseg/cli/commands.h"
 #include "instseg/common/blas_threads.h"
 #include "instseg/common/process_memory.h"
 #include "instseg/errors.h"
+
+#ifndef INSTSEG_VERSION
+#define INSTSEG_VERSION "unknown"  // CMakeLists.txt passes the project's VERSION
+#endif
+
+namespace {
+
+// CLI11 reports an unknown first word as a missing subcommand without naming it: name it here.
+bool is_unknown_command(int argc, char** argv) {
+  if (argc < 2 || argv[1][0] == '-') return false;
+  const std::string word = argv[1];
+  const auto& commands = instseg::cli::kCommands;
+  if (std::find(std::begin(commands), std::end(commands), word) != std::end(commands)) return false;
+  std::cerr << "error: instseg: unknown command '" << word << "' (commands:";
+  for (const char* c : commands) std::cerr << (c == commands[0] ? " " : ", ") << c;
+  std::cerr << ")\n";
+  return true;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   instseg::keep_freed_memory_in_process();
@@ -18,13 +41,23 @@ int main(int argc, char** argv) {
   instseg::set_openblas_threads(1);
   CLI::App app{"instseg: Mask R-CNN instance segmentation (inference, evaluation, training)"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", [] { return instseg::cli::version_report(INSTSEG_VERSION); },
+                       "Print instseg's, LibTorch's and OpenCV's versions and the CPU features used, then exit");
   instseg::cli::register_predict(app);
   instseg::cli::register_eval(app);
   instseg::cli::register_train(app);
   instseg::cli::register_demo(app);
+  app.footer(
+      "Run 'instseg COMMAND --help' for a command's options and examples.\n\n"
+      "Examples:\n"
+      "  instseg predict --weights maskrcnn_resnet50_fpn.pth --input photos/ --out predictions/\n"
+      "  instseg train --config configs/demo.json --out runs/first\n"
+      "  instseg eval --gt val/annotations.json --results predictions/predictions.json\n"
+      "  instseg demo --out runs/demo --minutes 5");
+  if (is_unknown_command(argc, argv)) return 1;
   try {
     app.parse(argc, argv);
-  } catch (const CLI::Success& e) {  // --help
+  } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
     std::cerr << "error: " << e.what() << "\n";

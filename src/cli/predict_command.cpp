@@ -10,14 +10,18 @@ namespace instseg::cli {
 
 void register_predict(CLI::App& app) {
   auto options = std::make_shared<PredictOptions>();
-  auto* cmd = app.add_subcommand("predict", "Segment images with a torchvision Mask R-CNN checkpoint");
-  cmd->add_option("--weights", options->weights, "Checkpoint (.pth, torchvision layout, v1 or v2)")
+  auto* cmd = app.add_subcommand("predict", "Segment images with a trained or torchvision Mask R-CNN");
+  cmd->add_option("--weights", options->weights,
+                  "a .pth checkpoint, or a run folder (its config.json and model_last.pth)")
       ->required();
   cmd->add_option("--input", options->inputs, "Image files or folders of images")->required();
   cmd->add_option("--out", options->out_dir, "Output folder (predictions.json, overlay pictures)")
       ->required();
-  cmd->add_option("--score-thresh", options->score_thresh, "Keep detections scoring at least this")
-      ->capture_default_str();
+  cmd->add_option("--score-thresh", options->score_thresh,
+                  "Drop detections scoring at or below this (default: the model's, from config.json beside "
+                  "the weights, else torchvision's 0.05)");
+  cmd->add_option("--detections-per-image", options->detections_per_image,
+                  "Keep at most this many detections per image (default: the model's, else torchvision's 100)");
   cmd->add_option("--min-size", options->min_size,
                   "Resize shorter image side to this (0 = the training size from config.json beside the "
                   "weights, else 800)")
@@ -47,7 +51,12 @@ void register_predict(CLI::App& app) {
       "same one (a/x.jpg and b/x.jpg) are refused before anything runs; predict them into separate "
       "--out folders. Category ids are the model's labels (COCO ids for torchvision's COCO models). "
       "Unreadable or too large images are reported by name and the others predicted; the exit code "
-      "is then 1. OUT is created only to write into it.");
+      "is then 1. OUT is created only to write into it.\n\n"
+      "Examples:\n"
+      "  instseg predict --weights maskrcnn_resnet50_fpn_coco.pth --input photos/ --out predictions/\n"
+      "  instseg predict --weights runs/first --input val/images --out runs/first/val \\\n"
+      "      --coco-gt val/annotations.json --no-overlays\n"
+      "  instseg predict --weights runs/first/model_best.pth --input street.jpg --out out/ --show-thresh 0.3");
   cmd->callback([options] {
     const auto summary = run_predict(*options);
     if (!summary.failures.empty()) {

@@ -17,18 +17,30 @@ void register_train(CLI::App& app) {
   auto args = std::make_shared<Args>();
   auto* cmd = app.add_subcommand("train", "Train or fine-tune Mask R-CNN on COCO-format, folder or synthetic data");
   cmd->add_option("--config", args->config_path, "JSON config (see configs/); keys as in --set")->check(CLI::ExistingFile);
-  cmd->add_option("--set", args->overrides, "Override one key, e.g. --set optim.lr=0.01 --set model.depth=18");
+  cmd->add_option("--set", args->overrides, "Override one key, e.g. --set optim.lr=0.01 --set model.backbone.depth=18");
   auto* resume = cmd->add_flag("--resume", args->resume, "Continue from OUT/train_state.pth exactly where it stopped");
   cmd->add_flag("--overwrite", args->overwrite,
                 "Replace the run already in OUT (removes the files a run writes there, nothing else)")
       ->excludes(resume);
   cmd->add_option("--out", args->out_dir, "Run folder (checkpoints, log.jsonl, metrics.json)")->required();
   cmd->footer(
-      "Keys (defaults in include/instseg/engine/train_config.h): data.kind coco|folder|synthetic, "
-      "data.train_annotations, data.train_images, data.val_annotations, data.val_images, "
-      "model.variant v1|v2, model.depth 18|34|50|101, model.norm frozen|batch|group, "
-      "model.weights (torchvision Mask R-CNN or ImageNet ResNet .pth), optim.iterations, "
-      "optim.batch_size, optim.optimizer sgd|adamw, optim.lr, optim.schedule step|cosine, optim.steps, run.eval_every, ...");
+      "Keys (docs/training.md lists them all; the model section mirrors MaskRcnnOptions, "
+      "include/instseg/modeling/mask_rcnn.h): data.kind coco|folder|synthetic, data.train_annotations, "
+      "data.train_images, data.val_annotations, data.val_images; model.preset v1|v2 (the keys below "
+      "override it), model.weights (torchvision Mask R-CNN or ImageNet ResNet .pth), "
+      "model.backbone.depth 18|34|50|101, model.backbone.norm "
+      "frozen_batch_norm|batch_norm|group_norm|none, model.backbone.trainable_layers, "
+      "model.transform.min_size, model.transform.max_size, model.rpn.post_nms_top_n_test, "
+      "model.roi_heads.detections_per_img, model.roi_heads.box_head two_mlp|conv_fc, "
+      "model.mask_paste torchvision|aligned; optim.iterations, optim.batch_size, optim.optimizer "
+      "sgd|adamw, optim.lr, optim.schedule step|cosine, optim.steps, optim.precision fp32|bf16|auto; "
+      "run.eval_every, ... The older names (model.variant, model.depth, model.norm frozen|batch|group, "
+      "model.min_sizes, model.detections_per_image, ...) are still read.\n\n"
+      "Examples:\n"
+      "  instseg train --config configs/finetune_coco.json --out runs/first\n"
+      "  instseg train --config configs/synthetic_scratch.json --set model.backbone.depth=18 \\\n"
+      "      --set optim.iterations=2000 --out runs/small\n"
+      "  instseg train --config configs/finetune_coco.json --out runs/first --resume");
   cmd->callback([args] {
     TrainConfig config = args->config_path.empty() ? TrainConfig{} : load_train_config(args->config_path);
     for (const auto& assignment : args->overrides) config.apply_override(assignment);

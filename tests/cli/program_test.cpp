@@ -1,18 +1,24 @@
-// The instseg program's contract for every command, run as a user would: --help exits 0 and names
-// the options; `eval` exits 0 with pycocotools' numbers, 1 on bad input or a usage mistake (one
-// "error:" line); `demo` with the smallest budget writes its whole run folder.
+// The instseg program's contract for every command, run as a user would: --help exits 0, names
+// the options and ends with examples; --version names instseg's, LibTorch's and OpenCV's versions
+// and the CPU features; an unknown command is named; `eval` exits 0 with pycocotools' numbers, 1 on
+// bad input or a usage mistake (one "error:" line); `demo` with the smallest budget writes its
+// whole run folder.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/version.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <opencv2/core/version.hpp>
 #include <regex>
 #include <sstream>
 
 #include "cli_support.h"
+#include "instseg/ops/mixed_precision.h"
 #include "support/reference.h"
 
 namespace instseg {
@@ -52,11 +58,106 @@ TEST(Program, HelpOfTheProgramAndEachCommandExitsZeroAndNamesTheOptions) {
   }
 }
 
+// Everything after "Examples:" (which follows every option's description): non-empty lines that
+// are commands of the program (or their continuation lines, indented further).
+std::vector<std::string> examples_at_the_end(const std::string& help, const std::vector<std::string>& options) {
+  const size_t at = help.rfind("\nExamples:\n");
+  if (at == std::string::npos) {
+    ADD_FAILURE() << "no Examples: section in\n" << help;
+    return {};
+  }
+  for (const auto& option : options) EXPECT_LT(help.find(option), at) << option << " described after the examples";
+  std::vector<std::string> commands;
+  std::istringstream lines(help.substr(at + 11));
+  for (std::string line; std::getline(lines, line);) {
+    if (line.empty()) continue;
+    if (line.rfind("      ", 0) == 0) continue;  // a continuation of the example above
+    EXPECT_EQ(line.rfind("  instseg ", 0), 0u) << "not an example: '" << line << "'";
+    commands.push_back(line);
+  }
+  return commands;
+}
+
+TEST(Program, HelpOfEachCommandEndsWithExamplesOfIt) {
+  TestDir dir;
+  const std::map<std::string, std::vector<std::string>> options = {
+      {"predict", {"--weights", "--input", "--out", "--max-image-pixels"}},
+      {"eval", {"--gt", "--results", "--json", "--plots", "--per-class"}},
+      {"train", {"--config", "--set", "--resume", "--overwrite", "--out"}},
+      {"demo", {"--out", "--minutes", "--overlays", "--overwrite"}}};
+  for (const auto& [command, names] : options) {
+    const auto help = run_instseg({command, "--help"}, dir / command);
+    ASSERT_EQ(help.exit_code, 0) << help.err;
+    const auto examples = examples_at_the_end(help.out, names);
+    const auto of_command = std::count_if(examples.begin(), examples.end(), [&, c = command](const std::string& e) {
+      return e.rfind("  instseg " + c + " ", 0) == 0;
+    });
+    EXPECT_GE(of_command, 2) << command << " --help:\n" << help.out;
+  }
+  const auto top = run_instseg({"--help"}, dir / "top");
+  ASSERT_EQ(top.exit_code, 0) << top.err;
+  const auto examples = examples_at_the_end(top.out, {"--help", "--version", "predict", "demo"});
+  for (const char* command : {"predict", "eval", "train", "demo"}) {
+    EXPECT_TRUE(std::any_of(examples.begin(), examples.end(), [&](const std::string& e) {
+      return e.rfind("  instseg " + std::string(command) + " ", 0) == 0;
+    })) << "no example of " << command << " in --help";
+  }
+}
+
+// What the help says about the inputs people get wrong: predict takes a run folder, train's keys
+// are the model description's (config_keys: model.backbone.*, model.preset), not the old flat ones.
+TEST(Program, HelpNamesRunFoldersAndTheModelKeys) {
+  TestDir dir;
+  const auto predict = run_instseg({"predict", "--help"}, dir / "predict");
+  EXPECT_THAT(predict.out, HasSubstr("a .pth checkpoint, or a run folder (its config.json and model_last.pth)"));
+  const auto train = run_instseg({"train", "--help"}, dir / "train");
+  for (const char* key : {"model.preset v1|v2", "model.backbone.depth 18|34|50|101",
+                          "model.backbone.norm frozen_batch_norm|batch_norm|group_norm|none",
+                          "model.roi_heads.detections_per_img", "model.transform.min_size",
+                          "optim.precision fp32|bf16|auto", "--set model.backbone.depth=18"}) {
+    EXPECT_THAT(train.out, HasSubstr(key));
+  }
+  EXPECT_THAT(train.out, ::testing::Not(HasSubstr("model.variant v1|v2")));
+}
+
+// --version: instseg's version, the LibTorch and OpenCV it was built with, and the CPU features as
+// /proc/cpuinfo lists them; exit 0 with nothing on stderr.
+TEST(Program, VersionNamesLibrariesAndCpuFeatures) {
+  TestDir dir;
+  const auto run = run_instseg({"--version"}, dir / "version");
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.err, "");
+  EXPECT_TRUE(std::regex_search(run.out, std::regex(R"(^instseg [0-9]+\.[0-9]+\.[0-9]+\n)"))) << run.out;
+  EXPECT_THAT(run.out, HasSubstr("LibTorch " TORCH_VERSION " (CPU kernels: "));
+  EXPECT_THAT(run.out, HasSubstr("\nOpenCV " CV_VERSION "\n"));
+  std::string flags;
+  std::istringstream cpuinfo(testing::read_file_bytes("/proc/cpuinfo"));
+  for (std::string line; std::getline(cpuinfo, line);) {
+    if (line.rfind("flags", 0) == 0) {
+      flags = " " + line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  }
+  ASSERT_FALSE(flags.empty()) << "no flags line in /proc/cpuinfo";
+  auto has = [&](const char* flag) { return flags.find(" " + std::string(flag) + " ") != std::string::npos; };
+  auto yes_no = [](bool b) { return std::string(b ? "yes" : "no"); };
+  EXPECT_THAT(run.out, HasSubstr("AVX2 " + yes_no(has("avx2")) + ", AVX-512 " + yes_no(has("avx512f")) +
+                                 ", AVX-512 BF16 " + yes_no(has("avx512_bf16")) + ", AMX " +
+                                 yes_no(has("amx_tile") && has("amx_bf16"))));
+  EXPECT_THAT(run.out, HasSubstr(ops::cpu_has_native_bf16() ? "bfloat16: native" : "bfloat16: emulated"));
+  // After a command, --version is that command's option (there is none): an error, not the version.
+  const std::string gt = fixture("gt/public_synth_gt.json");
+  expect_one_error(run_instseg({"eval", "--gt", gt, "--results", gt, "--version"}, dir / "eval_version"),
+                   {"--version"});
+}
+
 TEST(Program, NoCommandAnUnknownOneOrAnUnknownOptionIsOneErrorWithExitCodeOne) {
   TestDir dir;
   expect_one_error(run_instseg({}, dir / "none"), {"subcommand"});
-  // CLI11 reports an unknown command as a missing one (it does not name it).
-  expect_one_error(run_instseg({"segment"}, dir / "unknown"), {"subcommand"});
+  // An unknown command is named, with the commands there are.
+  expect_one_error(run_instseg({"serve"}, dir / "unknown"),
+                   {"unknown command 'serve' (commands: predict, eval, train, demo)"});
+  expect_one_error(run_instseg({"segment", "--help"}, dir / "unknown_help"), {"unknown command 'segment'"});
   const std::string gt = fixture("gt/public_synth_gt.json");
   expect_one_error(run_instseg({"eval", "--gt", gt, "--results", gt, "--bogus"}, dir / "bogus"), {"--bogus"});
 }
@@ -164,7 +265,7 @@ TEST(Program, DemoWithATinyBudgetWritesItsRunFolder) {
   std::snprintf(mask_line, sizeof mask_line, "mask   %7.3f", metrics["segm"]["stats"][0].get<double>());
   EXPECT_THAT(run.out, HasSubstr(mask_line));
   const json config = json::parse(testing::read_file_bytes(out + "/config.json"));
-  EXPECT_EQ(config["model"]["depth"], 18);
+  EXPECT_EQ(config["model"]["backbone"]["depth"], 18);
   EXPECT_EQ(config["model"]["mask_paste"], "aligned");
   EXPECT_EQ(json::parse(testing::read_file_bytes(out + "/val_annotations.json"))["images"].size(), 50u);
   const json predictions = json::parse(testing::read_file_bytes(out + "/val_predictions.json"));
