@@ -6,7 +6,8 @@
 #include <new>
 #include <optional>
 
-#include "instseg/engine/results_json.h"
+#include "instseg/coco/results_writer.h"
+#include "instseg/engine/coco_results.h"
 #include "instseg/errors.h"
 
 namespace instseg {
@@ -55,7 +56,7 @@ void inference_on_dataset(MaskRcnnImpl& model, int64_t count, const std::functio
 DatasetInference inference_on_dataset(MaskRcnnImpl& model, const data::Dataset& dataset,
                                       const coco::Dataset& ground_truth) {
   DatasetInference out;
-  ResultsJsonWriter results_file;
+  coco::ResultsWriter results_file;
   InferenceOptions options;
   options.categories = &dataset.categories();
   inference_on_dataset(

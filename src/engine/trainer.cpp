@@ -7,6 +7,7 @@
 
 #include "engine/train_loop.h"
 #include "instseg/checkpoint/state_dict.h"
+#include "instseg/coco/instances_writer.h"
 #include "instseg/common/atomic_file.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/training_data.h"
@@ -150,7 +151,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, const 
     // Beside the weights, so predict names the classes and writes the data's category ids.
     write_bytes_atomically((dir / "categories.json").string(), data.categories().to_json());
     if (data.val_set() != nullptr && data.val_set()->size() > 0) {
-      write_coco_instances((dir / "val_annotations.json").string(), data.val_ground_truth());
+      coco::write_instances((dir / "val_annotations.json").string(), data.val_ground_truth());
     }
     training::JsonLinesLog log((dir / kLogFile).string(), resume, state.log_bytes);
     training::TrainLoop loop(config, out_dir, data, *model, optimizer, loader, log, state, resume, start,

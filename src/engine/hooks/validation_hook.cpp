@@ -6,7 +6,6 @@
 #include <torch/torch.h>
 
 #include <filesystem>
-#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "instseg/checkpoint/state_dict.h"
@@ -22,48 +21,23 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// Validation losses sample proposals and targets at random. Drawn from the global generator the
-// training draws from, they would shift every later draw, so that run.eval_every would change the
-// training. Inside this scope the global generator is seeded afresh (alike at every validation, so
-// validations compare on the same draws) and its state is restored on exit.
-class SeparateGenerator {
- public:
-  explicit SeparateGenerator(uint64_t seed) : generator_(at::detail::getDefaultCPUGenerator()) {
-    std::lock_guard<std::mutex> lock(generator_.mutex());
-    saved_ = generator_.get_state();
-    generator_.set_current_seed(seed);
-  }
-  ~SeparateGenerator() {
-    std::lock_guard<std::mutex> lock(generator_.mutex());
-    generator_.set_state(saved_);
-  }
-  SeparateGenerator(const SeparateGenerator&) = delete;
-  SeparateGenerator& operator=(const SeparateGenerator&) = delete;
-
- private:
-  at::Generator generator_;
-  at::Tensor saved_;
-};
-
-// Training-mode graph (target sampling, loss heads) with batch-norm statistics left untouched.
-void set_training_except_norm(MaskRcnnImpl& model) {
-  model.train();
-  for (const auto& module : model.modules(/*include_self=*/false)) {
-    if (module->name().find("BatchNorm") != std::string::npos) module->eval();
-  }
-}
-
-// The mean of each loss term over the split, without gradients and without updating anything.
+// The mean of each loss term over the split: no gradients, nothing updated. Eval mode: batch norm
+// uses its running statistics (the RPN keeps its training top-n: losses() is the training entry
+// point). The losses sample each image's size, anchors and proposals at random: drawn from the
+// global generator the training draws from, they would shift every later draw, so that
+// run.eval_every would change the training. They draw from a generator of their own instead,
+// seeded alike at every validation, so that validations compare on the same draws.
 std::map<std::string, double> validation_losses(MaskRcnnImpl& model, const data::Dataset& val, uint64_t seed) {
-  SeparateGenerator generator(seed);
+  at::Generator generator = at::detail::createCPUGenerator(seed);
   torch::NoGradGuard no_grad;
-  set_training_except_norm(model);
+  model.eval();
   std::map<std::string, double> sums;
   for (int64_t i = 0; i < val.size(); ++i) {
     const data::Sample sample = val.get(i);
-    for (const auto& [name, value] : model.losses({sample.image}, {sample.targets})) sums[name] += value.item<double>();
+    for (const auto& [name, value] : model.losses({sample.image}, {sample.targets}, generator)) {
+      sums[name] += value.item<double>();
+    }
   }
-  model.eval();
   std::map<std::string, double> means;
   for (const auto& [name, sum] : sums) means[name] = val.size() ? sum / val.size() : 0.0;
   return means;
