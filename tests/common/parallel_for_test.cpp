@@ -25,18 +25,20 @@ TEST(ParallelFor, RunsEveryIndexOnce) {
 }
 
 TEST(ParallelFor, RethrowsTheLowestFailingIndexWhicheverFailedFirst) {
-  // Index 5 fails only after index 900 has failed (on the other thread), so "the first error
-  // thrown" would be 900's. The wait is bounded so that a serial implementation still ends.
-  std::atomic<bool> late_failed{false};
+  // Index 5 fails only once index 900 has failed on the other thread and that thread has moved
+  // on (its error recorded), so "the first error recorded" would be 900's. The wait is bounded so
+  // that a serial implementation still ends.
+  std::atomic<bool> late_failed{false}, moved_on{false};
   std::atomic<int> completed{0};
   const auto body = [&](size_t i) {
     if (i == 900) {
       late_failed = true;
       throw std::runtime_error("index 900");
     }
+    if (i > 900 && late_failed) moved_on = true;
     if (i == 5) {
       const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-      while (!late_failed && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+      while (!moved_on && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
       throw std::runtime_error("index 5");
     }
     ++completed;
@@ -47,7 +49,7 @@ TEST(ParallelFor, RethrowsTheLowestFailingIndexWhicheverFailedFirst) {
   } catch (const std::runtime_error& e) {
     EXPECT_EQ(std::string(e.what()), "index 5");
   }
-  EXPECT_TRUE(late_failed);
+  EXPECT_TRUE(moved_on);
   // The others still ran: a failure does not stop the remaining indices.
   EXPECT_EQ(completed.load(), 998);
 }
