@@ -39,25 +39,6 @@ void expect_one_error(const testing::ProgramResult& run, const std::vector<std::
   for (const auto& n : named) EXPECT_THAT(lines[0], HasSubstr(n));
 }
 
-TEST(Program, HelpOfTheProgramAndEachCommandExitsZeroAndNamesTheOptions) {
-  TestDir dir;
-  const auto top = run_instseg({"--help"}, dir / "top");
-  EXPECT_EQ(top.exit_code, 0) << top.err;
-  for (const char* command : {"predict", "eval", "train", "demo"}) EXPECT_THAT(top.out, HasSubstr(command));
-  const std::map<std::string, std::vector<std::string>> options = {
-      {"predict", {"--weights", "--input", "--out", "--score-thresh", "--min-size", "--max-size", "--mask-paste",
-                   "--threads", "--coco-gt", "--show-thresh", "--no-overlays", "--max-image-pixels"}},
-      {"eval", {"--gt", "--results", "--iou-type", "--json", "--threads", "--plots", "--per-class"}},
-      {"train", {"--config", "--set", "--resume", "--overwrite", "--out"}},
-      {"demo", {"--out", "--minutes", "--threads", "--overlays", "--overwrite"}}};
-  for (const auto& [command, names] : options) {
-    const auto help = run_instseg({command, "--help"}, dir / command);
-    EXPECT_EQ(help.exit_code, 0) << command << ": " << help.err;
-    EXPECT_TRUE(help.error_lines().empty()) << help.err;
-    for (const auto& name : names) EXPECT_THAT(help.out, HasSubstr(name)) << command;
-  }
-}
-
 // Everything after "Examples:" (which follows every option's description): non-empty lines that
 // are commands of the program (or their continuation lines, indented further).
 std::vector<std::string> examples_at_the_end(const std::string& help, const std::vector<std::string>& options) {
@@ -78,46 +59,47 @@ std::vector<std::string> examples_at_the_end(const std::string& help, const std:
   return commands;
 }
 
-TEST(Program, HelpOfEachCommandEndsWithExamplesOfIt) {
+// Help: exits 0, names every option, ends with examples of the command (the program's help with
+// one of each); predict's says it takes a run folder, train's lists the model description's keys
+// (config_keys: model.preset, model.backbone.*), not the old flat ones. One program run per help.
+TEST(Program, HelpOfTheProgramAndEachCommandExitsZeroAndNamesTheOptions) {
   TestDir dir;
+  const auto top = run_instseg({"--help"}, dir / "top");
+  EXPECT_EQ(top.exit_code, 0) << top.err;
+  for (const char* command : {"predict", "eval", "train", "demo"}) EXPECT_THAT(top.out, HasSubstr(command));
   const std::map<std::string, std::vector<std::string>> options = {
-      {"predict", {"--weights", "--input", "--out", "--max-image-pixels"}},
-      {"eval", {"--gt", "--results", "--json", "--plots", "--per-class"}},
+      {"predict", {"--weights", "--input", "--out", "--score-thresh", "--min-size", "--max-size", "--mask-paste",
+                   "--threads", "--coco-gt", "--show-thresh", "--no-overlays", "--max-image-pixels"}},
+      {"eval", {"--gt", "--results", "--iou-type", "--json", "--threads", "--plots", "--per-class"}},
       {"train", {"--config", "--set", "--resume", "--overwrite", "--out"}},
-      {"demo", {"--out", "--minutes", "--overlays", "--overwrite"}}};
+      {"demo", {"--out", "--minutes", "--threads", "--overlays", "--overwrite"}}};
+  std::map<std::string, std::string> helps;
   for (const auto& [command, names] : options) {
     const auto help = run_instseg({command, "--help"}, dir / command);
-    ASSERT_EQ(help.exit_code, 0) << help.err;
+    EXPECT_EQ(help.exit_code, 0) << command << ": " << help.err;
+    EXPECT_TRUE(help.error_lines().empty()) << help.err;
+    for (const auto& name : names) EXPECT_THAT(help.out, HasSubstr(name)) << command;
     const auto examples = examples_at_the_end(help.out, names);
     const auto of_command = std::count_if(examples.begin(), examples.end(), [&, c = command](const std::string& e) {
       return e.rfind("  instseg " + c + " ", 0) == 0;
     });
     EXPECT_GE(of_command, 2) << command << " --help:\n" << help.out;
+    helps[command] = help.out;
   }
-  const auto top = run_instseg({"--help"}, dir / "top");
-  ASSERT_EQ(top.exit_code, 0) << top.err;
   const auto examples = examples_at_the_end(top.out, {"--help", "--version", "predict", "demo"});
   for (const char* command : {"predict", "eval", "train", "demo"}) {
     EXPECT_TRUE(std::any_of(examples.begin(), examples.end(), [&](const std::string& e) {
       return e.rfind("  instseg " + std::string(command) + " ", 0) == 0;
     })) << "no example of " << command << " in --help";
   }
-}
-
-// What the help says about the inputs people get wrong: predict takes a run folder, train's keys
-// are the model description's (config_keys: model.backbone.*, model.preset), not the old flat ones.
-TEST(Program, HelpNamesRunFoldersAndTheModelKeys) {
-  TestDir dir;
-  const auto predict = run_instseg({"predict", "--help"}, dir / "predict");
-  EXPECT_THAT(predict.out, HasSubstr("a .pth checkpoint, or a run folder (its config.json and model_last.pth)"));
-  const auto train = run_instseg({"train", "--help"}, dir / "train");
+  EXPECT_THAT(helps["predict"], HasSubstr("a .pth checkpoint, or a run folder (its config.json and model_last.pth)"));
   for (const char* key : {"model.preset v1|v2", "model.backbone.depth 18|34|50|101",
                           "model.backbone.norm frozen_batch_norm|batch_norm|group_norm|none",
                           "model.roi_heads.detections_per_img", "model.transform.min_size",
                           "optim.precision fp32|bf16|auto", "--set model.backbone.depth=18"}) {
-    EXPECT_THAT(train.out, HasSubstr(key));
+    EXPECT_THAT(helps["train"], HasSubstr(key));
   }
-  EXPECT_THAT(train.out, ::testing::Not(HasSubstr("model.variant v1|v2")));
+  EXPECT_THAT(helps["train"], ::testing::Not(HasSubstr("model.variant v1|v2")));
 }
 
 // --version: instseg's version, the LibTorch and OpenCV it was built with, and the CPU features as
