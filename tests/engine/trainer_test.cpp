@@ -22,7 +22,8 @@
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/trainer.h"
 #include "instseg/errors.h"
-#include "tiny_training.h"
+#include "tiny_training.h"  // first: run_folder_checks.h uses support/test_dir.h through it
+#include "run_folder_checks.h"
 
 namespace instseg {
 namespace {
@@ -152,8 +153,8 @@ TrainConfig resume_case_config() {
   config.data.synthetic_image_size = 64;
   config.data.synthetic_train_images = 12;
   config.data.synthetic_val_images = 2;
-  config.model.min_sizes = {64};
-  config.model.max_size = 64;
+  config.model.options.transform.min_size = {64};
+  config.model.options.transform.max_size = 64;
   config.optim.iterations = 8;
   config.optim.warmup_iterations = 5;
   config.run.log_every = 1;
@@ -235,7 +236,30 @@ INSTANTIATE_TEST_SUITE_P(
                    [](TrainConfig& c) { c.optim.precision = "bf16"; }},
         // Multi-scale: each image's size is drawn from torch's generator, which resume restores.
         ResumeCase{"KillAfterCheckpointMultiScale", Interruption::kKillAfterCheckpoint, 4,
-                   [](TrainConfig& c) { c.model.min_sizes = {48, 56, 64}; }}));
+                   [](TrainConfig& c) { c.model.options.transform.min_size = {48, 56, 64}; }}));
+
+// Validation losses sample proposals and targets from a generator of their own: validating every
+// 5 iterations leaves the training where a run without periodic validation takes it, to the bit.
+// (Drawing from the training's generator, the run validated at 5 would train on other samples
+// from iteration 6 on.)
+TEST(Trainer, PeriodicValidationDoesNotChangeTheTraining) {
+  TestDir dir;
+  TrainConfig config = resume_case_config();
+  config.optim.iterations = 10;
+  config.run.checkpoint_every = 1000;
+  const TrainOutcome plain = train(config, dir / "eval_every_0", false);
+  config.run.eval_every = 5;
+  const TrainOutcome validated = train(config, dir / "eval_every_5", false);
+  ASSERT_EQ(plain.validations.size(), 1u);      // at the end
+  ASSERT_EQ(validated.validations.size(), 2u);  // at 5 and at the end
+  EXPECT_EQ(validated.validations[0].iteration, 5);
+  EXPECT_FALSE(validated.validations[0].losses.empty());
+  expect_same_weights(dir / "eval_every_5/model_last.pth", dir / "eval_every_0/model_last.pth", 0.0);
+  EXPECT_EQ(validated.loss_history, plain.loss_history);
+  // Seeded alike at every validation: the final validation is the same in both runs.
+  EXPECT_EQ(validated.validations.back().losses, plain.validations.back().losses);
+  EXPECT_EQ(validated.validations.back().segm_stats, plain.validations.back().segm_stats);
+}
 
 TEST(Trainer, ResumeIgnoresHalfWrittenTempStateAndRejectsGarbageState) {
   TestDir dir;
@@ -312,9 +336,12 @@ TEST(Trainer, RunFolderHoldsConfigCategoriesLogMetricsAndCocoFiles) {
   EXPECT_EQ(outcome.loss_history.size(), 3u);
 
   // config.json: every key, and it reproduces the configuration.
+  // config.json describes the model as built: the class count is the data's (4 + background).
   TrainConfig reread;
   reread.apply_json(testing::read_file_bytes(dir / "config.json"), "config.json");
-  EXPECT_EQ(reread.to_json(), config.to_json());
+  TrainConfig described = config;
+  described.model.options.num_classes = 5;
+  EXPECT_EQ(reread.to_json(), described.to_json());
 
   const json categories = json::parse(testing::read_file_bytes(dir / "categories.json"));
   ASSERT_EQ(categories["categories"].size(), 4u);
@@ -681,6 +708,9 @@ TEST(Trainer, DemoRecipeLearnsInAFewHundredIterations) {
   EXPECT_GE(last.bbox_stats[0], kDemoCheckMinBoxAp);
   EXPECT_GE(last.segm_stats[0], kDemoCheckMinMaskAp);
   EXPECT_GE(loss_drop, kDemoCheckMinLossDrop);
+  // The run folder describes the validated model: predict given the folder writes the trainer's
+  // validation predictions exactly, and scoring them gives its metrics.json.
+  testing::expect_predict_reproduces_validation(dir / "run", config, dir / "check");
 }
 
 }  // namespace
