@@ -16,8 +16,10 @@
 #include "instseg/common/atomic_file.h"
 #include "instseg/common/progress_bar.h"
 #include "instseg/data/image_io.h"
+#include "instseg/engine/inference.h"
 #include "instseg/engine/model_factory.h"
-#include "instseg/engine/results_json.h"
+#include "instseg/coco/dataset.h"
+#include "instseg/coco/results_writer.h"
 #include "instseg/errors.h"
 #include "instseg/io/class_names.h"
 #include "instseg/io/overlay.h"
@@ -124,10 +126,6 @@ class RunOutputs {
 
 // An allocation that failed while predicting one image (a picture allowed by a raised
 // --max-image-pixels but too large for the machine): that image's failure, not the run's.
-bool is_out_of_memory(const c10::Error& e) {
-  return std::string(e.what()).find("DefaultCPUAllocator") != std::string::npos;
-}
-
 std::string out_of_memory(const std::string& path) {
   return path + ": out of memory while predicting this image (lower --max-image-pixels to refuse such images)";
 }
@@ -205,7 +203,7 @@ PredictSummary run_predict(const PredictOptions& options) {
   print_settings(loaded, options.progress);
 
   std::map<std::string, int64_t> image_ids;  // file name -> COCO image id
-  if (!options.coco_gt.empty()) image_ids = image_ids_by_file_name(options.coco_gt);
+  if (!options.coco_gt.empty()) image_ids = coco::image_ids_by_file_name(coco::Dataset::load(options.coco_gt));
 
   // A model trained by instseg carries its classes in categories.json beside the weights;
   // torchvision's COCO models use COCO's ids as labels.
@@ -219,53 +217,49 @@ PredictSummary run_predict(const PredictOptions& options) {
   read_options.max_pixels = options.max_image_pixels;
 
   PredictSummary summary;
-  ResultsJsonWriter results;
+  coco::ResultsWriter results;
   std::vector<double> model_seconds;
   ProgressBar progress(static_cast<int64_t>(image_paths.size()), "predict", "img");
   const bool show_progress = options.progress && image_paths.size() > 1;
-  torch::InferenceMode inference;
-  for (size_t i = 0; i < image_paths.size(); ++i) {
+  InferenceOptions inference_options;
+  if (categories) inference_options.categories = &*categories;
+  // One image's failure (unreadable, too large for the memory) is reported and the others go on.
+  inference_options.on_failure = [&](const InferenceFailure& failure) {
+    const std::string message = failure.out_of_memory ? out_of_memory(image_paths[failure.index]) : failure.message;
+    summary.failures.push_back(message);
+    std::cerr << "\nerror: " << message << "\n";
+    if (show_progress) progress.update(failure.index + 1);
+  };
+  auto image_at = [&](int64_t i) {
     const std::string& path = image_paths[i];
-    std::optional<std::string> failure;
-    try {
-      const std::string file_name = fs::path(path).filename().string();
-      const torch::Tensor image = data::read_image_rgb(path, read_options);
-      int64_t image_id = static_cast<int64_t>(i) + 1;
-      if (!options.coco_gt.empty()) {
-        const auto it = image_ids.find(file_name);
-        if (it == image_ids.end()) throw InputError(path + ": file name not found in " + options.coco_gt);
-        image_id = it->second;
-      }
-      const auto start = std::chrono::steady_clock::now();
-      // Masks stay per box and are pasted one at a time below: memory follows the output
-      // (RLE, one picture), not detections x image pixels.
-      const Detections detections = model->predict_box_masks({image})[0];
-      const MaskPaster masks = model->mask_paster(detections, image.size(1), image.size(2));
-      model_seconds.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
-      const auto image_results = to_coco_detections(
-          image_id, categories ? with_category_ids(detections, *categories) : detections, masks);
-      if (options.overlays) {
-        const std::string overlay = outputs.path(overlay_files[i]);
-        write_bytes_atomically(overlay, render_overlay(image, detections, [&](int64_t k) { return masks.paste(k); },
-                                                       names, overlay_options, ".jpg"));
-        outputs.wrote(overlay);
-      }
-      results.add(image_results, file_name);
-      summary.detections += static_cast<int>(detections.scores.size(0));
-      ++summary.images_done;
-    } catch (const InputError& e) {
-      failure = e.what();
-    } catch (const std::bad_alloc&) {
-      failure = out_of_memory(path);
-    } catch (const c10::Error& e) {
-      if (!is_out_of_memory(e)) throw;
-      failure = out_of_memory(path);
+    InferenceInput input;
+    input.file_name = fs::path(path).filename().string();
+    input.image = data::read_image_rgb(path, read_options);
+    input.image_id = i + 1;
+    if (!options.coco_gt.empty()) {
+      const auto it = image_ids.find(input.file_name);
+      if (it == image_ids.end()) throw InputError(path + ": file name not found in " + options.coco_gt);
+      input.image_id = it->second;
     }
-    if (failure) {
-      summary.failures.push_back(*failure);
-      std::cerr << "\nerror: " << *failure << "\n";
+    return input;
+  };
+  auto on_image = [&](const ImageInference& inferred) {
+    model_seconds.push_back(inferred.model_seconds);
+    if (options.overlays) {
+      const std::string overlay = outputs.path(overlay_files[inferred.index]);
+      write_bytes_atomically(overlay, render_overlay(inferred.input.image, inferred.detections,
+                                                     [&](int64_t k) { return inferred.masks.paste(k); }, names,
+                                                     overlay_options, ".jpg"));
+      outputs.wrote(overlay);
     }
-    if (show_progress) progress.update(static_cast<int64_t>(i) + 1);
+    results.add(inferred.results, inferred.input.file_name);
+    summary.detections += static_cast<int>(inferred.detections.scores.size(0));
+    ++summary.images_done;
+    if (show_progress) progress.update(inferred.index + 1);
+  };
+  {
+    torch::InferenceMode inference;  // no autograd bookkeeping at all: predict never trains
+    inference_on_dataset(*model, static_cast<int64_t>(image_paths.size()), image_at, on_image, inference_options);
   }
   if (show_progress) progress.finish();
   write_bytes_atomically(outputs.path("predictions.json"), results.dump());
