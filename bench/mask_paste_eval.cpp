@@ -1,7 +1,7 @@
 // Mask accuracy of the two mask pastes (modeling/roi_heads/paste_masks.h) on the same weights: a
-// run folder's model_last.pth, rebuilt from its config.json as its validation ran it, predicts the
-// run's validation split once per paste; the COCO evaluator scores both. Boxes are the same in
-// both; only the masks move.
+// run folder's model (load_model: its config.json and model_last.pth, as its validation ran it)
+// predicts the run's validation split once per paste through inference_on_dataset, the loop the
+// validation uses; the COCO evaluator scores both. Boxes are the same in both; only the masks move.
 //
 // usage: mask_paste_eval RUN_DIR [--threads T]      e.g. RUN_DIR = the demo's output folder
 #include <torch/torch.h>
@@ -12,8 +12,8 @@
 #include <thread>
 
 #include "instseg/common/process_memory.h"
+#include "instseg/engine/inference.h"
 #include "instseg/engine/model_factory.h"
-#include "instseg/engine/results_json.h"
 #include "instseg/engine/train_config.h"
 #include "instseg/engine/training_data.h"
 #include "instseg/evaluation/coco_evaluator.h"
@@ -30,8 +30,7 @@ int main(int argc, char** argv) {
   CLI11_PARSE(app, argc, argv);
   torch::set_num_threads(threads);
 
-  instseg::TrainConfig config = instseg::load_train_config((fs::path(run_dir) / "config.json").string());
-  config.model.weights = (fs::path(run_dir) / "model_last.pth").string();
+  const instseg::TrainConfig config = instseg::load_train_config((fs::path(run_dir) / "config.json").string());
   const instseg::TrainingData data(config.data);
   if (!data.val_set()) {
     std::fprintf(stderr, "%s/config.json names no validation split\n", run_dir.c_str());
@@ -41,17 +40,10 @@ int main(int argc, char** argv) {
               static_cast<long long>(data.val_set()->size()), "paste", "box AP", "mask AP", "AP50", "AP75", "APs",
               "APm");
   for (const std::string paste : {"torchvision", "aligned"}) {
-    config.model.mask_paste = paste;
-    instseg::MaskRcnn model = instseg::build_mask_rcnn_for_training(config.model, data.num_classes());
-    model->eval();
-    torch::NoGradGuard no_grad;
-    std::vector<instseg::coco::Detection> detections;
-    for (int64_t i = 0; i < data.val_set()->size(); ++i) {
-      const auto sample = data.val_set()->get(i);
-      const auto predicted = instseg::with_category_ids(model->predict({sample.image})[0], data.categories());
-      const auto converted = instseg::to_coco_detections(sample.image_id, predicted);
-      detections.insert(detections.end(), converted.begin(), converted.end());
-    }
+    instseg::ModelOverrides overrides;
+    overrides.mask_paste = instseg::mask_paste_named(paste, "paste");
+    instseg::LoadedModel loaded = instseg::load_model(run_dir, overrides);
+    const auto detections = instseg::inference_on_dataset(*loaded.model, *data.val_set(), data.val_ground_truth()).detections;
     using instseg::evaluation::IouType;
     const auto box = instseg::evaluation::evaluate(data.val_ground_truth(), detections, IouType::kBbox).stats;
     const auto mask = instseg::evaluation::evaluate(data.val_ground_truth(), detections, IouType::kSegm).stats;
