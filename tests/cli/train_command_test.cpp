@@ -34,9 +34,10 @@ void expect_one_error(const testing::ProgramResult& run, const std::vector<std::
 
 TEST(TrainCommand, InvalidDepthNamesTheKeyAndCreatesNoRunFolder) {
   TestDir dir;
-  const auto run = run_instseg({"train", "--set", "data.kind=synthetic", "--set", "model.depth=7", "--out", dir / "run"},
+  const auto run = run_instseg({"train", "--set", "data.kind=synthetic", "--set", "model.backbone.depth=7", "--out",
+                                dir / "run"},
                                dir.str());
-  expect_one_error(run, {"model.depth", "7"});
+  expect_one_error(run, {"model.backbone.depth", "7"});
   EXPECT_FALSE(fs::exists(dir / "run"));
 }
 
@@ -162,8 +163,9 @@ TEST(TrainCommand, TinyRunCompletesAndItsCheckpointsLoadAndPredictInTorchvision)
   }
   const auto written_config = read_json(run + "/config.json");
   EXPECT_EQ(written_config["optim"]["iterations"], 4);
-  EXPECT_EQ(written_config["model"]["fpn_channels"], 32);
-  EXPECT_EQ(written_config["model"]["min_sizes"], nlohmann::json::array({64}));
+  EXPECT_EQ(written_config["model"]["backbone"]["out_channels"], 32);  // given as model.fpn_channels
+  EXPECT_EQ(written_config["model"]["transform"]["min_size"], nlohmann::json::array({64}));
+  EXPECT_EQ(written_config["model"]["num_classes"], 5);  // the 4 shapes + background: the data's
   const auto categories = read_json(run + "/categories.json")["categories"];
   ASSERT_EQ(categories.size(), 4u);  // the synthetic shapes
   std::set<int64_t> category_ids;
