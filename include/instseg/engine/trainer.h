@@ -1,6 +1,9 @@
 #pragma once
 // The training loop: SGD with warm-up and decay, a progress bar, a JSON-lines log, periodic
 // validation with COCO box/mask AP and validation losses, best and last checkpoints, exact resume.
+// Inside, a step function plus hooks (src/engine/train_loop.h, src/engine/hooks/). Validation
+// predicts through inference_on_dataset (engine/inference.h), as `predict` does, and its losses
+// draw from a generator of their own: run.eval_every does not change the training.
 //
 // Files in the run folder:
 //   config.json         the full configuration used
