@@ -1,6 +1,7 @@
 // COCO instances files (include/instseg/coco/dataset.h), then what evaluation and training do with
 // one: each annotation's mask (polygons rasterised, RLEs decoded) and an evaluation of the ground
-// truth against itself. Documented refusal: InputError.
+// truth against itself; and what the writer (coco/instances_writer.h) writes of it reads back as
+// the same dataset. Documented refusal: InputError.
 #include <cstdint>
 #include <string>
 #include <string_view>
@@ -8,6 +9,7 @@
 
 #include "fuzz_util.h"
 #include "instseg/coco/dataset.h"
+#include "instseg/coco/instances_writer.h"
 #include "instseg/coco/results.h"
 #include "instseg/errors.h"
 #include "instseg/evaluation/coco_evaluator.h"
@@ -17,8 +19,31 @@ namespace {
 namespace coco = instseg::coco;
 namespace evaluation = instseg::evaluation;
 
+// What the writer writes of an accepted file, the reader reads back as the same dataset.
+void check_round_trip(const coco::Dataset& gt) {
+  const coco::Dataset back = coco::Dataset::parse(coco::instances_json(gt), "written.json");
+  FUZZ_CHECK(back.images().size() == gt.images().size());
+  for (size_t i = 0; i < gt.images().size(); ++i) {
+    const auto &a = gt.images()[i], &b = back.images()[i];
+    FUZZ_CHECK(a.id == b.id && a.file_name == b.file_name && a.width == b.width && a.height == b.height);
+  }
+  FUZZ_CHECK(back.categories().size() == gt.categories().size());
+  for (size_t i = 0; i < gt.categories().size(); ++i) {
+    FUZZ_CHECK(back.categories()[i].id == gt.categories()[i].id && back.categories()[i].name == gt.categories()[i].name);
+  }
+  FUZZ_CHECK(back.annotations().size() == gt.annotations().size());
+  for (size_t i = 0; i < gt.annotations().size(); ++i) {
+    const auto &a = gt.annotations()[i], &b = back.annotations()[i];
+    FUZZ_CHECK(a.id == b.id && a.image_id == b.image_id && a.category_id == b.category_id);
+    FUZZ_CHECK(a.bbox == b.bbox && a.area == b.area && a.iscrowd == b.iscrowd);
+    FUZZ_CHECK(a.segmentation.kind == b.segmentation.kind && a.segmentation.polygons == b.segmentation.polygons);
+    FUZZ_CHECK(a.segmentation.rle.counts == b.segmentation.rle.counts);
+  }
+}
+
 void run(std::string_view text) {
   const coco::Dataset gt = coco::Dataset::parse(text, "fuzz.json");
+  check_round_trip(gt);
   std::vector<coco::Detection> detections;
   bool all_masks = true;
   const size_t n = std::min<size_t>(gt.annotations().size(), 64);

@@ -1,6 +1,7 @@
 // COCO results files (include/instseg/coco/results.h) read against a fixed ground truth (the
 // evaluation fixture public_synth_gt.json: 5 images, masks of several sizes), in memory and from a
-// file with masks left compressed, then evaluated. Documented refusal: InputError.
+// file with masks left compressed, then evaluated; and what the writer (coco/results_writer.h)
+// writes of them reads back as the same results. Documented refusal: InputError.
 #include <algorithm>
 #include <cstdio>
 #include <cstdint>
@@ -11,6 +12,7 @@
 #include "fuzz_util.h"
 #include "instseg/coco/dataset.h"
 #include "instseg/coco/results.h"
+#include "instseg/coco/results_writer.h"
 #include "instseg/errors.h"
 #include "instseg/evaluation/coco_evaluator.h"
 
@@ -37,6 +39,20 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const bool in_memory = accepted([&] {
     parsed = coco::parse_results(std::string_view(reinterpret_cast<const char*>(data), size), "fuzz.json", gt);
   });
+  if (in_memory) {
+    // What the writer writes of accepted results, the reader reads back as the same results.
+    coco::ResultsWriter writer;
+    writer.add(parsed, "fuzz.jpg");
+    const auto back = coco::parse_results(writer.dump(), "written.json", gt);
+    FUZZ_CHECK(back.size() == parsed.size());
+    for (size_t i = 0; i < back.size(); ++i) {
+      FUZZ_CHECK(back[i].image_id == parsed[i].image_id && back[i].category_id == parsed[i].category_id);
+      FUZZ_CHECK(back[i].has_bbox == parsed[i].has_bbox && back[i].bbox == parsed[i].bbox);
+      FUZZ_CHECK(back[i].score == parsed[i].score);
+      FUZZ_CHECK(back[i].mask.has_value() == parsed[i].mask.has_value());
+      if (back[i].mask) FUZZ_CHECK(back[i].mask->counts == parsed[i].mask->counts);
+    }
+  }
   if (in_memory && parsed.size() <= 256) {
     accepted([&] {
       const bool masks = std::all_of(parsed.begin(), parsed.end(), [](const auto& d) { return d.mask.has_value(); });
