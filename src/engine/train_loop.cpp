@@ -119,7 +119,7 @@ void TrainLoop::run_step() {
     model.train();
     std::map<std::string, torch::Tensor> losses;
     {
-      ops::Bf16AutocastScope autocast(config.optim.precision == "bf16");
+      ops::Bf16AutocastScope autocast(uses_bf16(config.optim));
       losses = model.losses(batch.images, batch.targets);
     }
     torch::Tensor total = torch::zeros({}, torch::kFloat);
