@@ -5,8 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
+#include <cerrno>
 
 #include "instseg/errors.h"
 
@@ -40,14 +39,24 @@ MappedFile::MappedFile(const std::string& path) {
       mapped_ = true;
     }
   }
+  if (mapped_) {
+    ::close(fd);
+    return;
+  }
+  // Read from the descriptor already open: reopening a named pipe (mkfifo) would find its writer
+  // gone and its data lost.
+  char chunk[1 << 16];
+  for (;;) {
+    const ssize_t n = ::read(fd, chunk, sizeof chunk);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      ::close(fd);
+      throw InputError(path + ": read failed");
+    }
+    copy_.append(chunk, static_cast<size_t>(n));
+  }
   ::close(fd);
-  if (mapped_) return;
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw InputError(path + ": cannot open for reading");
-  std::ostringstream buffer;
-  buffer << in.rdbuf();
-  if (in.bad()) throw InputError(path + ": read failed");
-  copy_ = std::move(buffer).str();
   data_ = copy_.data();
   size_ = copy_.size();
 }

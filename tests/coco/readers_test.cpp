@@ -3,7 +3,13 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cstdio>
+#include <optional>
+#include <thread>
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
@@ -292,6 +298,36 @@ TEST(Dataset, FoldersAndDevicesAreNotFiles) {
   EXPECT_THAT(input_error_of([&] { CompressedResults::read(dir.str(), gt); }), HasSubstr(": is a folder, not a file"));
   EXPECT_THAT(input_error_of([&] { Dataset::load("/dev/zero"); }),
               HasSubstr("/dev/zero: not a regular file (a character device)"));
+}
+
+// A named pipe (mkfifo, as a shell's process substitution or a streaming job gives) is read through
+// the descriptor opened first: reopening it found the writer gone and the data lost.
+TEST(Dataset, NamedPipesAreReadOnce) {
+  const testing::TestDir dir;
+  const std::string fifo = dir / "gt.fifo";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  const std::string text = small_gt().dump();
+  std::thread writer([&] {
+    const int fd = ::open(fifo.c_str(), O_WRONLY);  // waits for the reader
+    if (fd < 0) return;
+    for (size_t done = 0; done < text.size();) {
+      const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+      if (n <= 0) break;
+      done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+  });
+  std::optional<Dataset> d;
+  std::string error;
+  try {
+    d = Dataset::load(fifo);
+  } catch (const InputError& e) {
+    error = e.what();
+  }
+  writer.join();
+  ASSERT_TRUE(d) << error;
+  EXPECT_EQ(d->images().size(), 2u);
+  EXPECT_EQ(d->annotations().size(), 2u);
 }
 
 // Deep nesting anywhere in an entry is skipped without recursion (a guard: no stack overflow).

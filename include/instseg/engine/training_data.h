@@ -5,7 +5,6 @@
 #include <string>
 
 #include "instseg/coco/dataset.h"
-#include "instseg/coco/instances_writer.h"
 #include "instseg/data/dataset.h"
 #include "instseg/engine/train_config.h"
 
@@ -33,11 +32,5 @@ class TrainingData {
 // A dataset's samples as COCO ground truth: one image per sample (its image_id, size and file
 // name), one non-crowd annotation per instance with the mask as RLE, area = mask pixels.
 coco::Dataset to_coco_ground_truth(const data::Dataset& dataset);
-
-// Old name of coco::write_instances (include/instseg/coco/instances_writer.h), kept until its
-// callers move (issue 17: the lead moves them at integration). Nothing new should call it.
-inline void write_coco_instances(const std::string& path, const coco::Dataset& dataset) {
-  coco::write_instances(path, dataset);
-}
 
 }  // namespace instseg
