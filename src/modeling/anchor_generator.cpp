@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "instseg/errors.h"
+#include "modeling/option_error.h"
 
 namespace instseg {
 
@@ -20,10 +21,10 @@ void AnchorGeneratorOptions::validate() const {
                         std::to_string(l) + "] must not be empty");
     }
     for (const double s : sizes[l]) {
-      if (!(s > 0)) throw ConfigError("anchors.sizes[" + std::to_string(l) + "] must be positive, got " + std::to_string(s));
+      detail::require_option(s > 0, "anchors.sizes[" + std::to_string(l) + "]", "positive", s);
     }
     for (const double r : aspect_ratios[l]) {
-      if (!(r > 0)) throw ConfigError("anchors.aspect_ratios[" + std::to_string(l) + "] must be positive, got " + std::to_string(r));
+      detail::require_option(r > 0, "anchors.aspect_ratios[" + std::to_string(l) + "]", "positive", r);
     }
   }
 }

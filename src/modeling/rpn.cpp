@@ -3,7 +3,6 @@
 #include <torch/torch.h>
 
 #include <algorithm>
-#include <sstream>
 #include <string>
 
 #include "instseg/errors.h"
@@ -11,6 +10,7 @@
 #include "instseg/ops/box_coder.h"
 #include "instseg/ops/box_ops.h"
 #include "instseg/ops/nms.h"
+#include "modeling/option_error.h"
 
 namespace instseg {
 namespace {
@@ -18,10 +18,7 @@ namespace {
 namespace nn = torch::nn;
 
 void require(bool ok, const std::string& field, const std::string& rule, double value) {
-  if (ok) return;
-  std::ostringstream msg;  // integers print as such ("got 0", not "got 0.000000")
-  msg << "rpn." << field << " must be " << rule << ", got " << value;
-  throw ConfigError(msg.str());
+  detail::require_option(ok, "rpn." + field, rule, value);
 }
 
 // Validates before the matcher and sampler see the thresholds, so errors name the rpn.* field.

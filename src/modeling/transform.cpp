@@ -7,6 +7,7 @@
 #include <string>
 
 #include "instseg/errors.h"
+#include "modeling/option_error.h"
 
 namespace instseg {
 namespace {
@@ -33,7 +34,7 @@ void TransformOptions::validate() const {
   }
   if (max_size <= 0) throw ConfigError("transform.max_size must be positive, got " + std::to_string(max_size));
   for (const double s : image_std) {
-    if (!(s > 0)) throw ConfigError("transform.image_std entries must be positive, got " + std::to_string(s));
+    detail::require_option(s > 0, "transform.image_std entries", "positive", s);
   }
   if (size_divisible <= 0) {
     throw ConfigError("transform.size_divisible must be positive, got " + std::to_string(size_divisible));

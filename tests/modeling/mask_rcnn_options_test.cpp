@@ -93,6 +93,12 @@ TEST(MaskRcnnOptions, EveryValidateMessageStartsWithTheOptionPath) {
   options = {};
   options.rpn.nms_thresh = 1.5;
   EXPECT_EQ(message_of(options), "rpn.nms_thresh must be in (0, 1], got 1.5");
+  options = {};
+  options.anchors.sizes[1] = {-4};
+  EXPECT_EQ(message_of(options), "anchors.sizes[1] must be positive, got -4");
+  options = {};
+  options.roi_heads.positive_fraction = 1.25;
+  EXPECT_EQ(message_of(options), "roi_heads.positive_fraction must be in (0, 1], got 1.25");
 }
 
 }  // namespace

@@ -2,21 +2,17 @@
 
 #include <torch/torch.h>
 
-#include <sstream>
-
 #include "instseg/errors.h"
 #include "instseg/ops/box_coder.h"
 #include "instseg/ops/box_ops.h"
 #include "instseg/ops/nms.h"
+#include "modeling/option_error.h"
 
 namespace instseg {
 namespace {
 
 void require(bool ok, const char* field, const std::string& rule, double value) {
-  if (ok) return;
-  std::ostringstream msg;
-  msg << "roi_heads." << field << " must be " << rule << ", got " << value;
-  throw ConfigError(msg.str());
+  detail::require_option(ok, std::string("roi_heads.") + field, rule, value);
 }
 
 std::vector<int64_t> counts(const std::vector<torch::Tensor>& per_image) {
