@@ -24,6 +24,7 @@
 #include "instseg/data/synthetic.h"
 #include "bench_support.h"
 #include "instseg/engine/model_factory.h"
+#include "instseg/engine/train_config.h"
 #include "instseg/engine/optimizer.h"
 #include "instseg/ops/mixed_precision.h"
 
