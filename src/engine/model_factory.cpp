@@ -71,12 +71,6 @@ int64_t tensor_size(const StateDict& state, const std::string& key, int64_t fall
 
 }  // namespace
 
-MaskPaste mask_paste_named(const std::string& name, const std::string& field) {
-  if (name == "torchvision") return MaskPaste::kTorchvision;
-  if (name == "aligned") return MaskPaste::kAligned;
-  throw ConfigError(field + " must be torchvision or aligned, got '" + name + "'");
-}
-
 namespace {
 
 // The model a bare torchvision-layout checkpoint holds, from its keys and tensor shapes.

@@ -71,7 +71,6 @@ Field enum_field(E& value, const std::string& key, E (*named)(const std::string&
           [&value, name_of] { return json(name_of(value)); }};
 }
 
-std::string mask_paste_name(MaskPaste paste) { return paste == MaskPaste::kAligned ? "aligned" : "torchvision"; }
 
 // The model's keys: MaskRcnnOptions field by field, under the names its validate() uses.
 void add_model_fields(std::map<std::string, Field>& f, MaskRcnnOptions& o) {
@@ -117,7 +116,7 @@ void add_model_fields(std::map<std::string, Field>& f, MaskRcnnOptions& o) {
   f.emplace("model.roi_heads.head_norm", enum_field(h.head_norm, "model.roi_heads.head_norm", &norm_kind_named, &to_string));
   f.emplace("model.roi_heads.representation_size", field(h.representation_size));
   f.emplace("model.roi_heads.mask_channels", field(h.mask_channels));
-  f.emplace("model.mask_paste", enum_field(o.mask_paste, "model.mask_paste", &mask_paste_named, &mask_paste_name));
+  f.emplace("model.mask_paste", enum_field(o.mask_paste, "model.mask_paste", &mask_paste_named, &to_string));
 }
 
 std::map<std::string, Field> fields(TrainConfig& c) {

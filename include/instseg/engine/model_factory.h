@@ -22,10 +22,6 @@ struct ModelOverrides {
   std::optional<MaskPaste> mask_paste;
 };
 
-// "torchvision" | "aligned" (model.mask_paste, predict's --mask-paste); throws ConfigError naming
-// `field` otherwise.
-MaskPaste mask_paste_named(const std::string& name, const std::string& field);
-
 struct LoadedModel {
   MaskRcnn model{nullptr};  // in eval mode, weights loaded strictly
   std::string weights;      // the .pth file read

@@ -4,7 +4,21 @@
 
 #include <algorithm>
 
+#include "modeling/named_enum.h"
+
 namespace instseg {
+
+namespace {
+constexpr detail::NameTable<MaskPaste, 2> kMaskPasteNames{{{"torchvision", MaskPaste::kTorchvision},
+                                                           {"aligned", MaskPaste::kAligned}}};
+}  // namespace
+
+std::string to_string(MaskPaste paste) { return detail::name_of(kMaskPasteNames, paste); }
+
+MaskPaste mask_paste_named(const std::string& name, const std::string& key) {
+  return detail::value_named(kMaskPasteNames, name, key);
+}
+
 namespace {
 
 // Source indices and weights of 1-D bilinear reads at given positions.

@@ -2,6 +2,7 @@
 #include <torch/types.h>
 
 #include <cstdint>
+#include <string>
 
 #include "instseg/structures/mask_region.h"
 
@@ -10,6 +11,11 @@ namespace instseg {
 // How predict pastes each box's mask into the image: kTorchvision reproduces torchvision's
 // detections exactly; kAligned puts each pixel where training's mask target sampled it (below).
 enum class MaskPaste { kTorchvision, kAligned };
+
+// Config vocabulary: "torchvision" | "aligned" (model.mask_paste, predict's --mask-paste); an unknown
+// name throws ConfigError naming `key` and the choices.
+std::string to_string(MaskPaste paste);
+MaskPaste mask_paste_named(const std::string& name, const std::string& key);
 
 // Pastes per-box mask probabilities into full images, as torchvision 0.14's
 // paste_masks_in_image: each M x M mask is zero-padded by `padding` pixels, its box enlarged by
