@@ -382,22 +382,28 @@ std::array<double, 4> to_bbox(const Rle& rle) {
     }
     return q;
   };
-  uint32_t xs = rle.w, ys = h, xe = 0, ye = 0, xp = 0, cc = 0;
-  for (size_t j = 0; j < m; ++j) {
+  uint32_t xs = rle.w, ys = h, xe = 0, ye = 0, cc = 0;
+  bool any = false;
+  for (size_t j = 0; j < m; j += 2) {
     cc += rle.counts[j];
-    const uint32_t t = cc - uint32_t(j % 2);  // first pixel of a 1-run, last pixel of it
-    const uint32_t x = column_of(t), y = t - x * h;
-    if (j % 2 == 0) {
-      xp = x;
-    } else if (xp < x) {  // the run wraps into a later column: it covers the full height
+    const uint32_t length = rle.counts[j + 1];
+    // An empty 1-run (possible in uncompressed or hand-written counts, never from encode) holds no
+    // pixel; maskApi would take the pixel before or after it, even one past the mask.
+    if (length == 0) continue;
+    any = true;
+    const uint32_t first = cc, last = cc + length - 1;
+    cc += length;
+    const uint32_t x0 = column_of(first), x1 = column_of(last);
+    if (x0 < x1) {  // the run wraps into a later column: it covers the full height
       ys = 0;
       ye = h - 1;
     }
-    xs = std::min(xs, x);
-    xe = std::max(xe, x);
-    ys = std::min(ys, y);
-    ye = std::max(ye, y);
+    xs = std::min(xs, x0);
+    xe = std::max(xe, x1);
+    ys = std::min(ys, first - x0 * h);
+    ye = std::max(ye, last - x1 * h);
   }
+  if (!any) return {0, 0, 0, 0};
   return {double(xs), double(ys), double(xe - xs + 1), double(ye - ys + 1)};
 }
 

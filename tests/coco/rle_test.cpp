@@ -338,6 +338,38 @@ TEST(Rle, BoxesEqualMaskApiDivisions) {
   }
 }
 
+// Empty 1-runs (uncompressed counts may hold them) contain no pixel: the box is the decoded
+// foreground's, inside the mask, where maskApi's walk would take a neighbouring pixel or one past
+// the end (a fuzzer finding).
+TEST(Rle, BoxesIgnoreEmptyRuns) {
+  const auto pixel_box = [](const Rle& rle) {
+    const auto pixels = decode(rle);
+    uint32_t xs = rle.w, ys = rle.h, xe = 0, ye = 0;
+    bool any = false;
+    for (uint32_t x = 0; x < rle.w; ++x) {
+      for (uint32_t y = 0; y < rle.h; ++y) {
+        if (!pixels[size_t(y) * rle.w + x]) continue;
+        any = true;
+        xs = std::min(xs, x), xe = std::max(xe, x), ys = std::min(ys, y), ye = std::max(ye, y);
+      }
+    }
+    return any ? std::array<double, 4>{double(xs), double(ys), double(xe - xs + 1), double(ye - ys + 1)}
+               : std::array<double, 4>{0, 0, 0, 0};
+  };
+  const std::vector<Rle> cases = {
+      {1, 4, {2, 1, 1, 0}},        // empty run at the very end: maskApi's column 4 of 4
+      {3, 3, {0, 0, 4, 2, 3}},     // empty first 1-run: maskApi's pixel -1
+      {3, 3, {4, 0, 1, 1, 3}},     // empty run between: maskApi's pixel 3
+      {2, 2, {1, 0, 3}},           // only empty runs: an empty mask
+      {4, 5, {3, 0, 2, 0, 1, 6, 8}},
+  };
+  for (const Rle& rle : cases) {
+    const Rle checked = from_uncompressed(rle.counts, rle.h, rle.w);
+    EXPECT_EQ(to_bbox(checked), pixel_box(checked)) << ::testing::PrintToString(rle.counts);
+  }
+  EXPECT_EQ(to_bbox(cases[0]), (std::array<double, 4>{2, 0, 1, 1}));
+}
+
 TEST(Rle, MaskIouEqualsMaskApiRunWalk) {
   std::mt19937 rng(5);
   const auto random_rle = [&](uint32_t h, uint32_t w, uint32_t max_run) {
