@@ -47,6 +47,7 @@ int main(int argc, char** argv) {
   instseg::cli::register_eval(app);
   instseg::cli::register_train(app);
   instseg::cli::register_demo(app);
+  instseg::cli::register_explain(app);
   app.footer(
       "Run 'instseg COMMAND --help' for a command's options and examples.\n\n"
       "Examples:\n"

@@ -64,7 +64,7 @@ std::string CocoSkipCounts::describe() const {
 }
 
 CocoDataset::CocoDataset(const std::string& annotations_path, const std::string& image_dir,
-                         ImageReadOptions read_options)
+                         ImageReadOptions read_options, bool check_images)
     : image_dir_(image_dir), read_options_(std::move(read_options)) {
   nlohmann::json doc;
   try {
@@ -90,6 +90,7 @@ CocoDataset::CocoDataset(const std::string& annotations_path, const std::string&
   // Every image file must exist before training starts, not fail hours in.
   std::vector<std::string> missing;
   for (const auto& image : coco_.images()) {
+    if (!check_images) break;
     const fs::path file = fs::path(image_dir_) / image.file_name;
     if (!fs::is_regular_file(file)) missing.push_back(file.string());
   }
@@ -128,6 +129,13 @@ CocoDataset::CocoDataset(const std::string& annotations_path, const std::string&
     if (entry.instances.empty()) ++skipped_.negatives;
     entries_.push_back(std::move(entry));
   }
+}
+
+int64_t CocoDataset::index_of_file(const std::string& file_name) const {
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    if (coco_.images()[entries_[i].image].file_name == file_name) return int64_t(i);
+  }
+  return -1;
 }
 
 Sample CocoDataset::get(int64_t index) const {

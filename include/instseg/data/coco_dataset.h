@@ -28,8 +28,10 @@ class CocoDataset : public Dataset {
   // image_dir: the folder `file_name`s are relative to. Throws InputError for a malformed file
   // (naming the entry and field) and, checked up front, for image files that do not exist.
   // `read_options`: the pixel limit images are read under.
+  // check_images false: an image file is only looked for when get() reads it (a tool that uses
+  // one image of a large file).
   CocoDataset(const std::string& annotations_path, const std::string& image_dir,
-              ImageReadOptions read_options = {});
+              ImageReadOptions read_options = {}, bool check_images = true);
 
   int64_t size() const override { return static_cast<int64_t>(entries_.size()); }  // every image, ascending id
   // Reads the image (InputError for an unreadable one, or one whose size differs from the file's
@@ -37,6 +39,8 @@ class CocoDataset : public Dataset {
   // pixel are dropped here.
   Sample get(int64_t index) const override;
   const CategoryMap& categories() const override { return categories_; }  // every category of the file
+  // The index get() takes for the image with this file_name (as written in the file), or -1.
+  int64_t index_of_file(const std::string& file_name) const;
 
   const coco::Dataset& annotations() const { return coco_; }
   const CocoSkipCounts& skipped() const { return skipped_; }

@@ -69,6 +69,12 @@ class MaskRcnnImpl : public torch::nn::Module {
                                               std::optional<at::Generator> generator = std::nullopt);
 
   const MaskRcnnOptions& options() const { return options_; }
+  // The stages, for code that shows or checks what each computes (instseg explain, tests);
+  // predict() and losses() above are the whole model.
+  const GeneralizedRcnnTransform& transform() const { return transform_; }
+  ResnetFpn& backbone() { return backbone_; }
+  RegionProposalNetwork& rpn() { return rpn_; }
+  RoiHeads& roi_heads() { return roi_heads_; }
 
  private:
   MaskRcnnOptions options_;
