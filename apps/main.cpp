@@ -54,7 +54,8 @@ int main(int argc, char** argv) {
       "  instseg predict --weights maskrcnn_resnet50_fpn.pth --input photos/ --out predictions/\n"
       "  instseg train --config configs/demo.json --out runs/first\n"
       "  instseg eval --gt val/annotations.json --results predictions/predictions.json\n"
-      "  instseg demo --out runs/demo --minutes 5");
+      "  instseg demo --out runs/demo --minutes 5\n"
+      "  instseg explain --input photo.jpg --weights runs/first --out explain/");
   if (is_unknown_command(argc, argv)) return 1;
   try {
     app.parse(argc, argv);

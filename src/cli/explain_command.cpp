@@ -31,7 +31,7 @@ void register_explain(CLI::App& app) {
       "Writes OUT/train/*.png (with --gt) and OUT/infer/*.png (with --weights), each with a .json of the "
       "numbers it shows, and OUT/index.json listing them with captions. docs/tutorial explains each picture.\n\n"
       "Examples:\n"
-      "  instseg explain --input datasets/tiny_coco/val2017/000000000139.jpg \\\n"
+      "  instseg explain --input datasets/tiny_coco/val2017/000000017627.jpg \\\n"
       "      --gt datasets/tiny_coco/annotations/instances_val2017.json --out explain/\n"
       "  instseg explain --input street.jpg --weights runs/first --out explain/");
   cmd->callback([options] { run_explain(*options); });

@@ -66,13 +66,15 @@ TEST(Program, HelpOfTheProgramAndEachCommandExitsZeroAndNamesTheOptions) {
   TestDir dir;
   const auto top = run_instseg({"--help"}, dir / "top");
   EXPECT_EQ(top.exit_code, 0) << top.err;
-  for (const char* command : {"predict", "eval", "train", "demo"}) EXPECT_THAT(top.out, HasSubstr(command));
+  for (const char* command : {"predict", "eval", "train", "demo", "explain"}) EXPECT_THAT(top.out, HasSubstr(command));
   const std::map<std::string, std::vector<std::string>> options = {
       {"predict", {"--weights", "--input", "--out", "--score-thresh", "--min-size", "--max-size", "--mask-paste",
                    "--threads", "--coco-gt", "--show-thresh", "--no-overlays", "--max-image-pixels"}},
       {"eval", {"--gt", "--results", "--iou-type", "--json", "--threads", "--plots", "--per-class"}},
       {"train", {"--config", "--set", "--resume", "--overwrite", "--out"}},
-      {"demo", {"--out", "--minutes", "--threads", "--overlays", "--overwrite"}}};
+      {"demo", {"--out", "--minutes", "--threads", "--overlays", "--overwrite"}},
+      {"explain", {"--input", "--out", "--weights", "--gt", "--min-size", "--max-size", "--seed", "--format",
+                   "--threads"}}};
   std::map<std::string, std::string> helps;
   for (const auto& [command, names] : options) {
     const auto help = run_instseg({command, "--help"}, dir / command);
@@ -87,7 +89,7 @@ TEST(Program, HelpOfTheProgramAndEachCommandExitsZeroAndNamesTheOptions) {
     helps[command] = help.out;
   }
   const auto examples = examples_at_the_end(top.out, {"--help", "--version", "predict", "demo"});
-  for (const char* command : {"predict", "eval", "train", "demo"}) {
+  for (const char* command : {"predict", "eval", "train", "demo", "explain"}) {
     EXPECT_TRUE(std::any_of(examples.begin(), examples.end(), [&](const std::string& e) {
       return e.rfind("  instseg " + std::string(command) + " ", 0) == 0;
     })) << "no example of " << command << " in --help";
@@ -138,7 +140,7 @@ TEST(Program, NoCommandAnUnknownOneOrAnUnknownOptionIsOneErrorWithExitCodeOne) {
   expect_one_error(run_instseg({}, dir / "none"), {"subcommand"});
   // An unknown command is named, with the commands there are.
   expect_one_error(run_instseg({"serve"}, dir / "unknown"),
-                   {"unknown command 'serve' (commands: predict, eval, train, demo)"});
+                   {"unknown command 'serve' (commands: predict, eval, train, demo, explain)"});
   expect_one_error(run_instseg({"segment", "--help"}, dir / "unknown_help"), {"unknown command 'segment'"});
   const std::string gt = fixture("gt/public_synth_gt.json");
   expect_one_error(run_instseg({"eval", "--gt", gt, "--results", gt, "--bogus"}, dir / "bogus"), {"--bogus"});
