@@ -131,8 +131,11 @@ RegionProposalNetworkImpl::Pass RegionProposalNetworkImpl::run(const ImageList& 
                                                                 ProposalLimits limits) {
   std::vector<torch::Tensor> levels;
   for (const auto& f : features) levels.push_back(f.tensor);
-  const auto [objectness, deltas] = head->forward(levels);
-  Pass pass{flatten_rpn_outputs(objectness, deltas), anchor_generator_.forward(images, features), {}};
+  auto [objectness, deltas] = head->forward(levels);
+  Pass pass;
+  pass.predictions = flatten_rpn_outputs(objectness, deltas);
+  pass.objectness = std::move(objectness), pass.deltas = std::move(deltas);
+  pass.anchors = anchor_generator_.forward(images, features);
   const int64_t num_images = pass.predictions.objectness.size(0);
 
   // Proposals never carry gradient back into the head (torchvision detaches them).
@@ -140,15 +143,20 @@ RegionProposalNetworkImpl::Pass RegionProposalNetworkImpl::run(const ImageList& 
                            .decode(pass.predictions.deltas.detach().reshape({-1, 4}),
                                    torch::cat(pass.anchors))
                            .view({num_images, -1, 4});  // [N, T, 4]
-  pass.proposals = select_proposals(decoded, pass.predictions.objectness, images.image_sizes,
-                                    pass.predictions.anchors_per_level, limits)
-                       .first;
+  pass.steps = select_proposal_steps(decoded, pass.predictions.objectness, images.image_sizes,
+                                     pass.predictions.anchors_per_level, limits);
+  for (const auto& s : pass.steps) pass.proposals.push_back(s.boxes);
   return pass;
 }
 
 std::vector<torch::Tensor> RegionProposalNetworkImpl::forward(const ImageList& images,
                                                               const FeatureMaps& features) {
   return run(images, features, {options_.pre_nms_top_n_test, options_.post_nms_top_n_test}).proposals;
+}
+
+RpnInspection RegionProposalNetworkImpl::inspect(const ImageList& images, const FeatureMaps& features) {
+  auto pass = run(images, features, {options_.pre_nms_top_n_test, options_.post_nms_top_n_test});
+  return {std::move(pass.objectness), std::move(pass.deltas), std::move(pass.anchors), std::move(pass.steps)};
 }
 
 std::pair<torch::Tensor, torch::Tensor> RegionProposalNetworkImpl::assign_targets(
@@ -193,6 +201,18 @@ RegionProposalNetworkImpl::select_proposals(const torch::Tensor& proposals,
                                             const std::vector<std::array<int64_t, 2>>& image_sizes,
                                             const std::vector<int64_t>& anchors_per_level,
                                             ProposalLimits limits) const {
+  std::vector<torch::Tensor> boxes_out, scores_out;
+  for (auto& s : select_proposal_steps(proposals, objectness, image_sizes, anchors_per_level, limits)) {
+    boxes_out.push_back(std::move(s.boxes));
+    scores_out.push_back(std::move(s.scores));
+  }
+  return {boxes_out, scores_out};
+}
+
+std::vector<ProposalSteps> RegionProposalNetworkImpl::select_proposal_steps(
+    const torch::Tensor& proposals, const torch::Tensor& objectness,
+    const std::vector<std::array<int64_t, 2>>& image_sizes,
+    const std::vector<int64_t>& anchors_per_level, ProposalLimits limits) const {
   const auto logits = objectness.detach();  // [N, T]
   const auto device = logits.device();
 
@@ -211,24 +231,33 @@ RegionProposalNetworkImpl::select_proposals(const torch::Tensor& proposals,
   const auto idx = torch::cat(top_idx, 1);   // [N, K]
   const auto level = torch::cat(top_level);  // [K]
 
-  std::vector<torch::Tensor> boxes_out, scores_out;
+  std::vector<ProposalSteps> out;
   for (int64_t i = 0; i < logits.size(0); ++i) {
-    auto boxes = proposals[i].index_select(0, idx[i]);                  // [K, 4]
-    auto scores = torch::sigmoid(logits[i].index_select(0, idx[i]));  // [K]
-    auto lvl = level;
-    boxes = ops::clip_boxes_to_image(boxes, image_sizes[i][0], image_sizes[i][1]);
+    ProposalSteps steps;
+    steps.candidate_anchors = idx[i];
+    steps.candidate_levels = level;
+    steps.candidate_scores = torch::sigmoid(logits[i].index_select(0, idx[i]));  // [K]
+    steps.candidate_boxes = ops::clip_boxes_to_image(proposals[i].index_select(0, idx[i]),  // [K, 4]
+                                                     image_sizes[i][0], image_sizes[i][1]);
+    // `from` maps the surviving boxes back to the candidates.
+    auto boxes = steps.candidate_boxes, scores = steps.candidate_scores, lvl = level;
+    auto from = torch::arange(boxes.size(0), torch::TensorOptions().dtype(torch::kInt64).device(device));
 
     auto keep = ops::remove_small_boxes(boxes, options_.min_size);
     boxes = boxes.index_select(0, keep), scores = scores.index_select(0, keep), lvl = lvl.index_select(0, keep);
+    from = from.index_select(0, keep);
 
     keep = torch::nonzero(scores >= options_.score_thresh).squeeze(1);
     boxes = boxes.index_select(0, keep), scores = scores.index_select(0, keep), lvl = lvl.index_select(0, keep);
+    from = from.index_select(0, keep);
 
     keep = ops::batched_nms(boxes, scores, lvl, options_.nms_thresh, limits.post_nms_top_n);
-    boxes_out.push_back(boxes.index_select(0, keep));
-    scores_out.push_back(scores.index_select(0, keep));
+    steps.kept = from.index_select(0, keep);
+    steps.boxes = boxes.index_select(0, keep);
+    steps.scores = scores.index_select(0, keep);
+    out.push_back(std::move(steps));
   }
-  return {boxes_out, scores_out};
+  return out;
 }
 
 }  // namespace instseg

@@ -84,6 +84,30 @@ struct ProposalLimits {
   int64_t post_nms_top_n;
 };
 
+// Proposal selection of one image step by step: select_proposals() returns boxes and scores;
+// explain and tests also look at the candidates NMS chose from.
+struct ProposalSteps {
+  // The pre_nms_top_n best anchors of each level by objectness (level after level, each by
+  // decreasing score): decoded, clipped to the image, before small-box removal, the score
+  // threshold and NMS.
+  torch::Tensor candidate_boxes;    // [K, 4] resized-image pixels
+  torch::Tensor candidate_scores;   // [K] sigmoid(objectness)
+  torch::Tensor candidate_levels;   // [K] int64 feature level (0 = the first, finest map)
+  torch::Tensor candidate_anchors;  // [K] int64 index into the image's anchors [T, 4]
+  torch::Tensor kept;  // [P] int64 indices into the candidates kept by NMS, in output order
+  torch::Tensor boxes;   // [P, 4] = candidate_boxes[kept]: the proposals
+  torch::Tensor scores;  // [P] = candidate_scores[kept]
+};
+
+// What the RPN computes at inference on a batch, kept for inspection (RegionProposalNetwork::
+// inspect); the proposals are forward()'s.
+struct RpnInspection {
+  std::vector<torch::Tensor> objectness;  // per level [N, A, H_l, W_l] logits
+  std::vector<torch::Tensor> deltas;      // per level [N, 4A, H_l, W_l]
+  std::vector<torch::Tensor> anchors;     // [T, 4] per image
+  std::vector<ProposalSteps> steps;       // per image
+};
+
 // Region proposal network: head + anchors + torchvision's proposal selection. Child `head`.
 // The entry point decides the top-n limits, not the module's mode (torchvision follows
 // self.training): forward() keeps *_test, forward_train() *_train, in either mode, so losses
@@ -95,6 +119,9 @@ class RegionProposalNetworkImpl : public torch::nn::Module {
   // Inference -> proposals [K_i, 4] (x1, y1, x2, y2) per image, in the resized image's pixels, by
   // decreasing objectness within each level's NMS result (K_i <= post_nms_top_n_test).
   std::vector<torch::Tensor> forward(const ImageList& images, const FeatureMaps& features);
+
+  // As forward(), keeping the head's maps, the anchors and each image's selection steps.
+  RpnInspection inspect(const ImageList& images, const FeatureMaps& features);
 
   // Training: proposals as forward() but with the *_train top-n limits, and the two losses.
   // gt_boxes: [G_i, 4] per image in the resized image's pixels (G_i may be 0). Anchors are
@@ -116,6 +143,11 @@ class RegionProposalNetworkImpl : public torch::nn::Module {
       const torch::Tensor& proposals, const torch::Tensor& objectness,
       const std::vector<std::array<int64_t, 2>>& image_sizes,
       const std::vector<int64_t>& anchors_per_level, ProposalLimits limits) const;
+  // The same selection, step by step, per image.
+  std::vector<ProposalSteps> select_proposal_steps(
+      const torch::Tensor& proposals, const torch::Tensor& objectness,
+      const std::vector<std::array<int64_t, 2>>& image_sizes,
+      const std::vector<int64_t>& anchors_per_level, ProposalLimits limits) const;
 
   const RpnOptions& options() const { return options_; }
   AnchorGenerator& anchor_generator() { return anchor_generator_; }
@@ -126,7 +158,9 @@ class RegionProposalNetworkImpl : public torch::nn::Module {
   // Head outputs, anchors and decoded (detached) boxes of one batch, shared by both forwards.
   struct Pass {
     RpnPredictions predictions;
+    std::vector<torch::Tensor> objectness, deltas;  // the head's per-level maps
     std::vector<torch::Tensor> anchors;  // [T, 4] per image
+    std::vector<ProposalSteps> steps;    // per image
     std::vector<torch::Tensor> proposals;
   };
   Pass run(const ImageList& images, const FeatureMaps& features, ProposalLimits limits);

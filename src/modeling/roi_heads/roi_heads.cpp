@@ -2,6 +2,8 @@
 
 #include <torch/torch.h>
 
+#include <tuple>
+
 #include "instseg/errors.h"
 #include "instseg/ops/box_coder.h"
 #include "instseg/ops/box_ops.h"
@@ -45,11 +47,11 @@ void RoiHeadsOptions::validate() const {
   }
 }
 
-std::vector<Detections> postprocess_detections(const torch::Tensor& class_logits,
-                                               const torch::Tensor& box_deltas,
-                                               const std::vector<torch::Tensor>& proposals,
-                                               const std::vector<std::array<int64_t, 2>>& image_sizes,
-                                               const RoiHeadsOptions& options) {
+std::vector<DetectionSteps> detection_steps(const torch::Tensor& class_logits,
+                                            const torch::Tensor& box_deltas,
+                                            const std::vector<torch::Tensor>& proposals,
+                                            const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                            const RoiHeadsOptions& options) {
   TORCH_CHECK(proposals.size() == image_sizes.size(), "postprocess_detections: ",
               proposals.size(), " proposal lists for ", image_sizes.size(), " images");
   const int64_t num_classes = class_logits.size(-1);
@@ -62,24 +64,42 @@ std::vector<Detections> postprocess_detections(const torch::Tensor& class_logits
   const auto scores_per_image = all_scores.split_with_sizes(sizes);
 
   using torch::indexing::Slice;
-  std::vector<Detections> out;
+  std::vector<DetectionSteps> out;
   for (size_t i = 0; i < proposals.size(); ++i) {
     auto boxes = ops::clip_boxes_to_image(boxes_per_image[i], image_sizes[i][0], image_sizes[i][1]);
     auto scores = scores_per_image[i];
     auto labels = torch::arange(num_classes, class_logits.options().dtype(torch::kLong))
                       .view({1, -1})
                       .expand_as(scores);
+    auto from = torch::arange(scores.size(0), class_logits.options().dtype(torch::kLong))
+                    .view({-1, 1})
+                    .expand_as(scores);
     // One candidate per (proposal, foreground class): [R_i * (C - 1)]
     boxes = boxes.index({Slice(), Slice(1)}).reshape({-1, 4});
     scores = scores.index({Slice(), Slice(1)}).reshape(-1);
     labels = labels.index({Slice(), Slice(1)}).reshape(-1);
+    from = from.index({Slice(), Slice(1)}).reshape(-1);
 
     auto keep = torch::where(scores > options.score_thresh)[0];
     boxes = boxes.index({keep}), scores = scores.index({keep}), labels = labels.index({keep});
+    from = from.index({keep});
     keep = ops::remove_small_boxes(boxes, kMinDetectionSize);
     boxes = boxes.index({keep}), scores = scores.index({keep}), labels = labels.index({keep});
+    from = from.index({keep});
     keep = ops::batched_nms(boxes, scores, labels, options.nms_thresh, options.detections_per_img);
-    out.push_back({boxes.index({keep}), scores.index({keep}), labels.index({keep}), {}});
+    out.push_back({boxes, scores, labels, from, keep});
+  }
+  return out;
+}
+
+std::vector<Detections> postprocess_detections(const torch::Tensor& class_logits,
+                                               const torch::Tensor& box_deltas,
+                                               const std::vector<torch::Tensor>& proposals,
+                                               const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                               const RoiHeadsOptions& options) {
+  std::vector<Detections> out;
+  for (const auto& s : detection_steps(class_logits, box_deltas, proposals, image_sizes, options)) {
+    out.push_back({s.boxes.index({s.kept}), s.scores.index({s.kept}), s.labels.index({s.kept}), {}});
   }
   return out;
 }
@@ -116,8 +136,20 @@ torch::Tensor RoiHeadsImpl::predict_mask_logits(const FeatureMaps& features,
 std::vector<Detections> RoiHeadsImpl::forward(const FeatureMaps& features,
                                               const std::vector<torch::Tensor>& proposals,
                                               const std::vector<std::array<int64_t, 2>>& image_sizes) {
-  const auto [class_logits, box_deltas] = predict_boxes(features, proposals, image_sizes);
-  auto detections = postprocess_detections(class_logits, box_deltas, proposals, image_sizes, options_);
+  return inspect(features, proposals, image_sizes).detections;
+}
+
+RoiHeadsImpl::Inspection RoiHeadsImpl::inspect(const FeatureMaps& features,
+                                               const std::vector<torch::Tensor>& proposals,
+                                               const std::vector<std::array<int64_t, 2>>& image_sizes) {
+  Inspection inspection;
+  std::tie(inspection.class_logits, inspection.box_deltas) = predict_boxes(features, proposals, image_sizes);
+  const auto& class_logits = inspection.class_logits;
+  inspection.steps = detection_steps(class_logits, inspection.box_deltas, proposals, image_sizes, options_);
+  auto& detections = inspection.detections;
+  for (const auto& s : inspection.steps) {
+    detections.push_back({s.boxes.index({s.kept}), s.scores.index({s.kept}), s.labels.index({s.kept}), {}});
+  }
 
   std::vector<torch::Tensor> boxes, labels;
   for (const auto& d : detections) boxes.push_back(d.boxes), labels.push_back(d.labels);
@@ -134,7 +166,7 @@ std::vector<Detections> RoiHeadsImpl::forward(const FeatureMaps& features,
   }
   const auto per_image = probs.split_with_sizes(counts(boxes));
   for (size_t i = 0; i < detections.size(); ++i) detections[i].masks = per_image[i];
-  return detections;
+  return inspection;
 }
 
 std::map<std::string, torch::Tensor> RoiHeadsImpl::losses(

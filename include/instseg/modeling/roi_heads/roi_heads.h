@@ -38,6 +38,22 @@ struct RoiHeadsOptions {
   void validate() const;  // throws ConfigError naming the roi_heads.* field
 };
 
+// postprocess_detections() of one image step by step, for inspection (explain, tests).
+struct DetectionSteps {
+  // One candidate per (proposal, foreground class) with score > score_thresh and a box of at
+  // least 1e-2 px, before per-class NMS (proposal-major, class-minor order).
+  torch::Tensor boxes;      // [M, 4] class-specific refined boxes, clipped (resized pixels)
+  torch::Tensor scores;     // [M] softmax score of the class
+  torch::Tensor labels;     // [M] int64 class
+  torch::Tensor proposals;  // [M] int64 index of the candidate's proposal in the image's list
+  torch::Tensor kept;  // [K] indices into the candidates: per-class NMS, best detections_per_img
+};
+std::vector<DetectionSteps> detection_steps(const torch::Tensor& class_logits,
+                                            const torch::Tensor& box_deltas,
+                                            const std::vector<torch::Tensor>& proposals,
+                                            const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                            const RoiHeadsOptions& options);
+
 // Class-specific detections before the mask branch, as torchvision's postprocess_detections:
 // softmax, decode each class's deltas, clip to the image, drop background, scores <= score_thresh
 // and boxes under 1e-2 px, NMS per class, best detections_per_img.
@@ -61,6 +77,16 @@ class RoiHeadsImpl : public torch::nn::Module {
   std::vector<Detections> forward(const FeatureMaps& features,
                                   const std::vector<torch::Tensor>& proposals,
                                   const std::vector<std::array<int64_t, 2>>& image_sizes);
+
+  // As forward(), keeping the box branch's outputs and each image's detection steps.
+  struct Inspection {
+    torch::Tensor class_logits;          // [R, C]
+    torch::Tensor box_deltas;            // [R, 4C]
+    std::vector<DetectionSteps> steps;   // per image
+    std::vector<Detections> detections;  // forward()'s
+  };
+  Inspection inspect(const FeatureMaps& features, const std::vector<torch::Tensor>& proposals,
+                     const std::vector<std::array<int64_t, 2>>& image_sizes);
 
   // Box branch: pooled 7x7 features -> (class_logits [R, C], box_deltas [R, 4C]).
   std::pair<torch::Tensor, torch::Tensor> predict_boxes(
