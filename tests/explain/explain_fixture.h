@@ -17,22 +17,23 @@ namespace instseg::testing {
 
 struct TinyCoco {
   std::string image;        // <dir>/shapes.png, 96 x 128 (height x width)
-  std::string annotations;  // <dir>/instances.json: that image, categories 1 "square" and 2 "disc"
+  std::string annotations;  // <dir>/instances.json: that image, categories 1 "bar" and 2 "disc"
 };
 
-// A square (category 1, x 16..56, y 20..60) and a disc (category 2, centre (90, 50), radius 24)
-// on a soft gradient, written as PNG with a COCO instances file of polygons.
+// A bar twice as wide as high (category 1, x 12..60, y 30..54: its best anchors are not square)
+// and a disc (category 2, centre (90, 50), radius 24) on a soft gradient, written as PNG with a
+// COCO instances file of polygons.
 inline TinyCoco write_tiny_coco(const std::string& dir) {
   std::filesystem::create_directories(dir);
   const int64_t height = 96, width = 128;
   const auto ys = torch::arange(height, torch::kFloat).view({height, 1}).expand({height, width});
   const auto xs = torch::arange(width, torch::kFloat).view({1, width}).expand({height, width});
   auto image = torch::stack({0.3 + 0.2 * xs / width, 0.35 + 0.2 * ys / height, torch::full({height, width}, 0.4)});
-  const auto square = (xs >= 16) & (xs < 56) & (ys >= 20) & (ys < 60);
+  const auto bar = (xs >= 12) & (xs < 60) & (ys >= 30) & (ys < 54);
   const auto disc = ((xs + 0.5 - 90) * (xs + 0.5 - 90) + (ys + 0.5 - 50) * (ys + 0.5 - 50)) < 24.0 * 24.0;
-  const float square_rgb[3] = {0.9f, 0.2f, 0.15f}, disc_rgb[3] = {0.1f, 0.3f, 0.9f};
+  const float bar_rgb[3] = {0.9f, 0.2f, 0.15f}, disc_rgb[3] = {0.1f, 0.3f, 0.9f};
   for (int c = 0; c < 3; ++c) {
-    image[c].masked_fill_(square, square_rgb[c]);
+    image[c].masked_fill_(bar, bar_rgb[c]);
     image[c].masked_fill_(disc, disc_rgb[c]);
   }
   TinyCoco files{dir + "/shapes.png", dir + "/instances.json"};
@@ -46,10 +47,10 @@ inline TinyCoco write_tiny_coco(const std::string& dir) {
   }
   const nlohmann::json coco = {
       {"images", {{{"id", 1}, {"file_name", "shapes.png"}, {"height", height}, {"width", width}}}},
-      {"categories", {{{"id", 1}, {"name", "square"}}, {{"id", 2}, {"name", "disc"}}}},
+      {"categories", {{{"id", 1}, {"name", "bar"}}, {{"id", 2}, {"name", "disc"}}}},
       {"annotations",
-       {{{"id", 1}, {"image_id", 1}, {"category_id", 1}, {"iscrowd", 0}, {"area", 1600},
-         {"bbox", {16, 20, 40, 40}}, {"segmentation", {{16, 20, 56, 20, 56, 60, 16, 60}}}},
+       {{{"id", 1}, {"image_id", 1}, {"category_id", 1}, {"iscrowd", 0}, {"area", 1152},
+         {"bbox", {12, 30, 48, 24}}, {"segmentation", {{12, 30, 60, 30, 60, 54, 12, 54}}}},
         {{"id", 2}, {"image_id", 1}, {"category_id", 2}, {"iscrowd", 0}, {"area", 1809.6},
          {"bbox", {66, 26, 48, 48}}, {"segmentation", {circle}}}}}};
   std::ofstream(files.annotations) << coco.dump();

@@ -199,11 +199,11 @@ TEST_F(TrainingViewTest, InputSizesAndBoxesAreTheTrainingTransforms) {
     expect_close(box_of(j["gt"][g]["box"]), t.targets.boxes[g], "GT box " + std::to_string(g), 1e-6);
     EXPECT_EQ(j["gt"][g]["label"], t.targets.labels[g].item<int64_t>());
   }
-  EXPECT_EQ(j["gt"][0]["class"], "square");
+  EXPECT_EQ(j["gt"][0]["class"], "bar");
   EXPECT_EQ(j["gt"][1]["class"], "disc");
-  // The square's box x 16..56 scaled by 106 / 128 and 80 / 96.
-  EXPECT_NEAR(j["gt"][0]["box"][2].get<double>(), 56.0 * 106 / 128, 1e-4);
-  EXPECT_NEAR(j["gt"][0]["box"][3].get<double>(), 60.0 * 80 / 96, 1e-4);
+  // The bar's box (12, 30, 60, 54) scaled by 106 / 128 and 80 / 96.
+  EXPECT_NEAR(j["gt"][0]["box"][2].get<double>(), 60.0 * 106 / 128, 1e-4);
+  EXPECT_NEAR(j["gt"][0]["box"][3].get<double>(), 54.0 * 80 / 96, 1e-4);
 }
 
 TEST_F(TrainingViewTest, AnchorsAreTheAnchorGenerators) {
@@ -294,6 +294,7 @@ TEST_F(TrainingViewTest, RegressionTargetsAreTheBoxCodersAndLossesTheRpns) {
   const auto& t = *training_;
   const double beta = 1.0 / 9;
   const auto sampled = ints_of(t.sampled_pos);
+  int non_square = 0;
   ASSERT_GE(j["anchors"].size(), 3u);
   ASSERT_LE(j["anchors"].size(), 5u);
   for (const auto& a : j["anchors"]) {
@@ -305,9 +306,19 @@ TEST_F(TrainingViewTest, RegressionTargetsAreTheBoxCodersAndLossesTheRpns) {
     const auto& d = a["target"];
     expect_close(torch::tensor({d["dx"].get<float>(), d["dy"].get<float>(), d["dw"].get<float>(), d["dh"].get<float>()}),
                  target, "target of anchor " + std::to_string(i), 1e-6);
-    // The formula's numbers: dx = (gx - ax) / aw, dw = log(gw / aw), ...
+    // The formula's numbers: centres and sizes of the two boxes, dx = (gx - ax) / aw, dw = log(gw / aw), ...
     const auto& an = a["anchor_centre_size"];
     const auto& gt = a["gt_centre_size"];
+    const auto ab = t.anchors[i], gb = t.matched_boxes[i];
+    EXPECT_FLOAT_EQ(an["aw"].get<float>(), (ab[2] - ab[0]).item<float>());
+    EXPECT_FLOAT_EQ(an["ah"].get<float>(), (ab[3] - ab[1]).item<float>());
+    EXPECT_FLOAT_EQ(an["ax"].get<float>(), (ab[0] + 0.5 * (ab[2] - ab[0])).item<float>());
+    EXPECT_FLOAT_EQ(an["ay"].get<float>(), (ab[1] + 0.5 * (ab[3] - ab[1])).item<float>());
+    EXPECT_FLOAT_EQ(gt["gw"].get<float>(), (gb[2] - gb[0]).item<float>());
+    EXPECT_FLOAT_EQ(gt["gh"].get<float>(), (gb[3] - gb[1]).item<float>());
+    EXPECT_FLOAT_EQ(gt["gx"].get<float>(), (gb[0] + 0.5 * (gb[2] - gb[0])).item<float>());
+    EXPECT_FLOAT_EQ(gt["gy"].get<float>(), (gb[1] + 0.5 * (gb[3] - gb[1])).item<float>());
+    non_square += an["aw"].get<float>() != an["ah"].get<float>();
     EXPECT_NEAR(d["dx"].get<double>(), (gt["gx"].get<double>() - an["ax"].get<double>()) / an["aw"].get<double>(), 1e-5);
     EXPECT_NEAR(d["dy"].get<double>(), (gt["gy"].get<double>() - an["ay"].get<double>()) / an["ah"].get<double>(), 1e-5);
     EXPECT_NEAR(d["dw"].get<double>(), std::log(gt["gw"].get<double>() / an["aw"].get<double>()), 1e-5);
@@ -327,6 +338,7 @@ TEST_F(TrainingViewTest, RegressionTargetsAreTheBoxCodersAndLossesTheRpns) {
     }
     EXPECT_NEAR(a["loss_terms"]["smooth_l1_sum"].get<double>(), sum, 1e-5);
   }
+  EXPECT_GT(non_square, 0);  // the bar's anchors: a width used for a height would show
   const auto& l = j["rpn_losses"];
   EXPECT_NEAR(l["loss_objectness"].get<double>(), t.rpn.losses.objectness.item<double>(), 1e-6);
   EXPECT_NEAR(l["loss_rpn_box_reg"].get<double>(), t.rpn.losses.box_reg.item<double>(), 1e-6);
@@ -395,7 +407,7 @@ TEST_F(TrainingViewTest, MaskTargetsAreProjectMasksOnBoxesAndLossMaskRcnns) {
     // Rounded to 4 decimals.
     expect_close(torch::tensor(values).view({28, 28}), targets[g], "mask target " + std::to_string(g), 5.1e-5);
   }
-  // The square fills its box: its target is ~1 everywhere; the disc's corners are empty.
+  // The bar fills its box: its target is ~1 everywhere; the disc's corners are empty.
   EXPECT_GT(targets[0].mean().item<float>(), 0.9);
   EXPECT_LT(targets[1][0][0].item<float>(), 0.05);
   const auto& roi = j["roi"];
