@@ -286,7 +286,8 @@ void write_input(const ExplainInput& input, const Pass& p, FigureWriter& writer)
       {"image_std", o.image_std},
       {"gt", gt_json(input, p)},
       {"note", "boxes [x1, y1, x2, y2] in the resized image's pixels (box_original_pixels: the file's); the input "
-               "is (image - mean) / std, zero-padded bottom and right to padded_size"}};
+               "is (image - mean) / std, zero-padded bottom and right to padded_size; training draws each image's "
+               "min_size from model_min_sizes, this view uses the last (inference) one"}};
   writer.write("train/01_input", vconcat_padded({c.picture, legend}), numbers,
                "The image as the network sees it: resized to min_size " + std::to_string(p.min_size) +
                    " (max " + std::to_string(o.max_size) + "), normalised and zero-padded (hatched), with its " +
@@ -512,6 +513,7 @@ std::vector<int64_t> worked_anchors(const Pass& p, size_t count) {
 
 void write_regression(const ExplainInput& input, const Pass& p, FigureWriter& writer) {
   const double beta = 1.0 / 9;
+  const auto& anchor_options = input.model->options().anchors;
   const auto chosen = worked_anchors(p, kWorkedAnchors);
   Canvas c(input_picture(input, p), display_scale(int(p.padded[0]), int(p.padded[1])));
   hatch_padding(c, int(p.resized[0]), int(p.resized[1]));
@@ -542,6 +544,9 @@ void write_regression(const ExplainInput& input, const Pass& p, FigureWriter& wr
         {"row", place.row},
         {"column", place.column},
         {"anchor", place.anchor},
+        {"size", anchor_options.sizes[place.level][size_t(place.anchor) % anchor_options.sizes[place.level].size()]},
+        {"aspect_ratio",
+         anchor_options.aspect_ratios[place.level][size_t(place.anchor) / anchor_options.sizes[place.level].size()]},
         {"iou", p.best_iou[i].item<float>()},
         {"matched_gt", p.best_gt[i].item<int64_t>()},
         {"anchor_box", box_json(a)},
@@ -550,12 +555,16 @@ void write_regression(const ExplainInput& input, const Pass& p, FigureWriter& wr
         {"gt_centre_size", {{"gx", gx}, {"gy", gy}, {"gw", gw}, {"gh", gh}}},
         {"target", {{"dx", target[0].item<float>()}, {"dy", target[1].item<float>()},
                     {"dw", target[2].item<float>()}, {"dh", target[3].item<float>()}}},
-        {"formula", {{"dx", "(gx - ax) / aw = (" + num(gx) + " - " + num(ax) + ") / " + num(aw)},
-                     {"dy", "(gy - ay) / ah = (" + num(gy) + " - " + num(ay) + ") / " + num(ah)},
-                     {"dw", "log(gw / aw) = log(" + num(gw) + " / " + num(aw) + ")"},
-                     {"dh", "log(gh / ah) = log(" + num(gh) + " / " + num(ah) + ")"}}},
+        {"formula", {{"dx", "(gx - ax) / aw = (" + num(gx) + " - " + num(ax) + ") / " + num(aw) + " = " +
+                                num(target[0].item<float>(), 4)},
+                     {"dy", "(gy - ay) / ah = (" + num(gy) + " - " + num(ay) + ") / " + num(ah) + " = " +
+                                num(target[1].item<float>(), 4)},
+                     {"dw", "log(gw / aw) = log(" + num(gw) + " / " + num(aw) + ") = " + num(target[2].item<float>(), 4)},
+                     {"dh", "log(gh / ah) = log(" + num(gh) + " / " + num(ah) + ") = " + num(target[3].item<float>(), 4)}}},
         {"predicted", {{"objectness_logit", logit}, {"deltas", floats(predicted)}}},
-        {"loss_terms", {{"objectness_bce", bce.item<float>()},
+        {"loss_terms", {{"objectness_label", 1},
+                        {"objectness_bce", bce.item<float>()},
+                        {"delta_minus_target", floats(predicted - target)},
                         {"smooth_l1", floats(smooth)},
                         {"smooth_l1_sum", smooth.sum().item<float>()}}}});
     lines.push_back({"#" + std::to_string(k + 1) + " anchor " + std::to_string(i) + " (" + level_name(place.level) +
@@ -597,7 +606,9 @@ void write_regression(const ExplainInput& input, const Pass& p, FigureWriter& wr
       {"note", "anchors: sampled positives; a = anchor, g = its matched GT box, both [x1, y1, x2, y2] in the "
                "resized image's pixels; centre = x1 + w / 2; target (dx, dy, dw, dh) = BoxCoder(1, 1, 1, 1).encode; "
                "objectness_bce = log(1 + exp(-logit)) (label 1); smooth_l1(d) = 0.5 d^2 / beta when |d| < beta, "
-               "else |d| - 0.5 beta; predictions are the model's (random initialisation without weights)"}};
+               "else |d| - 0.5 beta, d = delta_minus_target; predictions are the model's (" +
+                   std::string(input.has_weights ? "the loaded weights" : "initialised from the seed, no weights") +
+                   ")"}};
   const cv::Mat panel = text_panel(lines, 0);
   writer.write("train/05_regression_targets", vconcat_padded({c.picture, panel}), numbers,
                "Box regression targets of " + std::to_string(chosen.size()) +

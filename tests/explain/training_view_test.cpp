@@ -337,6 +337,11 @@ TEST_F(TrainingViewTest, RegressionTargetsAreTheBoxCodersAndLossesTheRpns) {
       sum += term;
     }
     EXPECT_NEAR(a["loss_terms"]["smooth_l1_sum"].get<double>(), sum, 1e-5);
+    expect_close(floats_of(a["loss_terms"]["delta_minus_target"]), predicted - target, "delta - target", 1e-6);
+    // The anchor's size and aspect ratio (height / width) describe its box (rounded to whole pixels).
+    const double size = a["size"], ratio = a["aspect_ratio"];
+    EXPECT_NEAR(std::sqrt(an["aw"].get<double>() * an["ah"].get<double>()), size, 0.05 * size);
+    EXPECT_NEAR(an["ah"].get<double>() / an["aw"].get<double>(), ratio, 0.1 * ratio);
   }
   EXPECT_GT(non_square, 0);  // the bar's anchors: a width used for a height would show
   const auto& l = j["rpn_losses"];
