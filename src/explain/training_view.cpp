@@ -220,6 +220,12 @@ AnchorPlace place_of(const Pass& p, int64_t index) {
   return a;
 }
 
+std::string sizes_text(const std::vector<double>& sizes) {
+  std::string text;
+  for (const double v : sizes) text += (text.empty() ? "" : "/") + num(v, 0);
+  return text;
+}
+
 std::string level_name(size_t level) { return "P" + std::to_string(level + 2); }
 
 // The resized input as the network sees it (normalisation undone), padding included.
@@ -343,7 +349,7 @@ void write_anchors(const ExplainInput& input, const Pass& p, FigureWriter& write
     draw_text(panel,
               level_name(l) + " stride " + std::to_string(p.strides[l][1]) + ": " +
                   std::to_string(p.feature_sizes[l][1]) + "x" + std::to_string(p.feature_sizes[l][0]) + " cells x " +
-                  std::to_string(p.per_location[l]),
+                  std::to_string(p.per_location[l]) + ", size " + sizes_text(anchor_options.sizes[l]),
               2, 2, palette(int(l) + 3));
     panels.push_back(panel);
     levels.push_back({{"level", level_name(l)},
