@@ -19,6 +19,9 @@ void register_explain(CLI::App& app) {
   cmd->add_option("--gt", options->gt,
                   "COCO instances JSON holding the image (found by file name): adds how training sees it "
                   "(anchors, matches, samples, targets)");
+  cmd->add_option("--config", options->config,
+                  "Without --weights: a training config whose model section is the model to start from "
+                  "(default: torchvision's v1 architecture), initialised from --seed");
   cmd->add_option("--min-size", options->min_size, "Resize the shorter side to this (0 = the model's)")
       ->capture_default_str();
   cmd->add_option("--max-size", options->max_size, "Cap the longer side (0 = the model's)")->capture_default_str();

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <optional>
 #include <thread>
 
 #include "explain_input.h"
@@ -13,6 +14,7 @@
 #include "instseg/data/coco_dataset.h"
 #include "instseg/data/image_io.h"
 #include "instseg/engine/model_factory.h"
+#include "instseg/engine/train_config.h"
 #include "instseg/errors.h"
 #include "instseg/io/class_names.h"
 #include "training_view.h"
@@ -27,6 +29,10 @@ void validate(const ExplainOptions& options) {
   if (options.weights.empty() && options.gt.empty()) {
     throw InputError("explain needs --weights (what a model computes on the image), --gt (how training sees "
                      "it), or both");
+  }
+  if (!options.weights.empty() && !options.config.empty()) {
+    throw InputError("explain: --config describes a model to start training from; with --weights the model is "
+                     "the checkpoint's (give one of them)");
   }
   if (options.input.empty()) throw InputError("explain: --input names no image");
   if (options.out_dir.empty()) throw InputError("explain: --out names no folder");
@@ -49,6 +55,27 @@ data::Sample ground_truth(const ExplainOptions& options, data::CategoryMap& cate
   }
   categories = dataset.categories();
   return dataset.get(index);
+}
+
+// Ground-truth labels are the file's (1..K by category id); a model with weights has its own: a
+// torchvision COCO model's labels are COCO category ids, an instseg model's come from its
+// categories.json. Maps each target through its category id.
+void relabel_for_model(Targets& targets, const data::CategoryMap& file, const std::optional<data::CategoryMap>& model,
+                       const std::string& gt_path) {
+  auto labels = targets.labels.clone();
+  auto* l = labels.data_ptr<int64_t>();
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    const int64_t id = file.category_id_of(l[i]);
+    if (!model) {
+      l[i] = id;
+    } else if (model->contains(id)) {
+      l[i] = model->label_of(id);
+    } else {
+      throw InputError(gt_path + ": category id " + std::to_string(id) + " (" + file.name_of(file.label_of(id)) +
+                       ") of the image is not one of the model's classes (categories.json beside the weights)");
+    }
+  }
+  targets.labels = labels;
 }
 
 }  // namespace
@@ -78,19 +105,17 @@ ExplainResult run_explain(const ExplainOptions& options) {
     input.model = loaded.model;
     input.has_weights = true;
     input.class_names = loaded.categories ? loaded.categories->class_names() : coco_class_names();
+    if (input.targets) relabel_for_model(*input.targets, gt_categories, loaded.categories, options.gt);
   } else {
-    // What a run from scratch starts from: torchvision's v1 architecture for the file's classes,
-    // initialised from the seed.
-    MaskRcnnOptions model_options = MaskRcnnOptions::v1();
-    model_options.num_classes = int(gt_categories.num_classes());
-    if (overrides.min_size) model_options.transform.min_size = {*overrides.min_size};
-    if (overrides.max_size) model_options.transform.max_size = *overrides.max_size;
+    // What a run starts from: the config's model (torchvision's v1 architecture without one) for
+    // the file's classes, initialised from the seed.
+    TrainConfig config;
+    if (!options.config.empty()) config = load_train_config(options.config);
+    if (overrides.min_size) config.model.options.transform.min_size = {*overrides.min_size};
+    if (overrides.max_size) config.model.options.transform.max_size = *overrides.max_size;
     torch::manual_seed(options.seed);
-    input.model = MaskRcnn(model_options);
+    input.model = build_mask_rcnn_for_training(config.model, gt_categories.num_classes());
     input.model->eval();
-    input.class_names = gt_categories.class_names();
-  }
-  if (input.targets && !gt_categories.class_names().empty() && input.class_names.size() < gt_categories.class_names().size()) {
     input.class_names = gt_categories.class_names();
   }
 

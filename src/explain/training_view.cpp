@@ -743,7 +743,7 @@ void write_mask_targets(const ExplainInput& input, const Pass& p, FigureWriter& 
   const int factor = 5, side = int(p.mask_size) * factor;
   // The resized image without its padding: the masks' size.
   const cv::Mat image = input_picture(input, p)(cv::Rect(0, 0, int(p.resized[1]), int(p.resized[0]))).clone();
-  std::vector<cv::Mat> rows;
+  std::vector<cv::Mat> rows, cells;
   json instances = json::array();
   for (int64_t g = 0; g < p.targets.boxes.size(0); ++g) {
     const int64_t label = p.targets.labels[g].item<int64_t>();
@@ -755,15 +755,19 @@ void write_mask_targets(const ExplainInput& input, const Pass& p, FigureWriter& 
     overlay.setTo(palette(int(g)), m);
     cv::addWeighted(tinted, 0.5, overlay, 0.5, 0, tinted);
     const auto target = p.gt_mask_targets[g];
-    rows.push_back(text_panel({{"GT " + std::to_string(g) + " " + class_name(input, label) + ": crop | " +
-                                    std::to_string(p.mask_size) + "x" + std::to_string(p.mask_size) + " target",
-                                palette(int(g))}}));
-    rows.push_back(hconcat_padded({crop(tinted, p.targets.boxes[g], side), enlarge(heat_map(target, 0, 1), factor)}));
+    cells.push_back(vconcat_padded(
+        {text_panel({{"GT " + std::to_string(g) + " " + class_name(input, label), palette(int(g))}}),
+         hconcat_padded({crop(tinted, p.targets.boxes[g], side), enlarge(heat_map(target, 0, 1), factor)})}));
     instances.push_back({{"index", g},
                          {"label", label},
                          {"class", class_name(input, label)},
                          {"box", box_json(p.targets.boxes[g])},
                          {"mask_target", grid_json(target)}});
+  }
+  // Instances in a grid of four columns: a photo with many objects stays a readable picture.
+  for (size_t i = 0; i < cells.size(); i += 4) {
+    rows.push_back(hconcat_padded(std::vector<cv::Mat>(cells.begin() + i, cells.begin() + std::min(i + 4, cells.size())),
+                                  12));
   }
   json roi = nullptr;
   if (p.foreground.numel() > 0) {
@@ -791,7 +795,7 @@ void write_mask_targets(const ExplainInput& input, const Pass& p, FigureWriter& 
            {"bce", bce.item<float>()}};
   }
   rows.push_back(text_panel(
-      {{"left: the crop under the box (GT mask tinted); middle: its " + std::to_string(p.mask_size) + "x" +
+      {{"each instance: the crop under its box (GT mask tinted), then its " + std::to_string(p.mask_size) + "x" +
             std::to_string(p.mask_size) + " target (RoIAlign of the full mask, 0 dark .. 1 yellow)",
         kWhite},
        {"last row: a sampled foreground RoI, its target and the model's predicted mask probabilities", kWhite},

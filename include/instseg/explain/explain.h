@@ -17,6 +17,10 @@ struct ExplainOptions {
   // A COCO instances JSON holding the image (matched by file name): adds the training view (how
   // training sees the image: anchors, matches, samples, targets).
   std::string gt;
+  // Without weights: a training config (`instseg train --config`) whose model section describes
+  // the model to start from, built as a run would build it (random where its model.weights load
+  // nothing). Empty: torchvision's v1 architecture.
+  std::string config;
   int min_size = 0;   // shorter side after resizing; 0 = the model's (its last transform.min_size)
   int max_size = 0;   // 0 = the model's
   uint64_t seed = 0;  // the training view's random draws (anchor and RoI sampling, initialisation)
