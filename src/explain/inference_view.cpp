@@ -15,7 +15,6 @@
 #include <sstream>
 
 #include "drawing.h"
-#include "inference_drawing.h"
 #include "inference_points.h"
 #include "instseg/errors.h"
 #include "instseg/io/overlay.h"
@@ -27,7 +26,7 @@ namespace instseg::explain {
 namespace {
 
 using json = nlohmann::json;
-using namespace infer;  // the view's own drawing helpers and RoIAlign grid
+using namespace infer;  // the RoIAlign grid of inference_points.h
 
 // The box pooler's maps (RoiHeads' MultiScaleRoiAlign: "0".."3", 7x7 bins, 2x2 samples per bin).
 const std::vector<std::string> kPooledLevels{"0", "1", "2", "3"};

@@ -23,12 +23,10 @@
 #include "instseg/modeling/sampler.h"
 #include "instseg/ops/box_coder.h"
 #include "instseg/ops/box_ops.h"
-#include "training_canvas.h"
 
 namespace instseg::explain {
 namespace {
 
-using namespace training_pictures;  // NOLINT: this file's own picture helpers
 
 using json = nlohmann::json;
 
@@ -239,7 +237,7 @@ void draw_gt(Canvas& c, const ExplainInput& input, const Pass& p, int thickness 
     const auto b = p.targets.boxes[g].contiguous();
     c.box(b.data_ptr<float>(), palette(int(g)), thickness);
     if (named) {
-      c.label("GT " + std::to_string(g) + " " + class_name(input, p.targets.labels[g].item<int64_t>()),
+      c.text("GT " + std::to_string(g) + " " + class_name(input, p.targets.labels[g].item<int64_t>()),
               b[0].item<float>(), b[1].item<float>() - 18 / c.scale, palette(int(g)));
     }
   }
@@ -531,7 +529,7 @@ void write_regression(const ExplainInput& input, const Pass& p, FigureWriter& wr
     const auto a = p.anchors[i].contiguous(), g = p.matched_boxes[i].contiguous();
     c.box(g.data_ptr<float>(), colour, 3);
     c.box(a.data_ptr<float>(), colour, 1);
-    c.label("#" + std::to_string(k + 1), a[0].item<float>(), a[1].item<float>(), colour);
+    c.text("#" + std::to_string(k + 1), a[0].item<float>(), a[1].item<float>(), colour);
     // The formula's numbers in float, as BoxCoder computes them.
     const float aw = a[2].item<float>() - a[0].item<float>(), ah = a[3].item<float>() - a[1].item<float>();
     const float ax = a[0].item<float>() + 0.5f * aw, ay = a[1].item<float>() + 0.5f * ah;
