@@ -442,7 +442,9 @@ class InferenceView {
                    const std::vector<int64_t>& order, int64_t labelled, bool by_class) const {
     const auto b = boxes.to(torch::kFloat).contiguous();
     auto colour = [&](size_t rank) {
-      return palette(by_class ? int(labels[order[rank]].item<int64_t>()) : int(rank));
+      if (by_class) return palette(int(labels[order[rank]].item<int64_t>()));
+      const auto c = instance_colour_bgr(int64_t(rank));  // the colour 11's overlay gives it
+      return cv::Scalar(c[0], c[1], c[2]);
     };
     for (size_t r = order.size(); r-- > 0;) canvas.box(b[order[r]].data_ptr<float>(), colour(r), 2);
     for (int64_t i = std::min<int64_t>(labelled, int64_t(order.size())) - 1; i >= 0; --i) {

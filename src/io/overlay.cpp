@@ -31,6 +31,15 @@ cv::Scalar instance_colour(int64_t k) {
   return {static_cast<double>(c[0]), static_cast<double>(c[1]), static_cast<double>(c[2])};
 }
 
+}  // namespace
+
+std::array<uint8_t, 3> instance_colour_bgr(int64_t k) {
+  const auto c = instance_colour(k);
+  return {uint8_t(c[0]), uint8_t(c[1]), uint8_t(c[2])};
+}
+
+namespace {
+
 // The outline's colour: the tint at half brightness, so the edge stands out on the tint and on
 // the picture alike (Detectron2 darkens its polygon edges the same way).
 cv::Scalar darker(const cv::Scalar& c) { return c * 0.5; }

@@ -6,6 +6,7 @@
 // the picture. One drawing module shared by predict, the demo and explain.
 #include <torch/types.h>
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -36,6 +37,10 @@ struct OverlayStyle {
   int line_width = 1;       // box and mask outline, pixels
 };
 OverlayStyle overlay_style(int width, int height);
+
+// The colour render_overlay draws detection k in (B, G, R): other pictures of the same detections
+// use it so a reader can match them.
+std::array<uint8_t, 3> instance_colour_bgr(int64_t k);
 
 // Pixel rectangles [x, x + width) x [y, y + height).
 struct PixelRect {
