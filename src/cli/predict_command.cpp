@@ -49,7 +49,7 @@ void register_predict(CLI::App& app) {
       "OUT/<name>.overlay.jpg (<name> is the file name without its extension, or with it when two "
       "inputs share a stem, as x.jpg and x.png). Inputs are told apart by file name: two with the "
       "same one (a/x.jpg and b/x.jpg) are refused before anything runs; predict them into separate "
-      "--out folders. Category ids are the model's labels (COCO ids for torchvision's COCO models). "
+      "--out folders. Category ids are the training data's (categories.json beside the weights), or a bare torchvision checkpoint's labels (COCO's ids). "
       "Unreadable or too large images are reported by name and the others predicted; the exit code "
       "is then 1. OUT is created only to write into it.\n\n"
       "Examples:\n"
