@@ -21,6 +21,11 @@ torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
   return x * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1});
 }
 
+torch::Tensor GroupNormImpl::forward(const torch::Tensor& x) {
+  if (!weight.defined() || x.scalar_type() == weight.scalar_type()) return torch::nn::GroupNormImpl::forward(x);
+  return torch::group_norm(x.to(weight.scalar_type()), options.num_groups(), weight, bias, options.eps());
+}
+
 namespace {
 
 const detail::NameTable<NormKind, 4> kNormNames{{{"frozen_batch_norm", NormKind::kFrozenBatchNorm},
@@ -41,7 +46,7 @@ torch::nn::AnyModule make_norm(NormKind kind, int64_t channels) {
     case NormKind::kFrozenBatchNorm: return torch::nn::AnyModule(FrozenBatchNorm2d(channels));
     case NormKind::kBatchNorm: return torch::nn::AnyModule(torch::nn::BatchNorm2d(channels));
     case NormKind::kGroupNorm:
-      return torch::nn::AnyModule(torch::nn::GroupNorm(torch::nn::GroupNormOptions(32, channels)));
+      return torch::nn::AnyModule(GroupNorm(torch::nn::GroupNormOptions(32, channels)));
     case NormKind::kNone: break;
   }
   TORCH_CHECK(false, "make_norm: no norm layer for kind ", to_string(kind));

@@ -1,5 +1,6 @@
 // Shared norm layers (modeling/layers/norm.h): frozen batch norm and the NormKind vocabulary.
 #include "instseg/modeling/layers/norm.h"
+#include "instseg/ops/mixed_precision.h"
 
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -29,6 +30,35 @@ TEST(FrozenBatchNorm2d, EqualsEvalBatchNorm) {
 }
 
 // Every kind's config name reads back as that kind; the names are the config's documented ones.
+// Under bf16 autocast a convolution hands the norm bf16 activations (the from-scratch recipes:
+// group norm with optim.precision bf16). The layer then normalises in float: forward and backward
+// run, and equal float32 group norm of the same (bf16-rounded) input.
+TEST(GroupNorm, AcceptsBf16ActivationsUnderAutocast) {
+  torch::manual_seed(0);
+  auto norm = make_norm(NormKind::kGroupNorm, 64);
+  auto& gn = *norm.get<GroupNorm>();
+  {
+    torch::NoGradGuard no_grad;
+    gn.weight.uniform_(0.5, 1.5);
+    gn.bias.uniform_(-0.5, 0.5);
+  }
+  const auto x = torch::randn({2, 64, 6, 5}).to(torch::kBFloat16).requires_grad_();
+  torch::Tensor y;
+  {
+    ops::Bf16AutocastScope autocast(true);
+    y = norm.forward(x);
+  }
+  const auto expected = torch::group_norm(x.detach().to(torch::kFloat), 32, gn.weight.detach(), gn.bias.detach());
+  EXPECT_TRUE(torch::allclose(y.detach().to(torch::kFloat), expected, 1e-5, 1e-5));
+  y.sum().backward();
+  ASSERT_TRUE(x.grad().defined());
+  EXPECT_EQ(x.grad().scalar_type(), torch::kBFloat16);
+  EXPECT_TRUE(gn.weight.grad().defined());
+  // float input: torch's own layer, unchanged.
+  const auto f = torch::randn({2, 64, 6, 5});
+  EXPECT_TRUE(torch::equal(norm.forward(f), torch::group_norm(f, 32, gn.weight, gn.bias)));
+}
+
 TEST(NormKind, NamesRoundTrip) {
   const std::vector<std::pair<NormKind, std::string>> expected{
       {NormKind::kFrozenBatchNorm, "frozen_batch_norm"},

@@ -3,6 +3,7 @@
 // uses (NormKind, with its config vocabulary) and a factory building one.
 #include <torch/nn/module.h>
 #include <torch/nn/modules/container/any.h>
+#include <torch/nn/modules/normalization.h>
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
@@ -39,6 +40,16 @@ class FrozenBatchNorm2dImpl : public torch::nn::Module {
   double eps_;
 };
 TORCH_MODULE(FrozenBatchNorm2d);
+
+// torch's GroupNorm (same parameters and checkpoint keys), computed in the parameters' dtype when
+// the input's differs: under bf16 autocast a convolution hands it bf16, and LibTorch 1.13's CPU
+// kernel refuses an input and affine terms of different types. Its output is then float.
+class GroupNormImpl : public torch::nn::GroupNormImpl {
+ public:
+  using torch::nn::GroupNormImpl::GroupNormImpl;
+  torch::Tensor forward(const torch::Tensor& x);
+};
+TORCH_MODULE(GroupNorm);
 
 // A norm layer over `channels` channels of the given kind; kind must not be kNone.
 torch::nn::AnyModule make_norm(NormKind kind, int64_t channels);
