@@ -1,5 +1,6 @@
 #pragma once
 // Running the instseg program as a user would: arguments in, exit code, stdout and stderr out.
+#include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -32,6 +33,14 @@ struct ProgramResult {
     return lines;
   }
 };
+
+// A refused run: exit code 1 and exactly one "error:" line, naming each of `named`.
+inline void expect_one_error(const ProgramResult& run, const std::vector<std::string>& named) {
+  EXPECT_EQ(run.exit_code, 1) << run.err;
+  const auto lines = run.error_lines();
+  ASSERT_EQ(lines.size(), 1u) << run.err;
+  for (const auto& n : named) EXPECT_THAT(lines[0], ::testing::HasSubstr(n));
+}
 
 inline std::string shell_quote(const std::string& s) {
   std::string q = "'";

@@ -16,25 +16,15 @@ namespace instseg {
 namespace {
 
 namespace fs = std::filesystem;
-using ::testing::HasSubstr;
+using testing::expect_one_error;
 using testing::run_instseg;
 using testing::TestDir;
-
-// The one error line of a failed run; fails the test unless there is exactly one.
-std::string single_error(const testing::ProgramResult& run) {
-  EXPECT_NE(run.exit_code, 0) << run.err;
-  const auto lines = run.error_lines();
-  EXPECT_EQ(lines.size(), 1u) << run.err;
-  return lines.empty() ? "" : lines.front();
-}
 
 TEST(ExplainCommand, NeitherWeightsNorGtIsOneErrorNamingBoth) {
   TestDir dir;
   const auto files = testing::write_tiny_coco(dir / "data");
   const auto run = run_instseg({"explain", "--input", files.image, "--out", dir / "out"}, dir / "scratch");
-  const auto error = single_error(run);
-  EXPECT_THAT(error, HasSubstr("--weights"));
-  EXPECT_THAT(error, HasSubstr("--gt"));
+  expect_one_error(run, {"--weights", "--gt"});
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
 
@@ -45,14 +35,14 @@ TEST(ExplainCommand, UnreadableImageIsOneErrorNamingTheFile) {
   std::ofstream(files.image, std::ios::trunc) << "not a picture";
   const auto run = run_instseg({"explain", "--input", files.image, "--gt", files.annotations, "--out", dir / "out"},
                                dir / "scratch");
-  EXPECT_THAT(single_error(run), HasSubstr("shapes.png"));
+  expect_one_error(run, {"shapes.png"});
   EXPECT_FALSE(fs::exists(dir / "out"));
 
   // A file that does not exist at all.
   fs::remove(files.image);
   const auto missing = run_instseg(
       {"explain", "--input", files.image, "--gt", files.annotations, "--out", dir / "out"}, dir / "scratch");
-  EXPECT_THAT(single_error(missing), HasSubstr("shapes.png"));
+  expect_one_error(missing, {"shapes.png"});
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
 
@@ -63,9 +53,7 @@ TEST(ExplainCommand, ImageNotInTheAnnotationsIsOneErrorNamingBoth) {
   fs::copy_file(files.image, other);
   const auto run =
       run_instseg({"explain", "--input", other, "--gt", files.annotations, "--out", dir / "out"}, dir / "scratch");
-  const auto error = single_error(run);
-  EXPECT_THAT(error, HasSubstr(files.annotations));
-  EXPECT_THAT(error, HasSubstr("elsewhere.png"));
+  expect_one_error(run, {files.annotations, "elsewhere.png"});
   EXPECT_FALSE(fs::exists(dir / "out"));
 }
 

@@ -27,17 +27,11 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 using ::testing::HasSubstr;
+using testing::expect_one_error;
 using testing::run_instseg;
 using testing::TestDir;
 
 std::string fixture(const std::string& name) { return testing::source_path("tests/fixtures/coco_eval/" + name); }
-
-void expect_one_error(const testing::ProgramResult& run, const std::vector<std::string>& named) {
-  EXPECT_EQ(run.exit_code, 1) << run.err;
-  const auto lines = run.error_lines();
-  ASSERT_EQ(lines.size(), 1u) << run.err;
-  for (const auto& n : named) EXPECT_THAT(lines[0], HasSubstr(n));
-}
 
 // Everything after "Examples:" (which follows every option's description): non-empty lines that
 // are commands of the program (or their continuation lines, indented further).

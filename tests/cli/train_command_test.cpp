@@ -22,15 +22,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using ::testing::HasSubstr;
+using testing::expect_one_error;
 using testing::run_instseg;
 using testing::TestDir;
-
-void expect_one_error(const testing::ProgramResult& run, const std::vector<std::string>& named) {
-  EXPECT_EQ(run.exit_code, 1);
-  const auto lines = run.error_lines();
-  ASSERT_EQ(lines.size(), 1u) << run.err;
-  for (const auto& n : named) EXPECT_THAT(lines[0], HasSubstr(n));
-}
 
 TEST(TrainCommand, InvalidDepthNamesTheKeyAndCreatesNoRunFolder) {
   TestDir dir;
