@@ -30,6 +30,13 @@ class TrainingError : public std::runtime_error {
   using std::runtime_error::runtime_error;
 };
 
+// A job of several processes (torchrun, Slurm) cannot go on: joining failed, another rank died or
+// stopped answering within the timeout. The message names the rank(s), the address or the variable.
+class DistributedError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
 // A command finished its work but some items failed (each already reported), e.g. predict on a
 // folder with unreadable images: the exit code must still say so.
 class CommandFailed : public std::runtime_error {

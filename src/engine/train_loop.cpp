@@ -37,8 +37,9 @@ std::string format_losses(const std::map<std::string, double>& losses) {
 TrainLoop::TrainLoop(const TrainConfig& config_, std::string out_dir_, const TrainingData& data_, MaskRcnnImpl& model_,
                      Optimizer& optimizer_, data::DataLoader& loader_, JsonLinesLog& log_, TrainState state_,
                      bool resume_, std::chrono::steady_clock::time_point start_,
-                     std::function<void(const std::string&, int)> probe)
+                     std::function<void(const std::string&, int)> probe, dist::Communicator& comm_)
     : config(config_),
+      comm(comm_),
       out_dir(std::move(out_dir_)),
       data(data_),
       model(model_),

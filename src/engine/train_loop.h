@@ -22,6 +22,7 @@
 #include <vector>
 
 #include "instseg/data/loader.h"
+#include "instseg/distributed/communicator.h"
 #include "instseg/engine/optimizer.h"
 #include "instseg/engine/trainer.h"
 #include "instseg/engine/training_data.h"
@@ -87,7 +88,8 @@ class TrainLoop {
  public:
   TrainLoop(const TrainConfig& config, std::string out_dir, const TrainingData& data, MaskRcnnImpl& model,
             Optimizer& optimizer, data::DataLoader& loader, JsonLinesLog& log, TrainState state, bool resume,
-            std::chrono::steady_clock::time_point start, std::function<void(const std::string&, int)> probe);
+            std::chrono::steady_clock::time_point start, std::function<void(const std::string&, int)> probe,
+            dist::Communicator& comm);
 
   void register_hook(std::unique_ptr<HookBase> hook) { hooks_.push_back(std::move(hook)); }
   // Trains from state.iteration to `last`; the outcome's timing is left to the caller.
@@ -114,6 +116,7 @@ class TrainLoop {
   bool nothing_left() const { return resume && first >= last; }
 
   const TrainConfig& config;
+  dist::Communicator& comm;  // the job's ranks (one: every collective returns at once)
   const std::string out_dir;
   const TrainingData& data;
   MaskRcnnImpl& model;

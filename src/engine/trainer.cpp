@@ -8,6 +8,7 @@
 #include "engine/train_loop.h"
 #include "instseg/checkpoint/state_dict.h"
 #include "instseg/coco/instances_writer.h"
+#include "instseg/distributed/communicator.h"
 #include "instseg/common/atomic_file.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/engine/training_data.h"
@@ -154,8 +155,11 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, const 
       coco::write_instances((dir / "val_annotations.json").string(), data.val_ground_truth());
     }
     training::JsonLinesLog log((dir / kLogFile).string(), resume, state.log_bytes);
+    std::unique_ptr<dist::Communicator> one_process;
+    if (run_options.communicator == nullptr) one_process = dist::single_process();
+    dist::Communicator& comm = run_options.communicator ? *run_options.communicator : *one_process;
     training::TrainLoop loop(config, out_dir, data, *model, optimizer, loader, log, state, resume, start,
-                             run_options.probe);
+                             run_options.probe, comm);
     // after_step runs them in this order: the fit changes the length the log and the bar show;
     // a validation comes before the checkpoint that records its best score.
     loop.register_hook(training::time_budget_hook());

@@ -28,6 +28,10 @@
 
 #include "instseg/engine/train_config.h"
 
+namespace instseg::dist {
+class Communicator;
+}
+
 namespace instseg {
 
 struct ValidationRecord {
@@ -59,6 +63,9 @@ struct TrainRunOptions {
   // checkpoint), with the iteration. An exception thrown from it leaves the folder as a kill at that
   // moment would (except before a fresh run's first checkpoint: its files are then removed).
   std::function<void(const std::string& moment, int iteration)> probe;
+  // The job this process is a rank of (dist::join from the launch variables); null: one process.
+  // Every rank calls train() with the same config; rank 0 alone writes the run folder.
+  dist::Communicator* communicator = nullptr;
 };
 
 // Runs (or continues) training into out_dir. The data is loaded, the batch size checked against
