@@ -3,6 +3,7 @@
 #include <c10/util/Exception.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <exception>
 #include <iostream>
 #include <iterator>
@@ -20,13 +21,34 @@
 
 namespace {
 
+// In a launched job (torchrun, Slurm) several processes write to one terminal or log: an error
+// says which rank it comes from ("error: rank 1: ..."). RANK is read as is here: a malformed value
+// is reported by the command that reads the launch variables, without a prefix.
+std::string rank_prefix() {
+  const char* rank = std::getenv("RANK");
+  if (rank == nullptr || *rank == '\0') return "";
+  for (const char* c = rank; *c; ++c)
+    if (*c < '0' || *c > '9') return "";
+  return std::string("rank ") + rank + ": ";
+}
+
+// "error: " plus the rank, unless the message already starts with it (the distributed layer's
+// messages name their rank themselves).
+std::string error_start(const std::string& message) {
+  const std::string prefix = rank_prefix();
+  if (prefix.empty() || message.rfind(prefix, 0) == 0) return "error: ";
+  return "error: " + prefix;
+}
+
+void report(const std::string& message) { std::cerr << error_start(message) << message << "\n"; }
+
 // CLI11 reports an unknown first word as a missing subcommand without naming it: name it here.
 bool is_unknown_command(int argc, char** argv) {
   if (argc < 2 || argv[1][0] == '-') return false;
   const std::string word = argv[1];
   const auto& commands = instseg::cli::kCommands;
   if (std::find(std::begin(commands), std::end(commands), word) != std::end(commands)) return false;
-  std::cerr << "error: instseg: unknown command '" << word << "' (commands:";
+  std::cerr << error_start("") << "instseg: unknown command '" << word << "' (commands:";
   for (const char* c : commands) std::cerr << (c == commands[0] ? " " : ", ") << c;
   std::cerr << ")\n";
   return true;
@@ -62,24 +84,25 @@ int main(int argc, char** argv) {
   } catch (const CLI::Success& e) {  // --help, --version
     return app.exit(e);
   } catch (const CLI::ParseError& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    report(e.what());
     return 1;
   } catch (const instseg::CommandFailed& e) {
     // Details were already reported item by item; this is the summary line.
-    std::cerr << "error: " << e.what() << "\n";
+    report(e.what());
     return 1;
   } catch (const std::bad_alloc&) {
     // Training steps and data loading name their iteration and images themselves; this is the
     // rest (a model too large for memory, a validation or prediction at a huge input size).
-    std::cerr << "error: out of memory (std::bad_alloc); lower the input size (--max-size, model.max_size) "
+    std::cerr << error_start("") << "out of memory (std::bad_alloc); lower the input size (--max-size, model.max_size) "
                  "or optim.batch_size\n";
     return 1;
   } catch (const c10::Error& e) {
     // LibTorch's message carries a C++ backtrace after its first lines: one error, one message.
-    std::cerr << "error: " << e.what_without_backtrace() << "\n";
+    report(e.what_without_backtrace());
     return 1;
   } catch (const std::exception& e) {
-    std::cerr << "error: " << e.what() << "\n";
+    // DistributedError included: another rank died or hung, or the job could not be joined.
+    report(e.what());
     return 1;
   }
   return 0;

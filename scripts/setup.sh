@@ -9,10 +9,15 @@ packages=(
   libtorch-dev libopencv-dev nlohmann-json3-dev libcli11-dev
   libgtest-dev libgmock-dev
   libopenblas0-pthread   # LibTorch's fully-connected layers are ~30x slower on the reference BLAS
+  # Headers of the Gloo collectives that LibTorch's c10d process group includes (libtorch-dev does
+  # not pull them in): without them instseg builds but trains in one process only (docs/distributed.md).
+  libgloo-dev
 )
 if [[ "${1:-}" == "--tests" ]]; then
   # Test-only reference: torchvision 0.14 under /usr/bin/python3; never needed at run time.
   packages+=(python3-torchvision python3-numpy)
+  # torchrun (/usr/bin/torchrun): tests/cli/distributed_command_test.cpp launches jobs with it.
+  packages+=(python3-torch)
   # scripts/sanitize.sh and scripts/fuzz.sh: clang with its sanitizer and libFuzzer runtimes.
   packages+=(clang libclang-rt-14-dev)
 fi
