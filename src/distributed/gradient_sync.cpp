@@ -128,8 +128,7 @@ struct GradientSync::State {
     at::Tensor view = grad_view(index);
     const at::Tensor& accumulated = parameters[index].grad();
     if (accumulated.defined()) {
-      view.copy_(accumulated);
-      view.add_(incoming);
+      at::add_out(view, accumulated, incoming);
     } else {
       view.copy_(incoming);
     }

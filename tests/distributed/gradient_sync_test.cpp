@@ -210,29 +210,32 @@ TEST(GradientSync, TwoRanksTwoMicroBatchesEqualSerialAverage) {
   }
 }
 
-// A parameter only rank 0's forward uses: rank 1 contributes zeros, so both ranks end with half
-// of rank 0's gradient; one that no rank uses stays undefined.
+// A parameter only rank 0 uses, and only in the first (unarmed) micro-batch of its window: the
+// armed pass never reaches it, so rank 0 sends the gradient accumulated in .grad and rank 1 zeros;
+// both ranks end with rank 0's gradient / 4, rank 1's .grad defined now.
 TEST(GradientSync, ParameterUsedOnOneRankOnlyIsAveragedWithZeros) {
-  const auto batches = make_micro_batches(2);
+  const auto batches = make_micro_batches(4);
   std::vector<Net> nets = {make_net(), make_net()};
   std::vector<Grads> results(2);
   run_ranks(2, [&](Communicator& comm) {
     const int rank = comm.rank();
     Net& net = nets[rank];
     GradientSync sync(comm, net->parameters(), GradientSyncOptions{1});
+    auto first = loss_of(net, batches[rank]);
+    if (rank == 0) first = first + net->unused->value.pow(2).sum();
+    first.backward();
     sync.arm();
-    auto loss = loss_of(net, batches[rank]);
-    if (rank == 0) loss = loss + net->unused->value.pow(2).sum();
-    loss.backward();
-    sync.finish(2);
+    loss_of(net, batches[rank + 2]).backward();
+    sync.finish(4);
     results[rank] = grads_of(*net);
   });
-  const Grads expected = serial_reference(batches, 2);
+  const Grads expected = serial_reference(batches, 4);
   const auto unused_rank0 = 2 * make_net()->unused->value.detach();  // d/dp sum(p^2) on rank 0 only
   for (int rank = 0; rank < 2; ++rank) {
     const std::string who = "rank " + std::to_string(rank);
-    expect_close(results[rank].at("unused.value"), unused_rank0 / 2, who + " unused");
+    expect_close(results[rank].at("unused.value"), unused_rank0 / 4, who + " unused.value");
     expect_close(results[rank].at("fc.weight"), expected.at("fc.weight"), who + " fc.weight");
+    expect_close(results[rank].at("conv1.weight"), expected.at("conv1.weight"), who + " conv1.weight");
     EXPECT_FALSE(results[rank].at("frozen").defined()) << who;
   }
 }
@@ -372,6 +375,22 @@ TEST(GradientSync, ArmAfterAFailedPassStartsClean) {
   loss_of(net, batches[0]).backward();
   sync.finish(1);
   expect_reference_grads(grads_of(*net), serial_reference(batches, 1), "after the failure");
+}
+
+// Destroying a GradientSync (here in the middle of an armed pass) removes its hooks: later passes
+// are plain autograd, and nothing reaches the communicator.
+TEST(GradientSync, DestructionRemovesTheHooks) {
+  const auto batches = make_micro_batches(1);
+  auto one_process = single_process();
+  RecordingCommunicator comm(*one_process);
+  Net net = make_net();
+  {
+    GradientSync sync(comm, net->parameters(), GradientSyncOptions{1});
+    sync.arm();
+  }
+  loss_of(net, batches[0]).backward();
+  EXPECT_EQ(comm.launches.load(), 0);
+  expect_reference_grads(grads_of(*net), serial_reference(batches, 1), "after destruction");
 }
 
 TEST(GradientSync, RejectsANonPositiveBucketSize) {
