@@ -4,9 +4,12 @@
 // the progress each rank writes into the store, which ranks fell behind, left or failed themselves.
 #include <torch/torch.h>
 
-#if __has_include(<gloo/config.h>)
+// INSTSEG_WITHOUT_GLOO builds the fallback even where libgloo-dev is installed (to check that it compiles).
+#if __has_include(<gloo/config.h>) && !defined(INSTSEG_WITHOUT_GLOO)
 // ProcessGroupGloo.hpp's body is compiled only with this set (Torch's CMake targets add it).
+#ifndef USE_C10D_GLOO
 #define USE_C10D_GLOO
+#endif
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #define INSTSEG_HAVE_GLOO 1
 #else
@@ -94,6 +97,7 @@ bool run_bounded(std::function<void()> task, milliseconds limit) {
 std::string progress_key(int rank) { return "instseg/progress/" + std::to_string(rank); }
 std::string failed_key(int rank) { return "instseg/failed/" + std::to_string(rank); }
 std::string left_key(int rank) { return "instseg/left/" + std::to_string(rank); }
+std::string joined_key(int rank) { return "instseg/joined/" + std::to_string(rank); }
 
 #if INSTSEG_HAVE_GLOO
 
@@ -422,10 +426,41 @@ std::shared_ptr<::gloo::transport::Device> make_device(const std::string& interf
   }
 }
 
+// Every rank announces itself in the store and waits for the others until `deadline`, so that a
+// rank that never comes is named, and joining as a whole takes at most the timeout (c10d's own
+// wait for workers gives up silently and leaves Gloo to wait a second timeout).
+void wait_for_ranks(c10d::Store& store, int rank, int world, Clock::time_point deadline,
+                    const std::string& store_where, const CommunicatorOptions& options) {
+  std::vector<std::string> keys;
+  for (int r = 0; r < world; ++r) keys.push_back(joined_key(r));
+  std::string cause;
+  try {
+    store.set(joined_key(rank), to_bytes("1"));
+    auto remaining = std::chrono::duration_cast<milliseconds>(deadline - Clock::now());
+    store.wait(keys, std::max(remaining, milliseconds(1)));
+    return;
+  } catch (const std::exception& e) {
+    cause = first_line(e);
+  }
+  std::string missing;
+  try {
+    for (int r = 0; r < world; ++r) {
+      if (!store.check({keys[r]})) missing += std::string(missing.empty() ? "" : ", ") + std::to_string(r);
+    }
+  } catch (const std::exception&) {
+    missing.clear();
+  }
+  std::string who = missing.empty() ? "the other ranks" : "rank(s) " + missing;
+  throw DistributedError("rank " + std::to_string(rank) + ": joining the job failed: " + who +
+                         " did not reach the store at " + store_where + " within the timeout of " +
+                         seconds(options.timeout) + " (" + cause + ")");
+}
+
 std::unique_ptr<Communicator> connect_group(int rank, int world, c10::intrusive_ptr<c10d::Store> store,
                                             std::vector<std::shared_ptr<::gloo::transport::Device>> devices,
                                             const std::string& store_where, const std::string& store_gone,
-                                            const CommunicatorOptions& options) {
+                                            Clock::time_point deadline, const CommunicatorOptions& options) {
+  wait_for_ranks(*store, rank, world, deadline, store_where, options);
   auto group_options = c10d::ProcessGroupGloo::Options::create(options.timeout);
   group_options->devices = std::move(devices);
   c10::intrusive_ptr<c10d::ProcessGroupGloo> group;
@@ -460,16 +495,16 @@ std::unique_ptr<Communicator> join(const LaunchEnvironment& env, const Communica
   (void)options;
   no_gloo();
 #else
+  const auto deadline = Clock::now() + options.timeout;
   std::string where = env.master_addr + ":" + std::to_string(env.master_port);
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<std::uint16_t>(env.master_port);
-  store_options.numWorkers = static_cast<size_t>(env.world_size);
   store_options.timeout = options.timeout;
   // As PyTorch's env:// rendezvous: rank 0 serves the store unless torchrun's agent already does,
   // then every rank is a client under the attempt's prefix (a restarted job must not read the
   // keys of the attempt before it).
   store_options.isServer = !env.agent_store && env.rank == 0;
-  store_options.waitWorkers = true;
+  store_options.waitWorkers = false;  // wait_for_ranks does it, naming the ranks that did not come
   store_options.multiTenant = true;
   c10::intrusive_ptr<c10d::Store> store;
   try {
@@ -499,7 +534,8 @@ std::unique_ptr<Communicator> join(const LaunchEnvironment& env, const Communica
   std::string gone = env.agent_store
                          ? "the store at " + where + " (torchrun's agent) is unreachable: the agent died or stopped"
                          : "the store at " + where + " (rank 0) is unreachable: rank 0 died or stopped";
-  return connect_group(env.rank, env.world_size, std::move(store), std::move(devices), where, gone, options);
+  return connect_group(env.rank, env.world_size, std::move(store), std::move(devices),
+                       where + " (MASTER_ADDR:MASTER_PORT)", gone, deadline, options);
 #endif
 }
 
@@ -512,6 +548,7 @@ std::unique_ptr<Communicator> join_through_file(const std::string& path, int ran
   (void)options;
   no_gloo();
 #else
+  const auto deadline = Clock::now() + options.timeout;
   c10::intrusive_ptr<c10d::Store> store;
   try {
     store = c10::make_intrusive<c10d::FileStore>(path, world_size);
@@ -523,7 +560,7 @@ std::unique_ptr<Communicator> join_through_file(const std::string& path, int ran
   std::vector<std::shared_ptr<::gloo::transport::Device>> devices = {
       c10d::ProcessGroupGloo::createDeviceForHostname("127.0.0.1")};
   return connect_group(rank, world_size, std::move(store), std::move(devices), "file " + path,
-                       "the file store " + path + " is unreadable", options);
+                       "the file store " + path + " is unreadable", deadline, options);
 #endif
 }
 
