@@ -5,11 +5,13 @@
 #include "instseg/cli/commands.h"
 #include "instseg/engine/predictor.h"
 #include "instseg/errors.h"
+#include "cli/launched_job.h"
 
 namespace instseg::cli {
 
 void register_predict(CLI::App& app) {
   auto options = std::make_shared<PredictOptions>();
+  auto dist_timeout = std::make_shared<int>(300);
   auto* cmd = app.add_subcommand("predict", "Segment images with a trained or torchvision Mask R-CNN");
   cmd->add_option("--weights", options->weights,
                   "a .pth checkpoint, or a run folder (its config.json and model_last.pth)")
@@ -43,6 +45,7 @@ void register_predict(CLI::App& app) {
                   "Refuse images of more pixels (width x height), from their header before decoding; "
                   "predicting takes ~45 bytes per pixel beside the model (docs/model.md). At most 2^30")
       ->capture_default_str();
+  cmd->add_option("--dist-timeout", *dist_timeout, kDistTimeoutHelp)->check(CLI::PositiveNumber)->capture_default_str();
   cmd->footer(
       "Writes OUT/predictions.json in the COCO results format (image_id, category_id, bbox "
       "[x,y,w,h], score, segmentation as compressed RLE of mask > 0.5, file_name) and, per image, "
@@ -52,13 +55,21 @@ void register_predict(CLI::App& app) {
       "--out folders. Category ids are the training data's (categories.json beside the weights), or a bare torchvision checkpoint's labels (COCO's ids). "
       "Unreadable or too large images are reported by name and the others predicted; the exit code "
       "is then 1. OUT is created only to write into it.\n\n"
+      "In a job launched by torchrun or Slurm (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set) the "
+      "inputs are shared: rank r predicts inputs r, r + WORLD_SIZE, ... and draws their overlays; "
+      "rank 0 writes predictions.json (the file one process writes) and prints the settings; every "
+      "rank exits 1 when any input failed (docs/distributed.md).\n\n"
       "Examples:\n"
       "  instseg predict --weights maskrcnn_resnet50_fpn_coco.pth --input photos/ --out predictions/\n"
       "  instseg predict --weights runs/first --input val/images --out runs/first/val \\\n"
       "      --coco-gt val/annotations.json --no-overlays\n"
       "  instseg predict --weights runs/first/model_best.pth --input street.jpg --out out/ --show-thresh 0.3");
-  cmd->callback([options] {
-    const auto summary = run_predict(*options);
+  cmd->callback([options, dist_timeout] {
+    options->validate();  // before joining: a mistake is reported at once, not after the others
+    const auto job = join_launched_job(*dist_timeout);
+    PredictOptions run = *options;
+    run.communicator = job.get();
+    const auto summary = run_predict(run);
     if (!summary.failures.empty()) {
       throw CommandFailed(std::to_string(summary.failures.size()) + " of " +
                           std::to_string(summary.failures.size() + summary.images_done) +

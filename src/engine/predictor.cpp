@@ -10,12 +10,14 @@
 #include <optional>
 #include <iostream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <thread>
 
 #include "instseg/common/atomic_file.h"
 #include "instseg/common/progress_bar.h"
 #include "instseg/data/image_io.h"
+#include "instseg/distributed/communicator.h"
 #include "instseg/engine/inference.h"
 #include "instseg/engine/model_factory.h"
 #include "instseg/coco/dataset.h"
@@ -200,7 +202,11 @@ PredictSummary run_predict(const PredictOptions& options) {
     throw ConfigError("predict: --max-size " + std::to_string(transform.max_size) + " is below the input size " +
                       std::to_string(transform.min_size.back()));
   }
-  print_settings(loaded, options.progress);
+  // One process is a job of one rank: the same code, collectives that return at once.
+  const std::unique_ptr<dist::Communicator> one_process = options.communicator ? nullptr : dist::single_process();
+  dist::Communicator& comm = options.communicator ? *options.communicator : *one_process;
+  const bool main_rank = comm.is_main();
+  print_settings(loaded, options.progress && main_rank);
 
   std::map<std::string, int64_t> image_ids;  // file name -> COCO image id
   if (!options.coco_gt.empty()) image_ids = coco::image_ids_by_file_name(coco::Dataset::load(options.coco_gt));
@@ -216,19 +222,24 @@ PredictSummary run_predict(const PredictOptions& options) {
   data::ImageReadOptions read_options;
   read_options.max_pixels = options.max_image_pixels;
 
-  PredictSummary summary;
-  coco::ResultsWriter results;
-  std::vector<double> model_seconds;
-  ProgressBar progress(static_cast<int64_t>(image_paths.size()), "predict", "img");
-  const bool show_progress = options.progress && image_paths.size() > 1;
+  const int64_t count = static_cast<int64_t>(image_paths.size());
+  const int rank = comm.rank(), world = comm.world_size();
+  std::vector<ImageResults> mine;  // this rank's images (i % world == rank), in input order
+  // The main rank's bar counts its own share: the ranks run at about the same pace.
+  ProgressBar progress(rank < count ? (count - rank + world - 1) / world : 0, "predict", "img");
+  const bool show_progress = main_rank && options.progress && count > 1;
   InferenceOptions inference_options;
   if (categories) inference_options.categories = &*categories;
+  inference_options.rank = rank;
+  inference_options.world_size = world;
   // One image's failure (unreadable, too large for the memory) is reported and the others go on.
   inference_options.on_failure = [&](const InferenceFailure& failure) {
-    const std::string message = failure.out_of_memory ? out_of_memory(image_paths[failure.index]) : failure.message;
-    summary.failures.push_back(message);
-    std::cerr << "\nerror: " << message << "\n";
-    if (show_progress) progress.update(failure.index + 1);
+    const std::string& path = image_paths[failure.index];
+    const std::string message = failure.out_of_memory ? out_of_memory(path) : failure.message;
+    mine.push_back(ImageResults{failure.index, fs::path(path).filename().string(), {}, message, 0.0});
+    // In a job the line names its rank, as the program's own errors do (apps/main.cpp).
+    std::cerr << "\nerror: " << (world > 1 ? "rank " + std::to_string(rank) + ": " : "") << message << "\n";
+    if (show_progress) progress.update(static_cast<int64_t>(mine.size()));
   };
   auto image_at = [&](int64_t i) {
     const std::string& path = image_paths[i];
@@ -244,7 +255,6 @@ PredictSummary run_predict(const PredictOptions& options) {
     return input;
   };
   auto on_image = [&](const ImageInference& inferred) {
-    model_seconds.push_back(inferred.model_seconds);
     if (options.overlays) {
       const std::string overlay = outputs.path(overlay_files[inferred.index]);
       write_bytes_atomically(overlay, render_overlay(inferred.input.image, inferred.detections,
@@ -252,17 +262,33 @@ PredictSummary run_predict(const PredictOptions& options) {
                                                      overlay_options, ".jpg"));
       outputs.wrote(overlay);
     }
-    results.add(inferred.results, inferred.input.file_name);
-    summary.detections += static_cast<int>(inferred.detections.scores.size(0));
-    ++summary.images_done;
-    if (show_progress) progress.update(inferred.index + 1);
+    mine.push_back(ImageResults{inferred.index, inferred.input.file_name, inferred.results, "", inferred.model_seconds});
+    if (show_progress) progress.update(static_cast<int64_t>(mine.size()));
   };
   {
     torch::InferenceMode inference;  // no autograd bookkeeping at all: predict never trains
-    inference_on_dataset(*model, static_cast<int64_t>(image_paths.size()), image_at, on_image, inference_options);
+    inference_on_dataset(*model, count, image_at, on_image, inference_options);
   }
   if (show_progress) progress.finish();
-  write_bytes_atomically(outputs.path("predictions.json"), results.dump());
+
+  // Every rank's images, in input order: each rank's summary is the job's, and the main rank's
+  // predictions.json is the file one process writes, whatever the number of ranks.
+  PredictSummary summary;
+  coco::ResultsWriter results;
+  std::vector<double> model_seconds;
+  for (const ImageResults& image : gather_image_results(comm, std::move(mine))) {
+    if (!image.failure.empty()) {
+      summary.failures.push_back(image.failure);
+      continue;
+    }
+    if (main_rank) results.add(image.detections, image.file_name);
+    summary.detections += static_cast<int>(image.detections.size());
+    ++summary.images_done;
+    model_seconds.push_back(image.model_seconds);
+  }
+  if (main_rank) write_bytes_atomically(outputs.path("predictions.json"), results.dump());
+  // The overlays stay only once predictions.json exists: a rank whose partners failed removes its own.
+  comm.barrier();
   outputs.finish();
   summary.seconds_per_image = median(model_seconds);
   return summary;

@@ -5,6 +5,10 @@
 // pasted one at a time (mask_paster), so memory follows one box, not K image-sized masks; the
 // COCO results are byte for byte those of the whole paste. One path, so that validation and
 // predict give identical results for the same model and image.
+//
+// In a job of several ranks each rank runs its share of the images (InferenceOptions::rank and
+// world_size) and gather_image_results brings the ranks' results together in sequence order,
+// exactly (scores and boxes bit for bit), so a job writes the files one process writes.
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -14,6 +18,10 @@
 #include "instseg/coco/results.h"
 #include "instseg/data/dataset.h"
 #include "instseg/modeling/mask_rcnn.h"
+
+namespace instseg::dist {
+class Communicator;
+}
 
 namespace instseg {
 
@@ -47,10 +55,15 @@ struct InferenceOptions {
   // Set: an image that cannot be read (InputError from image_at) or predicted for lack of memory
   // is reported here and the run goes on. Unset: those errors propagate.
   std::function<void(const InferenceFailure&)> on_failure;
+  // A job's share: only the images i with i % world_size == rank are run (image_at, on_image and
+  // on_failure still see their indices in the whole sequence). One process: 0 of 1, every image.
+  int rank = 0;
+  int world_size = 1;
 };
 
-// Runs `model` (switched to eval mode, no gradients) over images 0 .. count-1, in order, and hands
-// each image's inference to on_image. image_at is called once per image, just before it is run.
+// Runs `model` (switched to eval mode, no gradients) over images 0 .. count-1 (those of the
+// options' share), in order, and hands each image's inference to on_image. image_at is called once
+// per image, just before it is run.
 void inference_on_dataset(MaskRcnnImpl& model, int64_t count, const std::function<InferenceInput(int64_t)>& image_at,
                           const std::function<void(const ImageInference&)>& on_image,
                           const InferenceOptions& options = {});
@@ -65,5 +78,25 @@ struct DatasetInference {
 // (the split as COCO instances: TrainingData::val_ground_truth()).
 DatasetInference inference_on_dataset(MaskRcnnImpl& model, const data::Dataset& dataset,
                                       const coco::Dataset& ground_truth);
+// The same in a job: this rank runs images i % world == rank, the ranks' results are gathered,
+// and the main rank gets every image's, in dataset order, byte for byte what the overload above
+// gives in one process. The other ranks get an empty DatasetInference. Every rank must call it.
+DatasetInference inference_on_dataset(MaskRcnnImpl& model, const data::Dataset& dataset,
+                                      const coco::Dataset& ground_truth, dist::Communicator& comm);
+
+// One image's part of a job's results, as ranks exchange them.
+struct ImageResults {
+  int64_t index = 0;                        // in the sequence
+  std::string file_name;                    // as results files name it
+  std::vector<coco::Detection> detections;  // the image's COCO results
+  std::string failure;                      // non-empty: the image failed (InferenceFailure's message)
+  double model_seconds = 0.0;
+};
+
+// Every rank's image results on every rank, ordered by index (each rank passes those of the
+// images it ran). Exact: doubles travel bit for bit, masks as their compressed RLE. One process:
+// `mine` sorted, nothing serialised. Every rank must call it; DistributedError as the collectives,
+// std::logic_error when two ranks report the same index.
+std::vector<ImageResults> gather_image_results(dist::Communicator& comm, std::vector<ImageResults> mine);
 
 }  // namespace instseg

@@ -6,6 +6,10 @@
 
 #include "instseg/data/image_io.h"
 
+namespace instseg::dist {
+class Communicator;
+}
+
 namespace instseg {
 
 struct PredictOptions {
@@ -33,9 +37,16 @@ struct PredictOptions {
   int64_t max_image_pixels = data::kDefaultMaxImagePixels;
   bool overlays = true;
   bool progress = true;
+  // The job this process is a rank of (dist::join from the launch variables); null: one process.
+  // Rank r predicts the inputs i with i % world == r and draws their overlays; the main rank
+  // alone writes predictions.json (every input's, in input order: one process's file, byte for
+  // byte) and prints the settings and progress. Every rank is given the same options; out_dir
+  // may be a folder of each node's own (no shared storage): a node then holds its ranks' overlays.
+  dist::Communicator* communicator = nullptr;
   void validate() const;
 };
 
+// The job's, on every rank of a job (all ranks' images, failures in input order).
 struct PredictSummary {
   int images_done = 0;
   int detections = 0;
