@@ -23,13 +23,24 @@ void LoaderOptions::validate() const {
   if (prefetch_batches < 0) {
     throw ConfigError("loader.prefetch_batches must be >= 0, got " + std::to_string(prefetch_batches));
   }
+  if (ranks < 1) throw ConfigError("loader.ranks must be >= 1, got " + std::to_string(ranks));
+  if (rank < 0 || rank >= ranks) {
+    throw ConfigError("loader.rank must be in [0, " + std::to_string(ranks) + "), got " + std::to_string(rank));
+  }
+  if (accumulate < 1) throw ConfigError("loader.accumulate must be >= 1, got " + std::to_string(accumulate));
 }
 
 DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions options, LoaderPosition start)
     : dataset_(std::move(dataset)), options_(options) {
   options_.validate();
   if (batches_per_epoch() == 0) {
-    throw ConfigError("loader.batch_size " + std::to_string(options_.batch_size) +
+    const std::string global = options_.global_batch() == options_.batch_size
+                                   ? ""
+                                   : " (a global batch of " + std::to_string(options_.ranks) + " ranks x " +
+                                         std::to_string(options_.batch_size) + " x accumulate " +
+                                         std::to_string(options_.accumulate) + " = " +
+                                         std::to_string(options_.global_batch()) + " samples)";
+    throw ConfigError("loader.batch_size " + std::to_string(options_.batch_size) + global +
                       (options_.drop_last ? " with drop_last" : "") + " leaves no batch for a dataset of " +
                       std::to_string(dataset_->size()) + " samples");
   }
@@ -38,7 +49,7 @@ DataLoader::DataLoader(std::shared_ptr<const Dataset> dataset, LoaderOptions opt
                       std::to_string(start.index) + ") is outside a dataset of " + std::to_string(dataset_->size()));
   }
   // A position at the end of an epoch (as saved after its last batch) starts the next one.
-  consumed_ = start.index >= epoch_end() ? LoaderPosition{start.epoch + 1, 0} : start;
+  consumed_.window = start.index >= epoch_end() ? LoaderPosition{start.epoch + 1, 0} : start;
   produced_ = consumed_;
   if (options_.prefetch_batches > 0) worker_ = std::thread([this] { produce(); });
 }
@@ -53,8 +64,9 @@ DataLoader::~DataLoader() {
 }
 
 int64_t DataLoader::batches_per_epoch() const {
-  const int64_t n = dataset_->size(), b = options_.batch_size;
-  return options_.drop_last ? n / b : (n + b - 1) / b;
+  const int64_t n = dataset_->size(), g = options_.global_batch();
+  // A global batch of several blocks must be complete, or the ranks' micro-batches would differ.
+  return options_.drop_last || g > options_.batch_size ? n / g : (n + g - 1) / g;
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
@@ -65,32 +77,37 @@ std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
 }
 
 int64_t DataLoader::epoch_end() const {
-  return options_.drop_last ? batches_per_epoch() * options_.batch_size : dataset_->size();
+  const bool whole_batches = options_.drop_last || options_.global_batch() > options_.batch_size;
+  return whole_batches ? batches_per_epoch() * options_.global_batch() : dataset_->size();
 }
 
-LoaderPosition DataLoader::after(const LoaderPosition& at) const {
-  const int64_t end = at.index + options_.batch_size;
-  return end >= epoch_end() ? LoaderPosition{at.epoch + 1, 0} : LoaderPosition{at.epoch, end};
+DataLoader::Cursor DataLoader::after(const Cursor& at) const {
+  if (at.micro + 1 < options_.accumulate) return {at.window, at.micro + 1};
+  const int64_t end = at.window.index + options_.global_batch();
+  return {end >= epoch_end() ? LoaderPosition{at.window.epoch + 1, 0} : LoaderPosition{at.window.epoch, end}, 0};
 }
 
-DataLoader::Slot DataLoader::make(const LoaderPosition& at) {
+DataLoader::Slot DataLoader::make(const Cursor& at) {
   Slot slot;
-  slot.batch.start = at;
+  const int64_t epoch = at.window.epoch;
+  slot.batch.block = options_.rank + at.micro * options_.ranks;
+  const int64_t begin = at.window.index + slot.batch.block * options_.batch_size;
+  slot.batch.start = {epoch, begin};
   try {
-    if (order_cache_.first != at.epoch) order_cache_ = {at.epoch, epoch_order(at.epoch)};
+    if (order_cache_.first != epoch) order_cache_ = {epoch, epoch_order(epoch)};
     const auto& order = order_cache_.second;
-    const int64_t end = std::min<int64_t>(at.index + options_.batch_size, static_cast<int64_t>(order.size()));
-    for (int64_t i = at.index; i < end; ++i) {
+    const int64_t end = std::min<int64_t>(begin + options_.batch_size, static_cast<int64_t>(order.size()));
+    for (int64_t i = begin; i < end; ++i) {
       const int64_t index = order[i];
       Sample sample;
       try {
         sample = dataset_->get(index);
       } catch (const std::bad_alloc&) {
         // A bare "std::bad_alloc" names nothing; say which sample could not be loaded.
-        throw InputError("dataset sample #" + std::to_string(index) + " (epoch " + std::to_string(at.epoch) +
+        throw InputError("dataset sample #" + std::to_string(index) + " (epoch " + std::to_string(epoch) +
                          "): out of memory while loading it (an image or annotation far larger than the others?)");
       }
-      Rng flip({options_.seed, kFlipStream, static_cast<uint64_t>(at.epoch), static_cast<uint64_t>(index)});
+      Rng flip({options_.seed, kFlipStream, static_cast<uint64_t>(epoch), static_cast<uint64_t>(index)});
       if (flip.uniform() < options_.hflip_prob) sample = hflip(std::move(sample));
       slot.batch.images.push_back(std::move(sample.image));
       slot.batch.targets.push_back(std::move(sample.targets));

@@ -143,6 +143,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"model.weights", field(c.model.weights)},
       {"optim.iterations", field(c.optim.iterations)},
       {"optim.batch_size", field(c.optim.batch_size)},
+      {"optim.accumulate", field(c.optim.accumulate)},
       {"optim.lr", field(c.optim.lr)},
       {"optim.optimizer", field(c.optim.optimizer)},
       {"optim.momentum", field(c.optim.momentum)},
@@ -164,6 +165,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"run.time_limit_minutes", field(c.run.time_limit_minutes)},
       {"run.progress", field(c.run.progress)},
       {"run.stop_after", field(c.run.stop_after)},
+      {"run.distributed_timeout_seconds", field(c.run.distributed_timeout_seconds)},
   };
   add_model_fields(f, c.model.options);
   return f;
@@ -315,6 +317,8 @@ void TrainConfig::validate() const {
   }
   require(optim.iterations > 0, "optim.iterations must be positive");
   require(optim.batch_size > 0, "optim.batch_size must be positive");
+  require(optim.accumulate >= 1, "optim.accumulate must be >= 1 (micro-batches per optimizer step), got " +
+                                     std::to_string(optim.accumulate));
   require(optim.lr > 0, "optim.lr must be positive");
   require(optim.optimizer == "sgd" || optim.optimizer == "adamw",
           "optim.optimizer must be sgd or adamw, got '" + optim.optimizer + "'");
@@ -335,6 +339,8 @@ void TrainConfig::validate() const {
   require(run.threads >= 0, "run.threads must be >= 0");
   require(run.time_limit_minutes >= 0, "run.time_limit_minutes must be >= 0");
   require(run.stop_after >= 0, "run.stop_after must be >= 0");
+  require(run.distributed_timeout_seconds > 0, "run.distributed_timeout_seconds must be positive, got " +
+                                                   std::to_string(run.distributed_timeout_seconds));
 }
 
 void TrainConfig::apply_json(const std::string& json_text, const std::string& source) {

@@ -23,6 +23,7 @@
 
 #include "instseg/data/loader.h"
 #include "instseg/distributed/communicator.h"
+#include "instseg/distributed/gradient_sync.h"
 #include "instseg/engine/optimizer.h"
 #include "instseg/engine/trainer.h"
 #include "instseg/engine/training_data.h"
@@ -63,14 +64,23 @@ class JsonLinesLog {
   int64_t bytes_ = 0;
 };
 
-// What one step did, for the hooks after it.
+// What one step did, for the hooks after it. Losses are means over the step's global
+// micro-batches (every rank's), so every rank holds the same numbers.
 struct StepResult {
   std::map<std::string, double> losses;  // torchvision's loss terms
   double total = 0.0;
-  double grad_norm = 0.0;  // before clipping
+  double grad_norm = 0.0;  // before clipping, of the averaged gradient
   double lr = 0.0;
-  int images = 0;
+  int images = 0;              // this rank's
+  double data_seconds = 0.0;   // waiting for the loader
+  double sync_seconds = 0.0;   // waiting for gradient all-reduces after the last backward pass
 };
+
+// The seed of the generator global micro-batch `block` of iteration `iteration` draws its RPN/RoI
+// sampling and size choices from: data/random.h's SplitMix64 mix of (run.seed, a stream key,
+// iteration, block), so a rank draws what the same block draws in one process, whatever the
+// world size and accumulate.
+uint64_t micro_batch_seed(uint64_t run_seed, int64_t iteration, int64_t block);
 
 class TrainLoop;
 
@@ -94,9 +104,11 @@ class TrainLoop {
   void register_hook(std::unique_ptr<HookBase> hook) { hooks_.push_back(std::move(hook)); }
   // Trains from state.iteration to `last`; the outcome's timing is left to the caller.
   TrainOutcome run();
-  // One iteration (index `iteration`) on the loader's next batch; fills `step`. Throws
+  // One iteration (index `iteration`, one optimizer step) on this rank's optim.accumulate
+  // micro-batches; gradients averaged over every rank's micro-batches; fills `step`. Throws
   // TrainingError (non-finite loss or gradient, out of memory, a LibTorch failure) naming the
-  // iteration and the batch's images, before anything non-finite reaches the weights.
+  // iteration and the batch's images, before anything non-finite reaches the weights; a
+  // non-finite loss or gradient stops every rank at the same step.
   void run_step();
 
   // The run's length may change (time-limit fits): the schedule, the checkpointed total and
@@ -139,6 +151,9 @@ class TrainLoop {
   std::vector<std::unique_ptr<HookBase>> hooks_;
   std::function<void(const std::string&, int)> probe_;
   bool stop_ = false;
+  // Several ranks: the gradient buckets, over the trainable parameters, built once. One process
+  // averages its micro-batches' gradients locally.
+  std::unique_ptr<dist::GradientSync> gradient_sync_;
 };
 
 // The hooks, one file each under src/engine/hooks/.

@@ -3,6 +3,8 @@
 #include <torch/torch.h>
 
 #include <filesystem>
+#include <functional>
+#include <optional>
 #include <thread>
 
 #include "engine/train_loop.h"
@@ -51,15 +53,130 @@ std::string training_source(const DataConfig& config) {
 
 // The loader hands out each image once per epoch and never lets a batch span two epochs, so a
 // batch holds at most the split's image count: a larger batch_size would silently mean "the whole
-// split per step" (and is the usual typo behind a step that exhausts memory).
-void check_batch_size(const TrainConfig& config, const TrainingData& data) {
+// split per step" (and is the usual typo behind a step that exhausts memory). A step's global
+// batch (ranks x batch_size x accumulate) must fit likewise.
+void check_batch_size(const TrainConfig& config, const TrainingData& data, int ranks) {
   const int64_t images = data.train_set()->size();
   if (images == 0) throw InputError(training_source(config.data) + ": the training split has no images");
-  if (config.optim.batch_size > images) {
-    throw ConfigError("optim.batch_size " + std::to_string(config.optim.batch_size) + " exceeds the " +
-                      std::to_string(images) + " images of the training split (" + training_source(config.data) +
-                      "); a batch holds distinct images of one epoch, so it must be at most " + std::to_string(images));
+  const int64_t global = int64_t{ranks} * config.optim.batch_size * config.optim.accumulate;
+  if (global > images) {
+    const std::string what =
+        global == config.optim.batch_size
+            ? "optim.batch_size " + std::to_string(config.optim.batch_size)
+            : "the global batch of " + std::to_string(global) + " images (optim.batch_size " +
+                  std::to_string(config.optim.batch_size) + " x optim.accumulate " +
+                  std::to_string(config.optim.accumulate) + " x " + std::to_string(ranks) + " ranks)";
+    throw ConfigError(what + " exceeds the " + std::to_string(images) + " images of the training split (" +
+                      training_source(config.data) + "); a batch holds distinct images of one epoch, so it must be at most " +
+                      std::to_string(images));
   }
+}
+
+// LibTorch 1.13's CPU build has no SyncBatchNorm: batch norm that trains would normalise each
+// rank's micro-batch alone, and the ranks' running statistics would drift apart.
+void check_norms_for_ranks(const TrainConfig& config, int ranks) {
+  if (ranks <= 1) return;
+  const MaskRcnnOptions& o = config.model.options;
+  const std::vector<std::pair<std::string, NormKind>> norms = {{"model.backbone.norm", o.backbone.norm},
+                                                               {"model.backbone.fpn_norm", o.backbone.fpn_norm},
+                                                               {"model.roi_heads.head_norm", o.roi_heads.head_norm}};
+  for (const auto& [key, kind] : norms) {
+    if (kind == NormKind::kBatchNorm) {
+      throw ConfigError(key + " is batch_norm, which trains per rank: a job of " + std::to_string(ranks) +
+                        " ranks cannot synchronise it (no SyncBatchNorm in this LibTorch); use group_norm, or "
+                        "frozen_batch_norm for a pretrained backbone, or train in one process");
+    }
+  }
+}
+
+// Runs `prepare` on this rank, then every rank learns whether all of them succeeded: a failure one
+// rank alone sees (rank 0's run folder, its resumed state) fails every rank with its message,
+// instead of leaving the others waiting in the next collective until the timeout.
+void agree(dist::Communicator& comm, const std::function<void()>& prepare) {
+  std::exception_ptr error;
+  std::string status;  // empty: fine; else a kind letter and the message
+  try {
+    prepare();
+  } catch (const ConfigError& e) {
+    error = std::current_exception(), status = std::string("C") + e.what();
+  } catch (const CheckpointError& e) {
+    error = std::current_exception(), status = std::string("K") + e.what();
+  } catch (const InputError& e) {
+    error = std::current_exception(), status = std::string("I") + e.what();
+  } catch (const std::exception& e) {
+    error = std::current_exception(), status = std::string("E") + e.what();
+  }
+  if (comm.world_size() == 1) {
+    if (error) std::rethrow_exception(error);
+    return;
+  }
+  const std::vector<std::string> all = comm.all_gather_bytes(status);
+  if (error) std::rethrow_exception(error);
+  for (size_t r = 0; r < all.size(); ++r) {
+    if (all[r].empty()) continue;
+    const std::string message = "rank " + std::to_string(r) + ": " + all[r].substr(1);
+    switch (all[r][0]) {
+      case 'C': throw ConfigError(message);
+      case 'K': throw CheckpointError(message);
+      case 'I': throw InputError(message);
+      default: throw DistributedError(message);
+    }
+  }
+}
+
+// Rank 0's weights and buffers on every rank (in place).
+void broadcast_model(dist::Communicator& comm, MaskRcnnImpl& model) {
+  if (comm.world_size() == 1) return;
+  torch::NoGradGuard no_grad;
+  std::vector<torch::Tensor> targets;
+  for (const auto& p : model.parameters()) targets.push_back(p.detach());
+  for (const auto& b : model.buffers()) targets.push_back(b.detach());
+  std::vector<at::Tensor> sent;
+  for (const auto& t : targets) sent.push_back(t.is_contiguous() ? t : t.contiguous());
+  comm.broadcast(sent, 0);
+  for (size_t i = 0; i < targets.size(); ++i) {
+    if (!sent[i].is_same(targets[i])) targets[i].copy_(sent[i]);
+  }
+}
+
+// A resumed run: rank 0 read train_state.pth; every rank gets its optimizer state and TrainState
+// (one pickled archive), so the other ranks need no access to the run folder.
+void broadcast_resumed_state(dist::Communicator& comm, Optimizer& optimizer, training::TrainState& state) {
+  if (comm.world_size() == 1) return;
+  std::string bytes;
+  if (comm.is_main()) {
+    c10::impl::GenericDict archive(c10::StringType::get(), c10::AnyType::get());
+    c10::impl::GenericDict optimizer_state(c10::StringType::get(), c10::AnyType::get());
+    for (const auto& [slot, tensors] : optimizer.state()) {
+      c10::Dict<std::string, at::Tensor> slot_tensors;
+      for (const auto& [name, tensor] : tensors) slot_tensors.insert(name, tensor);
+      optimizer_state.insert(slot, slot_tensors);
+    }
+    archive.insert("optimizer", optimizer_state);
+    archive.insert("iteration", static_cast<int64_t>(state.iteration));
+    archive.insert("total_iterations", static_cast<int64_t>(state.total_iterations));
+    archive.insert("best_score", state.best_score);
+    archive.insert("loader_epoch", state.loader.epoch);
+    archive.insert("loader_index", state.loader.index);
+    archive.insert("log_bytes", state.log_bytes);
+    const std::vector<char> pickled = torch::pickle_save(archive);
+    bytes.assign(pickled.begin(), pickled.end());
+  }
+  bytes = dist::broadcast_bytes(comm, bytes, 0);
+  if (comm.is_main()) return;
+  const auto archive = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();
+  Optimizer::State optimizer_state;
+  for (const auto& slot : archive.at("optimizer").toGenericDict()) {
+    auto& tensors = optimizer_state[slot.key().toStringRef()];
+    for (const auto& entry : slot.value().toGenericDict()) tensors[entry.key().toStringRef()] = entry.value().toTensor();
+  }
+  optimizer.set_state(std::move(optimizer_state));
+  state.iteration = static_cast<int>(archive.at("iteration").toInt());
+  state.total_iterations = static_cast<int>(archive.at("total_iterations").toInt());
+  state.best_score = archive.at("best_score").toDouble();
+  state.loader.epoch = archive.at("loader_epoch").toInt();
+  state.loader.index = archive.at("loader_index").toInt();
+  state.log_bytes = archive.at("log_bytes").toInt();
 }
 
 }  // namespace
@@ -100,65 +217,89 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, bool r
 
 TrainOutcome train(const TrainConfig& config, const std::string& out_dir, const TrainRunOptions& run_options) {
   config.validate();
+  std::unique_ptr<dist::Communicator> one_process;
+  if (run_options.communicator == nullptr) one_process = dist::single_process();
+  dist::Communicator& comm = run_options.communicator ? *run_options.communicator : *one_process;
+  // Only rank 0 touches the run folder: the others may run on machines that do not share it.
+  const bool main = comm.is_main();
+  check_norms_for_ranks(config, comm.world_size());
   const bool resume = run_options.existing_run == ExistingRun::kResume;
   const auto start = std::chrono::steady_clock::now();
   const fs::path dir(out_dir);
-  std::error_code ec;
-  if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
-    throw InputError(out_dir + ": exists and is not a folder (--out names the run folder)");
-  }
-  // A finished run is hours of work: it is replaced only when asked to.
-  if (const auto previous = existing_files(out_dir, run_file_names());
-      !previous.empty() && run_options.existing_run == ExistingRun::kRefuse) {
-    throw ConfigError(out_dir + " already holds a training run (" + join(previous) +
-                      "): continue it with --resume, replace it with --overwrite (removes those files), or "
-                      "choose another --out");
-  }
   const std::string state_path = (dir / kStateFile).string();
-  if (resume && !fs::exists(state_path)) {
-    throw CheckpointError(state_path + ": nothing to resume (no complete checkpoint in " + out_dir + ")");
-  }
   torch::set_num_threads(config.run.threads > 0 ? config.run.threads
                                                 : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   torch::manual_seed(static_cast<uint64_t>(config.run.seed));
 
   // Everything that can fail on the user's data, weights or state comes before the first write.
-  const TrainingData data(config.data);
-  check_batch_size(config, data);
-  MaskRcnn model = build_mask_rcnn_for_training(config.model, data.num_classes());
-  Optimizer optimizer(*model, optimizer_options(config.optim));
+  std::optional<TrainingData> data;
+  MaskRcnn model{nullptr};
+  std::optional<Optimizer> optimizer;
   training::TrainState state;
-  if (resume) state = training::load_train_state(state_path, *model, optimizer, config.optim.optimizer);
+  agree(comm, [&] {
+    if (main) {
+      std::error_code ec;
+      if (fs::exists(dir, ec) && !fs::is_directory(dir, ec)) {
+        throw InputError(out_dir + ": exists and is not a folder (--out names the run folder)");
+      }
+      // A finished run is hours of work: it is replaced only when asked to.
+      if (const auto previous = existing_files(out_dir, run_file_names());
+          !previous.empty() && run_options.existing_run == ExistingRun::kRefuse) {
+        throw ConfigError(out_dir + " already holds a training run (" + join(previous) +
+                          "): continue it with --resume, replace it with --overwrite (removes those files), or "
+                          "choose another --out");
+      }
+      if (resume && !fs::exists(state_path)) {
+        throw CheckpointError(state_path + ": nothing to resume (no complete checkpoint in " + out_dir + ")");
+      }
+    }
+    data.emplace(config.data);
+    check_batch_size(config, *data, comm.world_size());
+    model = build_mask_rcnn_for_training(config.model, data->num_classes());
+    optimizer.emplace(*model, optimizer_options(config.optim));
+    if (resume && main) state = training::load_train_state(state_path, *model, *optimizer, config.optim.optimizer);
+  });
+  // Every rank starts from rank 0's weights (built from its seed or model.weights, or resumed).
+  broadcast_model(comm, *model);
+  if (resume) broadcast_resumed_state(comm, *optimizer, state);
   data::LoaderOptions loader_options;
   loader_options.batch_size = config.optim.batch_size;
   loader_options.hflip_prob = config.data.horizontal_flip ? 0.5 : 0.0;
   loader_options.seed = static_cast<uint64_t>(config.run.seed);
-  data::DataLoader loader(data.train_set(), loader_options, state.loader);
+  loader_options.ranks = comm.world_size();
+  loader_options.rank = comm.rank();
+  loader_options.accumulate = config.optim.accumulate;
+  data::DataLoader loader(data->train_set(), loader_options, state.loader);
 
-  const bool created_dir = !fs::exists(dir);
-  fs::create_directories(dir, ec);
-  if (ec) throw InputError(out_dir + ": cannot create the run folder: " + ec.message());
-  // Only now that the new run can start: model.weights may have named the old run's model_last.pth.
-  if (run_options.existing_run == ExistingRun::kOverwrite) remove_files(out_dir, run_file_names());
+  const bool created_dir = main && !fs::exists(dir);
   // A resumed run has a checkpoint on disk; a fresh one has none until its first commit, and
   // removes what it wrote if it fails before then, rather than leave a folder that looks like a run.
   bool committed = resume;
   TrainOutcome outcome;
   try {
-    // The model as built (model.num_classes from the data): the description load_model() rebuilds.
-    TrainConfig described = config;
-    described.model.options = model->options();
-    write_bytes_atomically((dir / "config.json").string(), described.to_json() + "\n");
-    // Beside the weights, so predict names the classes and writes the data's category ids.
-    write_bytes_atomically((dir / "categories.json").string(), data.categories().to_json());
-    if (data.val_set() != nullptr && data.val_set()->size() > 0) {
-      coco::write_instances((dir / "val_annotations.json").string(), data.val_ground_truth());
-    }
-    training::JsonLinesLog log((dir / kLogFile).string(), resume, state.log_bytes);
-    std::unique_ptr<dist::Communicator> one_process;
-    if (run_options.communicator == nullptr) one_process = dist::single_process();
-    dist::Communicator& comm = run_options.communicator ? *run_options.communicator : *one_process;
-    training::TrainLoop loop(config, out_dir, data, *model, optimizer, loader, log, state, resume, start,
+    std::optional<training::JsonLinesLog> log;
+    agree(comm, [&] {
+      if (!main) {
+        log.emplace("/dev/null", false, -1);  // the log hook writes on rank 0 only; a sink to be safe
+        return;
+      }
+      std::error_code ec;
+      fs::create_directories(dir, ec);
+      if (ec) throw InputError(out_dir + ": cannot create the run folder: " + ec.message());
+      // Only now that the new run can start: model.weights may have named the old run's model_last.pth.
+      if (run_options.existing_run == ExistingRun::kOverwrite) remove_files(out_dir, run_file_names());
+      // The model as built (model.num_classes from the data): the description load_model() rebuilds.
+      TrainConfig described = config;
+      described.model.options = model->options();
+      write_bytes_atomically((dir / "config.json").string(), described.to_json() + "\n");
+      // Beside the weights, so predict names the classes and writes the data's category ids.
+      write_bytes_atomically((dir / "categories.json").string(), data->categories().to_json());
+      if (data->val_set() != nullptr && data->val_set()->size() > 0) {
+        coco::write_instances((dir / "val_annotations.json").string(), data->val_ground_truth());
+      }
+      log.emplace((dir / kLogFile).string(), resume, state.log_bytes);
+    });
+    training::TrainLoop loop(config, out_dir, *data, *model, *optimizer, loader, *log, state, resume, start,
                              run_options.probe, comm);
     // after_step runs them in this order: the fit changes the length the log and the bar show;
     // a validation comes before the checkpoint that records its best score.
@@ -174,7 +315,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, const 
       throw;
     }
   } catch (...) {
-    if (!committed) {
+    if (!committed && main) {
       try {
         remove_files(out_dir, run_file_names());
         if (created_dir && fs::is_empty(dir)) fs::remove(dir);

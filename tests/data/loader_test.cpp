@@ -189,5 +189,82 @@ TEST(DataLoader, RejectsBadOptionsAndPositions) {
   EXPECT_THROW(DataLoader(dataset, options_with(1, 0), {0, 4}), ConfigError);
 }
 
+// Data-parallel blocks: a global batch of ranks x batch_size x accumulate samples from the epoch
+// order (the order of one process), cut into blocks of batch_size; rank r's micro-batch j is
+// block r + j x ranks, so one process accumulating ranks x accumulate micro-batches sees the same
+// blocks in turn.
+TEST(DataLoader, RanksTakeTheirBlocksOfEachGlobalBatchInOneOrder) {
+  auto dataset = std::make_shared<CountingDataset>(11);
+  auto options_for = [&](int64_t ranks, int64_t rank, int64_t accumulate, int64_t prefetch) {
+    LoaderOptions options = options_with(2, prefetch);
+    options.ranks = ranks;
+    options.rank = rank;
+    options.accumulate = accumulate;
+    return options;
+  };
+  DataLoader one(dataset, options_for(1, 0, 4, /*prefetch=*/0));
+  DataLoader rank0(dataset, options_for(2, 0, 2, /*prefetch=*/2));
+  DataLoader rank1(dataset, options_for(2, 1, 2, /*prefetch=*/0));
+  // The order does not depend on the split; 11 samples hold one global batch of 8, the last 3
+  // are dropped so that every rank gets full micro-batches.
+  EXPECT_EQ(rank0.epoch_order(0), one.epoch_order(0));
+  EXPECT_EQ(rank1.epoch_order(1), DataLoader(dataset, options_with(2, 0)).epoch_order(1));
+  EXPECT_EQ(rank0.batches_per_epoch(), 1);
+  for (int64_t epoch = 0; epoch < 2; ++epoch) {
+    const std::vector<int64_t> order = one.epoch_order(epoch);
+    auto block = [&](int64_t k) { return std::vector<int64_t>(order.begin() + 2 * k, order.begin() + 2 * k + 2); };
+    for (int64_t k = 0; k < 4; ++k) {
+      const Batch b = one.next();
+      EXPECT_EQ(b.indices, block(k));
+      EXPECT_EQ(b.block, k);
+      EXPECT_EQ(b.start, (LoaderPosition{epoch, 2 * k}));
+    }
+    for (int64_t j = 0; j < 2; ++j) {
+      const Batch b0 = rank0.next(), b1 = rank1.next();
+      EXPECT_EQ(b0.indices, block(2 * j)) << "epoch " << epoch << " micro-batch " << j;
+      EXPECT_EQ(b1.indices, block(2 * j + 1)) << "epoch " << epoch << " micro-batch " << j;
+      EXPECT_EQ(b0.block, 2 * j);
+      EXPECT_EQ(b1.block, 2 * j + 1);
+      // The position stays at the global batch's start until its last micro-batch is taken.
+      EXPECT_EQ(rank1.position(), j == 0 ? (LoaderPosition{epoch, 0}) : (LoaderPosition{epoch + 1, 0}));
+    }
+    EXPECT_EQ(one.position(), rank0.position());
+  }
+}
+
+// A position saved by a job of 2 ranks continues in one process accumulating 2 micro-batches.
+TEST(DataLoader, PositionsResumeWithAnotherWorldSize) {
+  auto dataset = std::make_shared<CountingDataset>(12);
+  LoaderOptions two_ranks = options_with(2, 0);
+  two_ranks.ranks = 2;
+  two_ranks.rank = 1;
+  DataLoader job(dataset, two_ranks);
+  job.next();
+  EXPECT_EQ(job.position(), (LoaderPosition{0, 4}));
+  LoaderOptions one_process = options_with(2, 0);
+  one_process.accumulate = 2;
+  DataLoader resumed(dataset, one_process, job.position());
+  const std::vector<int64_t> order = resumed.epoch_order(0);
+  EXPECT_EQ(resumed.next().indices, (std::vector<int64_t>{order[4], order[5]}));
+  EXPECT_EQ(resumed.next().indices, (std::vector<int64_t>{order[6], order[7]}));
+  EXPECT_EQ(resumed.position(), (LoaderPosition{0, 8}));
+  EXPECT_EQ(job.next().indices, (std::vector<int64_t>{order[6], order[7]}));
+}
+
+TEST(DataLoader, RejectsBadRanksAndGlobalBatchesLargerThanTheData) {
+  auto dataset = std::make_shared<CountingDataset>(7);
+  LoaderOptions options = options_with(2, 0);
+  options.ranks = 2;
+  options.rank = 2;
+  EXPECT_THAT([&] { DataLoader(dataset, options); }, ::testing::ThrowsMessage<ConfigError>(HasSubstr("loader.rank")));
+  options.rank = 1;
+  options.accumulate = 0;
+  EXPECT_THAT([&] { DataLoader(dataset, options); },
+              ::testing::ThrowsMessage<ConfigError>(HasSubstr("loader.accumulate")));
+  options.accumulate = 2;  // 2 ranks x 2 x 2 = 8 > 7
+  EXPECT_THAT([&] { DataLoader(dataset, options); },
+              ::testing::ThrowsMessage<ConfigError>(AllOf(HasSubstr("2 ranks x 2 x accumulate 2 = 8"), HasSubstr("7 samples"))));
+}
+
 }  // namespace
 }  // namespace instseg::data

@@ -168,6 +168,8 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"model.depth=7", "model.backbone.depth"},  // an old name: validated as its new key
       {"optim.iterations=0", "optim.iterations"},
       {"optim.batch_size=0", "optim.batch_size"},
+      {"optim.accumulate=0", "optim.accumulate"},
+      {"optim.accumulate=-2", "optim.accumulate"},
       {"optim.lr=-0.1", "optim.lr"},
       {"optim.momentum=1", "optim.momentum"},
       {"optim.optimizer=adam", "optim.optimizer"},
@@ -184,6 +186,7 @@ TEST(TrainConfig, ValidateNamesTheField) {
       {"run.checkpoint_every=0", "run.checkpoint_every"},
       {"run.threads=-2", "run.threads"},
       {"run.stop_after=-1", "run.stop_after"},
+      {"run.distributed_timeout_seconds=0", "run.distributed_timeout_seconds"},
       {"data.kind=imagenet", "data.kind"},
       {"data.synthetic_image_size=32", "data.synthetic_image_size"},
       {"data.max_image_pixels=0", "data.max_image_pixels"},
@@ -225,6 +228,8 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   c.apply_override("model.backbone.out_channels=64");
   c.apply_override("model.anchors.aspect_ratios=[[0.5,1],[0.5,1],[0.5,1],[0.5,1],[0.25,4]]");
   c.apply_override("data.horizontal_flip=false");
+  c.apply_override("optim.accumulate=4");
+  c.apply_override("run.distributed_timeout_seconds=30");
   const std::string text = c.to_json();
   const auto parsed = nlohmann::json::parse(text);
   ASSERT_TRUE(parsed.is_object());
@@ -234,6 +239,8 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   EXPECT_EQ(parsed["model"]["backbone"]["fpn_norm"], "batch_norm");
   EXPECT_EQ(parsed["optim"]["steps"], nlohmann::json::array({10, 20}));
   EXPECT_EQ(parsed["run"]["stop_after"], 7);
+  EXPECT_EQ(parsed["optim"]["accumulate"], 4);
+  EXPECT_EQ(parsed["run"]["distributed_timeout_seconds"], 30);
   EXPECT_EQ(parsed["model"]["backbone"]["out_channels"], 64);
 
   TrainConfig back;
@@ -247,6 +254,8 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   EXPECT_EQ(back.optim.warmup_factor, c.optim.warmup_factor);  // doubles survive exactly
   EXPECT_FALSE(back.data.horizontal_flip);
   EXPECT_FALSE(back.run.progress);
+  EXPECT_EQ(back.optim.accumulate, 4);
+  EXPECT_EQ(back.run.distributed_timeout_seconds, 30);
   EXPECT_NO_THROW(back.validate());
 
   // every key of to_json() is accepted back one at a time as a dotted --set
@@ -256,8 +265,8 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
     TrainConfig d;
     EXPECT_NO_THROW(d.apply_override(key + "=" + value.dump())) << key;
   }
-  // DataConfig 18 + model.preset, model.weights + MaskRcnnOptions 38 + OptimConfig 15 + RunConfig 8
-  EXPECT_EQ(keys.size(), 81u);
+  // DataConfig 18 + model.preset, model.weights + MaskRcnnOptions 38 + OptimConfig 16 + RunConfig 9
+  EXPECT_EQ(keys.size(), 83u);
 }
 
 // The model section is MaskRcnnOptions: a preset, then every key set, in whatever order they come.

@@ -57,7 +57,10 @@ struct ModelConfig {
 
 struct OptimConfig {
   int iterations = 1000;
-  int batch_size = 2;                 // images per iteration
+  int batch_size = 2;                 // images per micro-batch (per rank)
+  // Micro-batches per optimizer step, their gradients averaged: one iteration (step) trains on
+  // the global batch of world size x batch_size x accumulate images, which optim.lr is the rate for.
+  int accumulate = 1;
   std::string optimizer = "sgd";      // "sgd" (torch.optim.SGD) | "adamw" (torch.optim.AdamW)
   double lr = 0.02;
   double momentum = 0.9;              // SGD only
@@ -89,6 +92,9 @@ struct RunConfig {
   int stop_after = 0;                 // stop after this many iterations in this invocation (0 = run
                                       // to optim.iterations); --resume continues from there
   bool progress = true;
+  // In a launched job: how long a rank waits for the others (joining, each collective) before it
+  // fails naming the ranks that fell behind. The CLI passes it to dist::join; train() does not join.
+  int distributed_timeout_seconds = 300;
 };
 
 struct TrainConfig {

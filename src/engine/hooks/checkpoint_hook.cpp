@@ -1,6 +1,7 @@
 // Checkpoints, every run.checkpoint_every iterations and at the end. The commit is the rename of
 // train_state.pth, which holds the whole set (weights, optimizer, RNG, data and log positions);
 // model_last.pth follows from the same weights (trainer.h: why a kill at any moment resumes).
+// Rank 0 writes them; every rank follows `committed` (the ranks step together).
 #include <filesystem>
 
 #include "instseg/checkpoint/state_dict.h"
@@ -17,7 +18,7 @@ class CheckpointHook : public HookBase {
   // A kill after a checkpoint's commit and before model_last.pth was replaced leaves the previous
   // checkpoint's weights there: a resumed run publishes its set's own.
   void before_train(TrainLoop& loop) override {
-    if (loop.resume) save_state_dict(last_path(loop), module_state_dict(loop.model));
+    if (loop.resume && loop.comm.is_main()) save_state_dict(last_path(loop), module_state_dict(loop.model));
   }
 
   void after_step(TrainLoop& loop) override {
@@ -34,6 +35,10 @@ class CheckpointHook : public HookBase {
   static std::string last_path(const TrainLoop& loop) { return (fs::path(loop.out_dir) / "model_last.pth").string(); }
 
   void checkpoint(TrainLoop& loop) {
+    if (!loop.comm.is_main()) {
+      loop.committed = true;
+      return;
+    }
     loop.state.iteration = loop.iteration;
     loop.state.loader = loop.loader.position();
     loop.state.log_bytes = loop.log.bytes();

@@ -1,6 +1,9 @@
 // The train records of log.jsonl, every run.log_every iterations and at this invocation's last:
 // the step's learning rate, total loss and loss terms, gradient norm (before clipping), the speed
-// since the previous record and the time since train() was called.
+// since the previous record and the time since train() was called, and per step since the previous
+// record the mean seconds spent waiting for data and for gradient all-reduces ("sync_seconds":
+// what the overlap with the backward pass did not hide). Rank 0 writes; every rank keeps the
+// outcome's loss history (the losses are the job's, the same on every rank).
 #include <nlohmann/json.hpp>
 
 #include "engine/train_loop.h"
@@ -15,6 +18,9 @@ class LogHook : public HookBase {
 
   void after_step(TrainLoop& loop) override {
     images_ += loop.step.images;
+    data_seconds_ += loop.step.data_seconds;
+    sync_seconds_ += loop.step.sync_seconds;
+    ++steps_;
     const int done = loop.iteration;
     if (done % loop.config.run.log_every != 0 && done != loop.last) return;
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - since_).count();
@@ -23,17 +29,23 @@ class LogHook : public HookBase {
                             {"lr", loop.step.lr},
                             {"loss", loop.step.total},
                             {"grad_norm", loop.step.grad_norm},
-                            {"images_per_second", images_ / std::max(1e-9, seconds)},
+                            // every rank's images: the job's speed
+                            {"images_per_second", images_ * loop.comm.world_size() / std::max(1e-9, seconds)},
+                            {"data_seconds", data_seconds_ / steps_},
+                            {"sync_seconds", sync_seconds_ / steps_},
                             {"elapsed_seconds", loop.elapsed_seconds()}};
     for (const auto& [name, value] : loop.step.losses) entry[name] = value;
-    loop.log.write(entry.dump());
+    if (loop.comm.is_main()) loop.log.write(entry.dump());
     loop.outcome.loss_history.emplace_back(done, loop.step.total);
-    images_ = 0;
+    images_ = steps_ = 0;
+    data_seconds_ = sync_seconds_ = 0.0;
     since_ = std::chrono::steady_clock::now();
   }
 
  private:
-  int images_ = 0;  // since the last record
+  int images_ = 0;  // since the last record (this rank's)
+  int steps_ = 0;
+  double data_seconds_ = 0.0, sync_seconds_ = 0.0;
   std::chrono::steady_clock::time_point since_;
 };
 

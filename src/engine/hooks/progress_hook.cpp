@@ -1,6 +1,6 @@
 // The progress bar (run.progress): iterations of the (possibly fitted) schedule, the loss terms
 // and learning rate; with a time limit its ETA is the time budget's, not that of optim.iterations
-// (an upper bound such as the demo's 100,000 until the first fit).
+// (an upper bound such as the demo's 100,000 until the first fit). Rank 0 alone shows it.
 #include <cstdio>
 #include <optional>
 
@@ -14,7 +14,7 @@ namespace {
 class ProgressHook : public HookBase {
  public:
   void before_train(TrainLoop& loop) override {
-    if (!loop.config.run.progress) return;
+    if (!loop.config.run.progress || !loop.comm.is_main()) return;
     bar_.emplace(loop.schedule.iterations, "train", "it");
     if (loop.config.run.time_limit_minutes > 0) bar_->set_time_budget(60.0 * loop.config.run.time_limit_minutes, loop.start);
   }

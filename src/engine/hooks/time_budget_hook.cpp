@@ -4,7 +4,11 @@
 // oneDNN's primitive creation and first-touch memory); later fits every 50 iterations use the
 // speed of the last 50, so that a noisy first measurement neither wastes the limit's end nor
 // overruns it, and the slow-down as training finds more objects (more mask-head RoIs) is followed.
-// A resumed run follows the length its checkpoint holds, without refitting.
+// A resumed run follows the length its checkpoint holds, without refitting. In a job, rank 0's
+// clock decides both the fit and the stop, and broadcasts them, so every rank runs the same
+// iterations (only with a limit: no collective per step otherwise).
+#include <torch/torch.h>
+
 #include <algorithm>
 #include <chrono>
 
@@ -25,7 +29,9 @@ class TimeBudgetHook : public HookBase {
   // Steps slow down as the RPN finds more objects (more mask-head RoIs), so the fit may run long:
   // stop anyway when only the final validation's share of the limit is left.
   void before_step(TrainLoop& loop) override {
-    if (limit_seconds_ > 0 && loop.elapsed_seconds() > limit_seconds_ - validation_reserve_) loop.stop_by_time_limit();
+    if (limit_seconds_ <= 0) return;
+    const bool late = loop.elapsed_seconds() > limit_seconds_ - validation_reserve_;
+    if (decided_by_rank0(loop, late ? 1 : 0) != 0) loop.stop_by_time_limit();
   }
 
   void after_step(TrainLoop& loop) override {
@@ -39,6 +45,14 @@ class TimeBudgetHook : public HookBase {
  private:
   static constexpr int kCalibrationStart = 10, kCalibrationEnd = 30, kRefitEvery = 50;
 
+  // Rank 0's value on every rank (all ranks call it at the same steps).
+  static int64_t decided_by_rank0(TrainLoop& loop, int64_t value) {
+    if (loop.comm.world_size() == 1) return value;
+    std::vector<at::Tensor> decision = {torch::full({1}, value, torch::kInt64)};
+    loop.comm.broadcast(decision, 0);
+    return decision[0].item<int64_t>();
+  }
+
   void fit(TrainLoop& loop, int window_iterations) {
     const double per_iteration =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - window_start_).count() / window_iterations;
@@ -48,8 +62,9 @@ class TimeBudgetHook : public HookBase {
                                                       loop.config.optim.batch_size
                                                 : 0.0;
     const double remaining = limit_seconds_ - loop.elapsed_seconds() - validation_reserve_;
-    const int fitted = std::min(loop.config.optim.iterations,
-                                loop.iteration + std::max(0, static_cast<int>(0.98 * remaining / per_iteration)));
+    const int fitted = static_cast<int>(decided_by_rank0(
+        loop, std::min(loop.config.optim.iterations,
+                       loop.iteration + std::max(0, static_cast<int>(0.98 * remaining / per_iteration)))));
     if (fitted != loop.schedule.iterations) loop.set_total_iterations(fitted);
     window_start_ = std::chrono::steady_clock::now();
   }
