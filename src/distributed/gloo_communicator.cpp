@@ -20,6 +20,7 @@
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
@@ -116,6 +117,8 @@ struct RankReport {
 
 class GlooCommunicator;
 
+// Waits through its communicator (for the failure message), which must outlive it, as a c10d
+// Work needs its process group.
 class GlooPending : public PendingReduce {
  public:
   GlooPending(GlooCommunicator* comm, c10::intrusive_ptr<c10d::Work> work, at::Tensor target, at::Tensor buffer)
@@ -408,7 +411,7 @@ class GlooCommunicator : public Communicator {
   std::string store_gone_;
   CommunicatorOptions options_;
   int64_t progress_ = -1;  // the last step written (-1: none)
-  bool reported_failure_ = false;
+  std::atomic<bool> reported_failure_{false};  // a pending reduce may fail on another thread
 };
 
 void GlooPending::wait() {
@@ -418,11 +421,12 @@ void GlooPending::wait() {
   if (!buffer_.is_same(target_)) target_.copy_(buffer_);
 }
 
-std::shared_ptr<::gloo::transport::Device> make_device(const std::string& interface) {
+std::shared_ptr<::gloo::transport::Device> make_device(int rank, const std::string& interface) {
   try {
     return c10d::ProcessGroupGloo::createDeviceForInterface(interface);
   } catch (const std::exception& e) {
-    throw DistributedError("GLOO_SOCKET_IFNAME: cannot use network interface '" + interface + "': " + first_line(e));
+    throw DistributedError("rank " + std::to_string(rank) + ": GLOO_SOCKET_IFNAME: cannot use network interface '" +
+                           interface + "': " + first_line(e));
   }
 }
 
@@ -497,6 +501,18 @@ std::unique_ptr<Communicator> join(const LaunchEnvironment& env, const Communica
 #else
   const auto deadline = Clock::now() + options.timeout;
   std::string where = env.master_addr + ":" + std::to_string(env.master_port);
+  // The network devices first: a wrong GLOO_SOCKET_IFNAME fails at once, not after the rendezvous.
+  std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
+  for (const auto& interface : env.socket_interfaces) devices.push_back(make_device(env.rank, interface));
+  if (devices.empty()) {
+    // The host name's address, else loopback (what torch.distributed does without GLOO_SOCKET_IFNAME).
+    try {
+      devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
+    } catch (const std::exception& e) {
+      throw DistributedError("rank " + std::to_string(env.rank) + ": no network device for Gloo (set GLOO_SOCKET_IFNAME): " +
+                             first_line(e));
+    }
+  }
   c10d::TCPStoreOptions store_options;
   store_options.port = static_cast<std::uint16_t>(env.master_port);
   store_options.timeout = options.timeout;
@@ -519,17 +535,6 @@ std::unique_ptr<Communicator> join(const LaunchEnvironment& env, const Communica
   }
   if (env.agent_store) {
     store = c10::make_intrusive<c10d::PrefixStore>("/worker/attempt_" + std::to_string(env.restart_count), store);
-  }
-  std::vector<std::shared_ptr<::gloo::transport::Device>> devices;
-  for (const auto& interface : env.socket_interfaces) devices.push_back(make_device(interface));
-  if (devices.empty()) {
-    // The host name's address, else loopback (what torch.distributed does without GLOO_SOCKET_IFNAME).
-    try {
-      devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
-    } catch (const std::exception& e) {
-      throw DistributedError("rank " + std::to_string(env.rank) + ": no network device for Gloo (set GLOO_SOCKET_IFNAME): " +
-                             first_line(e));
-    }
   }
   std::string gone = env.agent_store
                          ? "the store at " + where + " (torchrun's agent) is unreachable: the agent died or stopped"

@@ -259,7 +259,9 @@ TEST(Join, OverTcpRankZeroServesTheStore) {
   const int port = free_port();
   std::vector<double> sums(2);
   run_ranks(2, [&](int rank) {
-    auto comm = instseg::dist::join(tcp_env(rank, 2, port), with_timeout(std::chrono::seconds(20)));
+    auto env = tcp_env(rank, 2, port);
+    if (rank == 1) env.socket_interfaces = {"lo"};  // GLOO_SOCKET_IFNAME=lo; rank 0 the host name's address
+    auto comm = instseg::dist::join(env, with_timeout(std::chrono::seconds(20)));
     EXPECT_EQ(comm->rank(), rank);
     comm->mark_progress(1);
     sums[rank] = instseg::dist::all_reduce_sum(*comm, rank + 1.5);
@@ -319,6 +321,19 @@ TEST(Faults, RankThatNeverJoinsFailsRankZeroWithinTheTimeout) {
   double took = seconds_since(start);
   EXPECT_GE(took, 1.5);  // it waited for the missing rank, roughly the timeout
   EXPECT_LT(took, 2.0 + kSlackSeconds);
+}
+
+TEST(Faults, UnknownSocketInterfaceIsNamedBeforeTheRendezvous) {
+  auto env = tcp_env(0, 2, free_port());
+  env.socket_interfaces = {"lo", "nosuchif7"};
+  auto start = Clock::now();
+  try {
+    instseg::dist::join(env, with_timeout(kShortTimeout));
+    FAIL() << "joined with an interface that does not exist";
+  } catch (const DistributedError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("rank 0: GLOO_SOCKET_IFNAME: cannot use network interface 'nosuchif7'"));
+  }
+  EXPECT_LT(seconds_since(start), 1.0);  // no wait for the other rank
 }
 
 TEST(Faults, NothingListeningAtMasterAddrFailsWithinTheTimeout) {
@@ -393,6 +408,38 @@ TEST(Faults, RankWhoseCommunicatorIsDestroyedIsNamed) {
   EXPECT_THAT(message, HasSubstr("rank 0: all_reduce_sum failed"));
   EXPECT_THAT(message, HasSubstr("rank 1 left the job (closed its communicator at step 4)"));
   EXPECT_LT(took, 2.0 + kSlackSeconds);
+}
+
+// A rank ended by an exception (any, not only the communicator's) says so on its way out.
+TEST(Faults, RankEndedByAnExceptionIsNamedAsFailed) {
+  std::string path = fresh_store_path();
+  std::promise<void> rank1_gone;
+  auto gone = rank1_gone.get_future().share();
+  std::string message;
+  run_ranks(2, [&](int rank) {
+    if (rank == 1) {
+      try {
+        auto comm = instseg::dist::join_through_file(path, rank, 2, with_timeout(kShortTimeout));
+        comm->mark_progress(4);
+        instseg::dist::all_reduce_sum(*comm, 1.0);
+        throw std::runtime_error("loss is NaN");  // unwinds through the communicator
+      } catch (const std::runtime_error&) {
+      }
+      rank1_gone.set_value();
+      return;
+    }
+    auto comm = instseg::dist::join_through_file(path, rank, 2, with_timeout(kShortTimeout));
+    comm->mark_progress(4);
+    instseg::dist::all_reduce_sum(*comm, 1.0);
+    gone.wait();
+    try {
+      instseg::dist::all_reduce_sum(*comm, 1.0);
+    } catch (const DistributedError& e) {
+      message = e.what();
+    }
+  });
+  EXPECT_THAT(message, HasSubstr("rank 0: all_reduce_sum failed"));
+  EXPECT_THAT(message, HasSubstr("rank 1 failed: stopped with an error"));
 }
 
 // Rank 0 serves the store: when it goes, the store goes with it, and the others say so.
