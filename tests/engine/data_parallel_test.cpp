@@ -43,6 +43,8 @@ TrainConfig small_config(NormKind norm) {
   c.model.options.backbone.norm = norm;
   c.optim.iterations = 4;
   c.optim.warmup_iterations = 1;
+  // No clipping: it would rescale a wrongly scaled gradient back to the same norm and hide it.
+  c.optim.clip_grad_norm = 0.0;
   c.run.threads = 1;
   c.run.log_every = 1;
   return c;
@@ -52,9 +54,11 @@ TrainConfig small_config(NormKind norm) {
 // initialisation from torch's one global generator in a racy order, so runs compare only from
 // weights given to them.
 std::string write_initial_weights(const TrainConfig& config, const std::string& path, uint64_t seed) {
-  torch::manual_seed(seed);
   const TrainingData data(config.data);
-  MaskRcnn model = build_mask_rcnn_for_training(config.model, data.num_classes());
+  torch::manual_seed(seed);
+  ModelConfig fresh = config.model;
+  fresh.weights.clear();  // a random start, not a copy of the one the config may already name
+  MaskRcnn model = build_mask_rcnn_for_training(fresh, data.num_classes());
   save_state_dict(path, module_state_dict(*model));
   return path;
 }
@@ -94,16 +98,24 @@ void expect_no_errors(const std::vector<std::exception_ptr>& errors) {
   for (size_t r = 0; r < errors.size(); ++r) EXPECT_EQ(message_of(errors[r]), "") << "rank " << r;
 }
 
-// The largest over tensors of max|a - b| / max|b| (floating tensors; exact for the others).
-double max_relative_difference(const std::string& a_path, const std::string& b_path) {
+// The largest over tensors of max|a - b| / max|b|; with `origin`, of the updates a - origin and
+// b - origin (tensors that did not move are skipped): training moves weights by a small fraction,
+// so the weights' own relative difference hides a wrong update that the updates' shows.
+double max_relative_difference(const std::string& a_path, const std::string& b_path, const std::string& origin = "") {
   const StateDict a = read_state_dict(a_path), b = read_state_dict(b_path);
+  const StateDict o = origin.empty() ? StateDict{} : read_state_dict(origin);
   EXPECT_EQ(a.size(), b.size());
   double worst = 0.0;
   for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
     EXPECT_EQ(a[i].first, b[i].first);
-    const torch::Tensor x = a[i].second.to(torch::kDouble), y = b[i].second.to(torch::kDouble);
-    const double scale = std::max(y.abs().max().item<double>(), 1e-12);
-    worst = std::max(worst, (x - y).abs().max().item<double>() / scale);
+    torch::Tensor x = a[i].second.to(torch::kDouble), y = b[i].second.to(torch::kDouble);
+    if (!origin.empty()) {
+      const torch::Tensor start = o.at(i).second.to(torch::kDouble);
+      x = x - start, y = y - start;
+    }
+    const double scale = y.abs().max().item<double>();
+    if (scale == 0.0 && !origin.empty()) continue;
+    worst = std::max(worst, (x - y).abs().max().item<double>() / std::max(scale, 1e-12));
   }
   return worst;
 }
@@ -153,9 +165,14 @@ TEST_P(TwoRanksEqualOneProcess, AccumulatingTheirMicroBatches) {
   expect_no_errors(errors);
 
   const double difference = max_relative_difference(dir / "job/model_last.pth", dir / "one/model_last.pth");
-  std::cout << "max relative weight difference, 2 ranks vs 1 process accumulating 2: " << difference << "\n";
+  const double update_difference =
+      max_relative_difference(dir / "job/model_last.pth", dir / "one/model_last.pth", config.model.weights);
+  std::cout << "max relative difference, 2 ranks vs 1 process accumulating 2: weights " << difference << ", updates "
+            << update_difference << "\n";
   EXPECT_LE(difference, 1e-4);
-  // Also far from where they started: the comparison is of trained weights.
+  EXPECT_LE(update_difference, 1e-3);
+  // Rank 1's own start was far from rank 0's, and training moved the weights.
+  EXPECT_GT(max_relative_difference(other_weights, config.model.weights), 0.5);
   EXPECT_GT(max_relative_difference(dir / "job/model_last.pth", config.model.weights), 1e-3);
   const auto job_losses = logged_losses(dir / "job/log.jsonl"), one_losses = logged_losses(dir / "one/log.jsonl");
   ASSERT_EQ(job_losses.size(), 4u);
@@ -193,7 +210,8 @@ TEST(DataParallel, AccumulateChangesTheTraining) {
   train_one_process(config, dir / "plain");
   config.optim.accumulate = 2;
   train_one_process(config, dir / "accumulated");
-  EXPECT_GT(max_relative_difference(dir / "plain/model_last.pth", dir / "accumulated/model_last.pth"), 1e-3);
+  EXPECT_GT(max_relative_difference(dir / "plain/model_last.pth", dir / "accumulated/model_last.pth", config.model.weights),
+            0.1);
 }
 
 // A job of 2 ranks paused (run.stop_after) resumes in one process accumulating 2 and ends with the
@@ -219,8 +237,12 @@ TEST(DataParallel, AJobPausedOnTwoRanksResumesInOneProcess) {
   const TrainOutcome resumed = train_one_process(one, dir / "job", ExistingRun::kResume);
   EXPECT_EQ(resumed.iterations_done, 6);
   const double difference = max_relative_difference(dir / "job/model_last.pth", dir / "uninterrupted/model_last.pth");
-  std::cout << "max relative weight difference, paused on 2 ranks + resumed in 1 vs uninterrupted: " << difference << "\n";
+  const double update_difference = max_relative_difference(dir / "job/model_last.pth", dir / "uninterrupted/model_last.pth",
+                                                           config.model.weights);
+  std::cout << "max relative difference, paused on 2 ranks + resumed in 1 vs uninterrupted: weights " << difference
+            << ", updates " << update_difference << "\n";
   EXPECT_LE(difference, 1e-4);
+  EXPECT_LE(update_difference, 1e-3);
 }
 
 // A failure only rank 0 sees (its run folder already holds a run) fails rank 1 too, with rank 0's
