@@ -12,7 +12,6 @@
 #include <torch/torch.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
@@ -23,6 +22,7 @@
 
 #include "instseg/distributed/communicator.h"
 #include "instseg/errors.h"
+#include "support/test_dir.h"
 
 namespace {
 
@@ -33,15 +33,6 @@ using instseg::dist::LaunchEnvironment;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
 using std::chrono::milliseconds;
-
-// A FileStore path that does not exist yet (join_through_file's contract).
-std::string fresh_store_path() {
-  static std::atomic<int> counter{0};
-  auto path = std::filesystem::temp_directory_path() /
-              ("instseg_comm_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
-  std::filesystem::remove(path);
-  return path.string();
-}
 
 // A TCP port nothing listens on right now: bind port 0, read what the kernel chose, close.
 int free_port() {
@@ -105,7 +96,8 @@ TEST_P(CollectivesTest, SumsEqualTheSerialSums) {
     auto more = inputs_locked(r);
     for (size_t i = 0; i < expected.size(); ++i) expected[i] = expected[i] + more[i];
   }
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::vector<std::vector<at::Tensor>> results(world);
   run_ranks(world, [&](int rank) {
     auto comm = instseg::dist::join_through_file(path, rank, world, with_timeout(std::chrono::seconds(20)));
@@ -136,7 +128,8 @@ TEST_P(CollectivesTest, AsyncSumEqualsTheSerialSum) {
   const int world = GetParam();
   at::Tensor expected = torch::zeros({6, 5}, torch::kFloat64);
   for (int r = 0; r < world; ++r) expected += torch::arange(30, torch::kFloat64).view({6, 5}) * (r + 1);
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::vector<at::Tensor> contiguous(world), strided(world);
   run_ranks(world, [&](int rank) {
     auto comm = instseg::dist::join_through_file(path, rank, world, with_timeout(std::chrono::seconds(20)));
@@ -158,7 +151,8 @@ TEST_P(CollectivesTest, AsyncSumEqualsTheSerialSum) {
 TEST_P(CollectivesTest, BroadcastGivesEveryRankTheRootsTensors) {
   const int world = GetParam();
   const int root = 1;
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::vector<std::vector<at::Tensor>> results(world);
   std::vector<at::Tensor> single(world);
   run_ranks(world, [&](int rank) {
@@ -186,7 +180,8 @@ TEST_P(CollectivesTest, AllGatherBytesReturnsEveryRanksBytesInRankOrder) {
     if (rank > 0) s[1] = '\0';
     return s;
   };
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::vector<std::vector<std::string>> gathered(world), all_empty(world);
   run_ranks(world, [&](int rank) {
     auto comm = instseg::dist::join_through_file(path, rank, world, with_timeout(std::chrono::seconds(20)));
@@ -202,7 +197,8 @@ TEST_P(CollectivesTest, AllGatherBytesReturnsEveryRanksBytesInRankOrder) {
 
 TEST_P(CollectivesTest, ConvenienceSumAndBroadcastBytes) {
   const int world = GetParam();
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::vector<double> sums(world);
   std::vector<std::string> received(world);
   run_ranks(world, [&](int rank) {
@@ -352,7 +348,8 @@ TEST(Faults, NothingListeningAtMasterAddrFailsWithinTheTimeout) {
 }
 
 TEST(Faults, SilentRankIsNamedWhenTheCollectiveTimesOut) {
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::promise<void> rank0_done;
   auto rank0_finished = rank0_done.get_future().share();
   std::string message;
@@ -382,7 +379,8 @@ TEST(Faults, SilentRankIsNamedWhenTheCollectiveTimesOut) {
 }
 
 TEST(Faults, RankWhoseCommunicatorIsDestroyedIsNamed) {
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::promise<void> rank1_gone;
   auto gone = rank1_gone.get_future().share();
   std::string message;
@@ -412,7 +410,8 @@ TEST(Faults, RankWhoseCommunicatorIsDestroyedIsNamed) {
 
 // A rank ended by an exception (any, not only the communicator's) says so on its way out.
 TEST(Faults, RankEndedByAnExceptionIsNamedAsFailed) {
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::promise<void> rank1_gone;
   auto gone = rank1_gone.get_future().share();
   std::string message;
@@ -475,7 +474,8 @@ TEST(Faults, RankZeroGoneTakesTheStoreAndIsNamed) {
 // A communicator going away while the other rank hangs, with a reduce still in flight, returns
 // within the timeout (Gloo fails the reduce) rather than waiting for the silent rank forever.
 TEST(Faults, DestructorIsBoundedWhileAPeerIsSilent) {
-  std::string path = fresh_store_path();
+  instseg::testing::TestDir dir;
+  std::string path = dir / "store";  // a FileStore file that does not exist yet
   std::promise<void> rank0_done;
   auto rank0_finished = rank0_done.get_future().share();
   double took = -1;
