@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
+#include <ATen/CPUGeneratorImpl.h>
 #include <torch/torch.h>
 #include <unistd.h>
 
@@ -73,27 +74,22 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Rank r's inputs: different on every rank, the same function on every thread.
+// Rank r's inputs: different on every rank, drawn from the rank's own generator (threads share
+// torch's global one).
 std::vector<at::Tensor> inputs_of(int rank) {
-  torch::manual_seed(100 + rank);  // the generator is global: draw under a lock
-  return {torch::randn({3, 4}, torch::kFloat32), torch::randn({5}, torch::kFloat64),
-          torch::randint(-1000, 1000, {2, 2}, torch::kInt64), torch::randn({4, 3}, torch::kFloat32).t(),
-          torch::randn({2}, torch::kFloat32)};
-}
-
-std::mutex seed_mutex;
-std::vector<at::Tensor> inputs_locked(int rank) {
-  std::lock_guard<std::mutex> lock(seed_mutex);
-  return inputs_of(rank);
+  at::Generator gen = at::detail::createCPUGenerator(100 + rank);
+  return {torch::randn({3, 4}, gen, torch::kFloat32), torch::randn({5}, gen, torch::kFloat64),
+          torch::randint(-1000, 1000, {2, 2}, gen, torch::kInt64), torch::randn({4, 3}, gen, torch::kFloat32).t(),
+          torch::randn({2}, gen, torch::kFloat32)};
 }
 
 class CollectivesTest : public ::testing::TestWithParam<int> {};
 
 TEST_P(CollectivesTest, SumsEqualTheSerialSums) {
   const int world = GetParam();
-  std::vector<at::Tensor> expected = inputs_locked(0);
+  std::vector<at::Tensor> expected = inputs_of(0);
   for (int r = 1; r < world; ++r) {
-    auto more = inputs_locked(r);
+    auto more = inputs_of(r);
     for (size_t i = 0; i < expected.size(); ++i) expected[i] = expected[i] + more[i];
   }
   instseg::testing::TestDir dir;
@@ -103,7 +99,7 @@ TEST_P(CollectivesTest, SumsEqualTheSerialSums) {
     auto comm = instseg::dist::join_through_file(path, rank, world, with_timeout(std::chrono::seconds(20)));
     ASSERT_EQ(comm->rank(), rank);
     ASSERT_EQ(comm->world_size(), world);
-    auto tensors = inputs_locked(rank);
+    auto tensors = inputs_of(rank);
     comm->all_reduce_sum(tensors);
     results[rank] = tensors;
   });
@@ -157,13 +153,13 @@ TEST_P(CollectivesTest, BroadcastGivesEveryRankTheRootsTensors) {
   std::vector<at::Tensor> single(world);
   run_ranks(world, [&](int rank) {
     auto comm = instseg::dist::join_through_file(path, rank, world, with_timeout(std::chrono::seconds(20)));
-    results[rank] = inputs_locked(rank);
+    results[rank] = inputs_of(rank);
     comm->broadcast(results[rank], root);
     single[rank] = torch::full({7}, static_cast<int64_t>(rank * 10 + 3), torch::kInt64);
     std::vector<at::Tensor> one = {single[rank]};
     comm->broadcast(one, root);
   });
-  auto expected = inputs_locked(root);
+  auto expected = inputs_of(root);
   for (int r = 0; r < world; ++r) {
     for (size_t i = 0; i < expected.size(); ++i) {
       EXPECT_TRUE(torch::equal(results[r][i], expected[i])) << "rank " << r << " tensor " << i;
@@ -223,8 +219,8 @@ TEST(SingleProcess, CollectivesLeaveValuesUnchanged) {
   EXPECT_EQ(comm->rank(), 0);
   EXPECT_EQ(comm->world_size(), 1);
   EXPECT_TRUE(comm->is_main());
-  auto tensors = inputs_locked(0);
-  auto copies = inputs_locked(0);
+  auto tensors = inputs_of(0);
+  auto copies = inputs_of(0);
   comm->all_reduce_sum(tensors);
   comm->all_reduce_sum_async(tensors[0])->wait();
   comm->broadcast(tensors, 0);
