@@ -2,6 +2,7 @@
 
 #include <iostream>
 
+#include "cli/launched_job.h"
 #include "instseg/cli/commands.h"
 #include "instseg/engine/train_config.h"
 #include "instseg/engine/trainer.h"
@@ -32,10 +33,15 @@ void register_train(CLI::App& app) {
       "frozen_batch_norm|batch_norm|group_norm|none, model.backbone.trainable_layers, "
       "model.transform.min_size, model.transform.max_size, model.rpn.post_nms_top_n_test, "
       "model.roi_heads.detections_per_img, model.roi_heads.box_head two_mlp|conv_fc, "
-      "model.mask_paste torchvision|aligned; optim.iterations, optim.batch_size, optim.optimizer "
+      "model.mask_paste torchvision|aligned; optim.iterations, optim.batch_size, optim.accumulate, optim.optimizer "
       "sgd|adamw, optim.lr, optim.schedule step|cosine, optim.steps, optim.precision fp32|bf16|auto; "
       "run.eval_every, ... The older names (model.variant, model.depth, model.norm frozen|batch|group, "
       "model.min_sizes, model.detections_per_image, ...) are still read.\n\n"
+      "Data-parallel on several processes or machines (docs/distributed.md): launched by torchrun "
+      "(torchrun --no_python --nproc_per_node 2 --redirects 2 --tee 2 instseg train ...), Slurm, or "
+      "RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT set for each process, every rank trains on its "
+      "share of each batch and rank 0 writes OUT; run.distributed_timeout_seconds bounds the wait for "
+      "a rank that died or hangs.\n\n"
       "Examples:\n"
       "  instseg train --config configs/finetune_coco.json --out runs/first\n"
       "  instseg train --config configs/synthetic_scratch.json --set model.backbone.depth=18 \\\n"
@@ -44,12 +50,19 @@ void register_train(CLI::App& app) {
   cmd->callback([args] {
     TrainConfig config = args->config_path.empty() ? TrainConfig{} : load_train_config(args->config_path);
     for (const auto& assignment : args->overrides) config.apply_override(assignment);
+    // A launched job (torchrun, Slurm, the variables by hand): join it before anything else, so
+    // that every rank trains with the communicator and only rank 0 writes the run folder. The
+    // config is checked first: a mistake is reported at once, not after waiting for the others.
+    config.validate();
+    const auto job = join_launched_job(config.run.distributed_timeout_seconds);
     TrainRunOptions options;
+    options.communicator = job.get();
     // Without either flag a folder holding a run is refused: replacing it silently lost finished runs.
     options.existing_run = args->resume      ? ExistingRun::kResume
                            : args->overwrite ? ExistingRun::kOverwrite
                                              : ExistingRun::kRefuse;
     const auto outcome = train(config, args->out_dir, options);
+    if (job && !job->is_main()) return;  // rank 0 reports for the job
     std::cout << "trained " << outcome.iterations_done << " iterations in " << outcome.seconds << " s; run folder: "
               << args->out_dir << "\n";
     if (!outcome.validations.empty()) {
