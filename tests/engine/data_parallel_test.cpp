@@ -214,9 +214,9 @@ TEST(DataParallel, AccumulateChangesTheTraining) {
             0.1);
 }
 
-// A job of 2 ranks paused (run.stop_after) resumes in one process accumulating 2 and ends with the
-// weights of a one-process run that never stopped: the data position, optimizer state and
-// schedule continue across world sizes.
+// A job of 2 ranks paused (run.stop_after) resumes in one process accumulating 2, and a run paused
+// in one process resumes on 2 ranks; both end with the weights of a one-process run that never
+// stopped: the data position, optimizer state and schedule continue across world sizes.
 TEST(DataParallel, AJobPausedOnTwoRanksResumesInOneProcess) {
   TestDir dir;
   TrainConfig config = small_config(NormKind::kGroupNorm);
@@ -243,6 +243,24 @@ TEST(DataParallel, AJobPausedOnTwoRanksResumesInOneProcess) {
             << ", updates " << update_difference << "\n";
   EXPECT_LE(difference, 1e-4);
   EXPECT_LE(update_difference, 1e-3);
+
+  // And the other way: paused in one process, resumed on 2 ranks. Rank 1 reads nothing from the
+  // folder: the optimizer state, iteration and data position reach it by broadcast.
+  TrainConfig one_paused = one;
+  one_paused.run.stop_after = 3;
+  train_one_process(one_paused, dir / "single");
+  const auto resumed_errors = run_ranks(dir / "store2", 2, [&](int rank, dist::Communicator& comm) {
+    TrainRunOptions options;
+    options.communicator = &comm;
+    options.existing_run = ExistingRun::kResume;
+    train(config, rank == 0 ? dir / "single" : dir / "rank1", options);
+  });
+  expect_no_errors(resumed_errors);
+  EXPECT_FALSE(fs::exists(dir / "rank1"));
+  const double back = max_relative_difference(dir / "single/model_last.pth", dir / "uninterrupted/model_last.pth",
+                                              config.model.weights);
+  std::cout << "max relative update difference, paused in 1 process + resumed on 2 ranks vs uninterrupted: " << back << "\n";
+  EXPECT_LE(back, 1e-3);
 }
 
 // A failure only rank 0 sees (its run folder already holds a run) fails rank 1 too, with rank 0's
