@@ -321,8 +321,8 @@ class GlooCommunicator : public Communicator {
 
   [[noreturn]] void fail(const char* what, const std::exception& e) {
     std::string cause = first_line(e);
-    std::string message = "rank " + std::to_string(rank_) + ": " + what + " failed (timeout " +
-                          seconds(options_.timeout) + "): " + cause;
+    std::string message = "rank " + std::to_string(rank_) + ": " + what + " failed: " + cause + " (timeout " +
+                          seconds(options_.timeout) + ")";
     // Say it first, so that ranks failing in the same collective name this one as failed rather
     // than as silent.
     reported_failure_ = true;
