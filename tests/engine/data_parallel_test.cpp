@@ -280,6 +280,33 @@ TEST(DataParallel, RankZerosRefusalReachesTheOtherRanks) {
   EXPECT_FALSE(fs::exists(dir / "rank1"));
 }
 
+// A non-finite loss on one rank stops every rank at that iteration with a TrainingError (the
+// flag is all-reduced), not with one rank gone and the other failing on a collective: rank 1
+// (alone) normalises its inputs by 1e-30, so its losses overflow; it names its images, rank 0
+// names rank 1. Nothing was checkpointed yet: rank 0's fresh folder is removed.
+TEST(DataParallel, ANonFiniteLossOnOneRankStopsEveryRankAtThatIteration) {
+  TestDir dir;
+  TrainConfig config = small_config(NormKind::kGroupNorm);
+  config.model.weights = write_initial_weights(config, dir / "init.pth", 31);
+  std::vector<std::string> messages(2);
+  const auto errors = run_ranks(dir / "store", 2, [&](int rank, dist::Communicator& comm) {
+    TrainConfig c = config;
+    if (rank == 1) c.model.options.transform.image_std = {1e-30, 1e-30, 1e-30};
+    TrainRunOptions options;
+    options.communicator = &comm;
+    try {
+      train(c, rank == 0 ? dir / "job" : dir / "rank1", options);
+    } catch (const TrainingError& e) {
+      messages[static_cast<size_t>(rank)] = e.what();
+    }
+  });
+  expect_no_errors(errors);
+  EXPECT_THAT(messages[1], AllOf(HasSubstr("non-finite loss"), HasSubstr("at iteration 1 on images: ")));
+  EXPECT_THAT(messages[0], AllOf(HasSubstr("non-finite loss at iteration 1"), HasSubstr("rank 1's images")));
+  EXPECT_FALSE(fs::exists(dir / "job"));
+  EXPECT_FALSE(fs::exists(dir / "rank1"));
+}
+
 // Rank 0 of a stand-in job of two ranks, for checks that come before the ranks exchange anything.
 class TwoRanksNoCollectives : public dist::Communicator {
  public:
