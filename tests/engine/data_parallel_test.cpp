@@ -307,6 +307,26 @@ TEST(DataParallel, ANonFiniteLossOnOneRankStopsEveryRankAtThatIteration) {
   EXPECT_FALSE(fs::exists(dir / "rank1"));
 }
 
+// The time limit is rank 0's decision, broadcast: rank 1, whose own limit would let it go on, stops
+// with rank 0 (whose limit of 3 ms is over before the first step) instead of waiting alone.
+TEST(DataParallel, RankZerosTimeLimitStopsEveryRank) {
+  TestDir dir;
+  TrainConfig config = small_config(NormKind::kGroupNorm);
+  std::vector<TrainOutcome> outcomes(2);
+  const auto errors = run_ranks(dir / "store", 2, [&](int rank, dist::Communicator& comm) {
+    TrainConfig c = config;
+    c.run.time_limit_minutes = rank == 0 ? 5e-5 : 60.0;
+    TrainRunOptions options;
+    options.communicator = &comm;
+    outcomes[static_cast<size_t>(rank)] = train(c, rank == 0 ? dir / "job" : dir / "rank1", options);
+  });
+  expect_no_errors(errors);
+  for (const auto& outcome : outcomes) {
+    EXPECT_TRUE(outcome.stopped_by_time_limit);
+    EXPECT_EQ(outcome.iterations_done, 0);
+  }
+}
+
 // Rank 0 of a stand-in job of two ranks, for checks that come before the ranks exchange anything.
 class TwoRanksNoCollectives : public dist::Communicator {
  public:
