@@ -7,6 +7,7 @@
 // Every process runs in its own process group with a deadline and is killed (group and all) when
 // a test ends early, so a failing test leaves nothing behind.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <netinet/in.h>
@@ -17,14 +18,12 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cmath>
 #include <cstring>
-#include <fcntl.h>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "cli_support.h"
