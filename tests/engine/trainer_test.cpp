@@ -39,16 +39,18 @@ using testing::tiny_train_config;
 // The learning check (DemoRecipeLearnsInAFewHundredIterations): the demo's recipe, fp32, 2 threads,
 // for 120 iterations of batch 8 (960 images) with a 60-iteration warm-up (the demo's 100 is sized
 // for its thousands), scored on 20 validation images. Measured 2026-11-29 on an "Intel(R) Xeon(R)
-// Processor" with AVX512-BF16 in 152 s wall / 140 s CPU, the same to the last digit twice: box AP
-// 0.2178, mask AP 0.2180; logged loss 2.902 at iteration 20, 1.857 and 1.826 at 100 and 120. (200
-// iterations with the 100-iteration warm-up: 0.33 / 0.34 in twice the time.) An untrained model
-// scores AP ~1e-4. Asserted: 0.85x of each measured value (of the loss, its drop), which another
-// CPU's kernels (other float rounding, so another trajectory) must still reach.
+// Processor" with AVX512-BF16, 76 s wall when idle, with the per-micro-batch generators of
+// (run.seed, iteration, block): box AP 0.1624, mask AP 0.1641; logged loss 2.884 at iteration 20,
+// 1.925 and 1.915 at 100 and 120. The draws alone move these numbers: torch's global generator gave
+// 0.2178 / 0.2180 on the same machine, another stream key of the same scheme 0.212 / 0.212. Another
+// CPU's kernels round differently and so take another trajectory, which can move AP as much; the
+// floor is therefore 0.7x the lowest of these (far above an untrained model's AP of ~1e-4), and the
+// loss must drop by at least 0.85x the measured drop (that varied little: 1.0 +- 0.05).
 constexpr int kDemoCheckIterations = 120;
 constexpr int kDemoCheckWarmup = 60;
-constexpr double kDemoCheckMinBoxAp = 0.85 * 0.2178;
-constexpr double kDemoCheckMinMaskAp = 0.85 * 0.2180;
-constexpr double kDemoCheckMinLossDrop = 0.85 * (2.902 - 0.5 * (1.857 + 1.826));  // first log - mean of the last two
+constexpr double kDemoCheckMinBoxAp = 0.7 * 0.1624;
+constexpr double kDemoCheckMinMaskAp = 0.7 * 0.1641;
+constexpr double kDemoCheckMinLossDrop = 0.85 * (2.884 - 0.5 * (1.925 + 1.915));  // first log - mean of the last two
 
 std::vector<json> read_log(const std::string& path) {
   std::ifstream in(path);
