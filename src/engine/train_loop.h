@@ -46,6 +46,10 @@ void save_train_state(const std::string& path, const MaskRcnnImpl& model, const 
 // Loads the weights and optimizer state, restores the global RNG; CheckpointError naming the file.
 TrainState load_train_state(const std::string& path, MaskRcnnImpl& model, Optimizer& optimizer,
                             const std::string& optimizer_kind);
+// The optimizer state and TrainState of train_state.pth (not the weights, not the RNG) as bytes, and
+// back: what rank 0 broadcasts on resume, so the other ranks need no access to the run folder.
+std::string train_progress_bytes(const Optimizer& optimizer, const TrainState& state);
+TrainState read_train_progress_bytes(const std::string& bytes, Optimizer& optimizer);
 
 // log.jsonl: one JSON object per line, flushed, its length counted (json_lines_log.cpp).
 class JsonLinesLog {

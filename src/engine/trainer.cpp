@@ -139,44 +139,13 @@ void broadcast_model(dist::Communicator& comm, MaskRcnnImpl& model) {
   }
 }
 
-// A resumed run: rank 0 read train_state.pth; every rank gets its optimizer state and TrainState
-// (one pickled archive), so the other ranks need no access to the run folder.
+// A resumed run: rank 0 read train_state.pth; every rank gets its optimizer state and TrainState,
+// so the other ranks need no access to the run folder.
 void broadcast_resumed_state(dist::Communicator& comm, Optimizer& optimizer, training::TrainState& state) {
   if (comm.world_size() == 1) return;
-  std::string bytes;
-  if (comm.is_main()) {
-    c10::impl::GenericDict archive(c10::StringType::get(), c10::AnyType::get());
-    c10::impl::GenericDict optimizer_state(c10::StringType::get(), c10::AnyType::get());
-    for (const auto& [slot, tensors] : optimizer.state()) {
-      c10::Dict<std::string, at::Tensor> slot_tensors;
-      for (const auto& [name, tensor] : tensors) slot_tensors.insert(name, tensor);
-      optimizer_state.insert(slot, slot_tensors);
-    }
-    archive.insert("optimizer", optimizer_state);
-    archive.insert("iteration", static_cast<int64_t>(state.iteration));
-    archive.insert("total_iterations", static_cast<int64_t>(state.total_iterations));
-    archive.insert("best_score", state.best_score);
-    archive.insert("loader_epoch", state.loader.epoch);
-    archive.insert("loader_index", state.loader.index);
-    archive.insert("log_bytes", state.log_bytes);
-    const std::vector<char> pickled = torch::pickle_save(archive);
-    bytes.assign(pickled.begin(), pickled.end());
-  }
-  bytes = dist::broadcast_bytes(comm, bytes, 0);
-  if (comm.is_main()) return;
-  const auto archive = torch::pickle_load(std::vector<char>(bytes.begin(), bytes.end())).toGenericDict();
-  Optimizer::State optimizer_state;
-  for (const auto& slot : archive.at("optimizer").toGenericDict()) {
-    auto& tensors = optimizer_state[slot.key().toStringRef()];
-    for (const auto& entry : slot.value().toGenericDict()) tensors[entry.key().toStringRef()] = entry.value().toTensor();
-  }
-  optimizer.set_state(std::move(optimizer_state));
-  state.iteration = static_cast<int>(archive.at("iteration").toInt());
-  state.total_iterations = static_cast<int>(archive.at("total_iterations").toInt());
-  state.best_score = archive.at("best_score").toDouble();
-  state.loader.epoch = archive.at("loader_epoch").toInt();
-  state.loader.index = archive.at("loader_index").toInt();
-  state.log_bytes = archive.at("log_bytes").toInt();
+  const std::string bytes =
+      dist::broadcast_bytes(comm, comm.is_main() ? training::train_progress_bytes(optimizer, state) : std::string(), 0);
+  if (!comm.is_main()) state = training::read_train_progress_bytes(bytes, optimizer);
 }
 
 }  // namespace
