@@ -192,6 +192,9 @@ std::optional<ImageSize> pnm_size(const unsigned char* b, size_t n) {
       if (digits == 12) return std::nullopt;  // beyond any size a decoder accepts
       value = value * 10 + (b[i] - '0');
     }
+    // OpenCV's reader consumes the one character that ends a number, whatever it is: "8#6" is a
+    // width of 8 and a height of 6 there, not 8 followed by a comment (found by fuzz_image).
+    ++i;
   }
   return ImageSize{values[0], values[1]};
 }

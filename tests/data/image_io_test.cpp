@@ -182,6 +182,15 @@ TEST(ImageHeader, SizeOfEveryParsedFormatMatchesWhatOpenCvWrites) {
   ASSERT_TRUE(pnm.has_value());
   EXPECT_EQ(pnm->width, 640);
   EXPECT_EQ(pnm->height, 480);
+  // A '#' right after a number ends it and is consumed as OpenCV's reader does: no comment there.
+  const std::string glued = std::string("P6\n8#6\n255\n") + std::string(8 * 6 * 3, '\x80');
+  const auto glued_size = header_size(glued);
+  ASSERT_TRUE(glued_size.has_value());
+  std::vector<uchar> glued_bytes(glued.begin(), glued.end());
+  const cv::Mat decoded = cv::imdecode(glued_bytes, cv::IMREAD_UNCHANGED);
+  ASSERT_FALSE(decoded.empty());
+  EXPECT_EQ(glued_size->width, decoded.cols);
+  EXPECT_EQ(glued_size->height, decoded.rows);
   // Not parsed: other formats and bytes that are no header.
   EXPECT_FALSE(header_size("GIF89a....").has_value());
   EXPECT_FALSE(header_size("").has_value());
