@@ -214,8 +214,7 @@ void check_pixel_limit(const std::string& path, int64_t width, int64_t height, c
 // limit is checked on the header first, so that a small file declaring a huge picture is refused
 // before its decoder allocates anything, and again on what was decoded (formats whose header is
 // not parsed here, or a header that lied).
-cv::Mat decode(const std::string& path, const ImageReadOptions& options) {
-  const std::vector<uchar> bytes = read_bytes(path);
+cv::Mat decode(const std::vector<uchar>& bytes, const std::string& path, const ImageReadOptions& options) {
   if (bytes.empty()) throw InputError(path + ": not a decodable image (0 bytes)");
   if (const auto size = image_size_from_header(bytes.data(), bytes.size())) {
     check_pixel_limit(path, size->width, size->height, options);
@@ -243,6 +242,10 @@ cv::Mat decode(const std::string& path, const ImageReadOptions& options) {
   return image;
 }
 
+cv::Mat decode(const std::string& path, const ImageReadOptions& options) {
+  return decode(read_bytes(path), path, options);
+}
+
 }  // namespace
 
 std::optional<ImageSize> image_size_from_header(const unsigned char* data, size_t size) {
@@ -258,8 +261,8 @@ std::optional<ImageSize> image_size_from_header(const unsigned char* data, size_
   return std::nullopt;
 }
 
-torch::Tensor read_image_rgb(const std::string& path, const ImageReadOptions& options) {
-  cv::Mat image = decode(path, options);
+torch::Tensor image_rgb_from_bgr(const cv::Mat& picture, const std::string& path) {
+  cv::Mat image = picture;
   // OpenCV's channel order is BGR(A): which of its channels is R, G, B.
   int from[3];
   switch (image.channels()) {
@@ -269,10 +272,15 @@ torch::Tensor read_image_rgb(const std::string& path, const ImageReadOptions& op
     default:
       throw InputError(path + ": unsupported image (" + std::to_string(image.channels()) + " channels)");
   }
+  if (image.depth() != CV_8U && image.depth() != CV_16U) {
+    throw InputError(path + ": unsupported image depth (only 8- and 16-bit images are read)");
+  }
   const bool wide = image.depth() == CV_16U;
   // Torch 1.13 has no uint16 dtype: widen 16-bit data to int32 (exact) before wrapping it.
   if (wide) image.convertTo(image, CV_32S);
   const auto hwc = torch::from_blob(image.data, {image.rows, image.cols, image.channels()},
+                                    {static_cast<int64_t>(image.step[0] / image.elemSize1()),
+                                     static_cast<int64_t>(image.channels()), 1},
                                     wide ? torch::kInt32 : torch::kUInt8);
   // Channel by channel into the float result: no converted copy of the whole picture beside it
   // (memory per pixel: docs/model.md). Divide in float like torchvision's to_tensor
@@ -280,6 +288,15 @@ torch::Tensor read_image_rgb(const std::string& path, const ImageReadOptions& op
   auto chw = torch::empty({3, image.rows, image.cols}, torch::kFloat);
   for (int c = 0; c < 3; ++c) chw[c].copy_(hwc.select(2, from[c]));
   return chw.div_(wide ? 65535.0 : 255.0);
+}
+
+torch::Tensor read_image_rgb(const std::string& path, const ImageReadOptions& options) {
+  return image_rgb_from_bgr(decode(path, options), path);
+}
+
+torch::Tensor decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& source,
+                               const ImageReadOptions& options) {
+  return image_rgb_from_bgr(decode(bytes, source, options), source);
 }
 
 torch::Tensor read_label_image(const std::string& path, const ImageReadOptions& options) {

@@ -7,6 +7,11 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
+
+namespace cv {
+class Mat;
+}
 
 namespace instseg::data {
 
@@ -43,6 +48,16 @@ std::optional<ImageSize> image_size_from_header(const unsigned char* data, size_
 // than options.max_pixels pixels is an InputError naming its size and the limit, raised from the
 // header before anything is decoded.
 torch::Tensor read_image_rgb(const std::string& path, const ImageReadOptions& options = {});
+
+// The same for an encoded image held in memory (a request body); `source` names it in errors
+// ("request body: not a decodable image (...)"). Pixels equal read_image_rgb's of the same bytes.
+torch::Tensor decode_image_rgb(const std::vector<unsigned char>& bytes, const std::string& source,
+                               const ImageReadOptions& options = {});
+
+// A decoded OpenCV picture (8- or 16-bit, 1, 3 or 4 channels in OpenCV's BGR(A) order, as
+// cv::imread and cv::VideoCapture give it) as read_image_rgb's tensor: the same pixels bit for bit.
+// InputError naming `source` for other depths or channel counts.
+torch::Tensor image_rgb_from_bgr(const cv::Mat& image, const std::string& source);
 
 // Reads a single-channel 8- or 16-bit image (an instance-id mask PNG) as [H, W] int64 values,
 // under the same pixel limit.
