@@ -70,6 +70,7 @@ int main(int argc, char** argv) {
   instseg::cli::register_train(app);
   instseg::cli::register_demo(app);
   instseg::cli::register_explain(app);
+  instseg::cli::register_serve(app);
   app.footer(
       "Run 'instseg COMMAND --help' for a command's options and examples.\n\n"
       "Examples:\n"
@@ -77,7 +78,8 @@ int main(int argc, char** argv) {
       "  instseg train --config configs/demo.json --out runs/first\n"
       "  instseg eval --gt val/annotations.json --results predictions/predictions.json\n"
       "  instseg demo --out runs/demo --minutes 5\n"
-      "  instseg explain --input photo.jpg --weights runs/first --out explain/");
+      "  instseg explain --input photo.jpg --weights runs/first --out explain/\n"
+      "  instseg serve --weights runs/first --port 8080");
   if (is_unknown_command(argc, argv)) return 1;
   try {
     app.parse(argc, argv);

@@ -12,6 +12,7 @@ packages=(
   # Headers of the Gloo collectives that LibTorch's c10d process group includes (libtorch-dev does
   # not pull them in): without them instseg builds but trains in one process only (docs/distributed.md).
   libgloo-dev
+  libcpp-httplib-dev     # `instseg serve` (docs/serving.md)
 )
 if [[ "${1:-}" == "--tests" ]]; then
   # Test-only reference: torchvision 0.14 under /usr/bin/python3; never needed at run time.

@@ -15,9 +15,10 @@ void register_eval(CLI::App& app);
 void register_train(CLI::App& app);
 void register_demo(CLI::App& app);
 void register_explain(CLI::App& app);
+void register_serve(CLI::App& app);
 
 // Subcommand names in the order they are registered (for errors naming an unknown one).
-inline constexpr const char* kCommands[] = {"predict", "eval", "train", "demo", "explain"};
+inline constexpr const char* kCommands[] = {"predict", "eval", "train", "demo", "explain", "serve"};
 
 // What `instseg --version` prints: instseg's version (the CMake project's, given by the caller),
 // LibTorch's and OpenCV's, and the CPU features the program uses (AVX2 / AVX-512 kernels,
