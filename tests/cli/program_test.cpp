@@ -133,8 +133,8 @@ TEST(Program, NoCommandAnUnknownOneOrAnUnknownOptionIsOneErrorWithExitCodeOne) {
   TestDir dir;
   expect_one_error(run_instseg({}, dir / "none"), {"subcommand"});
   // An unknown command is named, with the commands there are.
-  expect_one_error(run_instseg({"serve"}, dir / "unknown"),
-                   {"unknown command 'serve' (commands: predict, eval, train, demo, explain)"});
+  expect_one_error(run_instseg({"server"}, dir / "unknown"),
+                   {"unknown command 'server' (commands: predict, eval, train, demo, explain, serve)"});
   expect_one_error(run_instseg({"segment", "--help"}, dir / "unknown_help"), {"unknown command 'segment'"});
   const std::string gt = fixture("gt/public_synth_gt.json");
   expect_one_error(run_instseg({"eval", "--gt", gt, "--results", gt, "--bogus"}, dir / "bogus"), {"--bogus"});
