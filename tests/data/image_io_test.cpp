@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <fstream>
+#include <iterator>
 #include <opencv2/core.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
@@ -290,6 +291,54 @@ TEST(ReadImage, EveryChannelLayoutReadsAsOpenCvsConversionToRgb) {
   expect_as(bgr, cv::COLOR_BGR2RGB, 255.0, "bgr.png");
   expect_as(bgra, cv::COLOR_BGRA2RGB, 255.0, "bgra.png");
   expect_as(gray16, cv::COLOR_GRAY2RGB, 65535.0, "gray16.png");
+}
+
+
+std::vector<unsigned char> file_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::vector<unsigned char>(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+// The server decodes request bodies and video frames arrive as cv::Mat: both must give the pixels
+// a file gives, or `serve` and video frames would not equal `predict` on the same picture.
+TEST(DecodeImage, BytesAndOpenCvPicturesGiveTheFilesPixels) {
+  const std::string dir = instseg::testing::reference_dir("data_images");
+  std::vector<std::string> paths = {instseg::testing::source_path(kCocoJpg)};
+  for (const std::string name : {"gray8", "gray16", "rgba", "palette"}) paths.push_back(dir + "/" + name + ".png");
+  for (const std::string& path : paths) {
+    SCOPED_TRACE(path);
+    const auto from_file = read_image_rgb(path);
+    EXPECT_TRUE(torch::equal(decode_image_rgb(file_bytes(path), "body"), from_file));
+    EXPECT_TRUE(torch::equal(image_rgb_from_bgr(cv::imread(path, cv::IMREAD_UNCHANGED), "frame"), from_file));
+  }
+  // A view into a larger picture (rows padded by the parent's width) reads as its own pixels.
+  const cv::Mat whole = cv::imread(paths[0], cv::IMREAD_UNCHANGED);
+  const cv::Rect part(13, 7, 101, 57);
+  const auto expected = read_image_rgb(paths[0]).slice(1, 7, 64).slice(2, 13, 114);
+  EXPECT_TRUE(torch::equal(image_rgb_from_bgr(whole(part), "part"), expected));
+}
+
+TEST(DecodeImage, BadBytesAndPicturesAreInputErrorsNamingTheSource) {
+  using instseg::testing::input_error_of;
+  EXPECT_THAT(input_error_of([] { decode_image_rgb({}, "request body"); }),
+              HasSubstr("request body: not a decodable image (0 bytes)"));
+  const std::string junk = "not an image at all";
+  EXPECT_THAT(input_error_of([&] { decode_image_rgb({junk.begin(), junk.end()}, "request body"); }),
+              HasSubstr("request body: not a decodable image"));
+  // The pixel limit is checked from the header, as for files, with the caller's setting named.
+  const std::string huge = png_header(100000, 100000);
+  ImageReadOptions limits;
+  limits.max_pixels_setting = "--max-image-pixels of serve";
+  EXPECT_THAT(input_error_of([&] { decode_image_rgb({huge.begin(), huge.end()}, "request body", limits); }),
+              HasSubstr("request body: 100000x100000 = 10000.0 megapixels exceeds the limit of 100000000 pixels "
+                        "(--max-image-pixels of serve)"));
+  const std::vector<unsigned char> jpg = file_bytes(instseg::testing::source_path(kCocoJpg));
+  EXPECT_THAT(input_error_of([&] { decode_image_rgb({jpg.begin(), jpg.begin() + jpg.size() / 2}, "upload"); }),
+              HasSubstr("upload: not a decodable image (truncated JPEG"));
+  EXPECT_THAT(input_error_of([] { image_rgb_from_bgr(cv::Mat(4, 4, CV_32FC3, cv::Scalar(0.5)), "frame 3"); }),
+              HasSubstr("frame 3: unsupported image depth"));
+  EXPECT_THAT(input_error_of([] { image_rgb_from_bgr(cv::Mat(4, 4, CV_8UC2, cv::Scalar(1)), "frame 4"); }),
+              HasSubstr("frame 4: unsupported image (2 channels)"));
 }
 
 }  // namespace
