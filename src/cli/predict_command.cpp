@@ -16,8 +16,13 @@ void register_predict(CLI::App& app) {
   cmd->add_option("--weights", options->weights,
                   "a .pth checkpoint, or a run folder (its config.json and model_last.pth)")
       ->required();
-  cmd->add_option("--input", options->inputs, "Image files or folders of images")->required();
-  cmd->add_option("--out", options->out_dir, "Output folder (predictions.json, overlay pictures)")
+  cmd->add_option("--input", options->inputs,
+                  "Image files, folders of images, video files (.mp4 .avi .mkv .mov .webm ...) or image "
+                  "sequences (frames/%04d.png)")
+      ->required();
+  cmd->add_option("--out", options->out_dir,
+                  "Output folder (predictions.json and overlay pictures; for videos predictions.jsonl and "
+                  "annotated videos)")
       ->required();
   cmd->add_option("--score-thresh", options->score_thresh,
                   "Drop detections scoring at or below this (default: the model's, from config.json beside "
@@ -40,7 +45,15 @@ void register_predict(CLI::App& app) {
                   "scored with 'instseg eval'");
   cmd->add_option("--show-thresh", options->show_thresh, "Draw detections scoring at least this")
       ->capture_default_str();
-  cmd->add_flag("!--no-overlays", options->overlays, "Skip the overlay pictures");
+  cmd->add_flag("!--no-overlays", options->overlays, "Skip the overlay pictures and annotated videos");
+  cmd->add_option("--every", options->every,
+                  "Videos: predict every Nth frame (0, N, 2N, ...); the annotated video keeps every frame, "
+                  "drawn with the latest predicted frame's detections")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
+  cmd->add_option("--fps", options->fps, "Frame rate of image-sequence inputs (video files carry their own)")
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   cmd->add_option("--max-image-pixels", options->max_image_pixels,
                   "Refuse images of more pixels (width x height), from their header before decoding; "
                   "predicting takes ~45 bytes per pixel beside the model (docs/model.md). At most 2^30")
@@ -55,6 +68,11 @@ void register_predict(CLI::App& app) {
       "--out folders. Category ids are the training data's (categories.json beside the weights), or a bare torchvision checkpoint's labels (COCO's ids). "
       "Unreadable or too large images are reported by name and the others predicted; the exit code "
       "is then 1. OUT is created only to write into it.\n\n"
+      "Videos and image sequences are predicted frame by frame: OUT/predictions.jsonl holds a line per "
+      "predicted frame ({\"file_name\", \"frame\", \"time\", \"results\": entries as in predictions.json, "
+      "image_id = frame + 1}) and OUT/<stem>.overlay.mp4 the annotated video (same size and frame rate, "
+      "mp4v). A truncated or damaged video keeps the frames read, is reported by name with the frame "
+      "where decoding stopped, and the exit code is 1 (docs/video.md).\n\n"
       "In a job launched by torchrun or Slurm (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT set) the "
       "inputs are shared: rank r predicts inputs r, r + WORLD_SIZE, ... and draws their overlays; "
       "rank 0 writes predictions.json (the file one process writes) and prints the settings; every "
@@ -63,7 +81,8 @@ void register_predict(CLI::App& app) {
       "  instseg predict --weights maskrcnn_resnet50_fpn_coco.pth --input photos/ --out predictions/\n"
       "  instseg predict --weights runs/first --input val/images --out runs/first/val \\\n"
       "      --coco-gt val/annotations.json --no-overlays\n"
-      "  instseg predict --weights runs/first/model_best.pth --input street.jpg --out out/ --show-thresh 0.3");
+      "  instseg predict --weights runs/first/model_best.pth --input street.jpg --out out/ --show-thresh 0.3\n"
+      "  instseg predict --weights runs/first --input traffic.mp4 --out out/ --every 2");
   cmd->callback([options, dist_timeout] {
     options->validate();  // before joining: a mistake is reported at once, not after the others
     const auto job = join_launched_job(*dist_timeout);
@@ -72,7 +91,7 @@ void register_predict(CLI::App& app) {
     const auto summary = run_predict(run);
     if (!summary.failures.empty()) {
       throw CommandFailed(std::to_string(summary.failures.size()) + " of " +
-                          std::to_string(summary.failures.size() + summary.images_done) +
+                          std::to_string(summary.failures.size() + summary.images_done + summary.videos_done) +
                           " inputs could not be predicted (listed above)");
     }
   });

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -18,8 +19,10 @@
 #include "instseg/common/progress_bar.h"
 #include "instseg/data/image_io.h"
 #include "instseg/distributed/communicator.h"
+#include "instseg/engine/image_predictor.h"
 #include "instseg/engine/inference.h"
 #include "instseg/engine/model_factory.h"
+#include "instseg/engine/video_predictor.h"
 #include "instseg/coco/dataset.h"
 #include "instseg/coco/results_writer.h"
 #include "instseg/errors.h"
@@ -48,6 +51,8 @@ void PredictOptions::validate() const {
                       "] (OpenCV decodes no more), got " + std::to_string(max_image_pixels));
   }
   if (!mask_paste.empty()) mask_paste_named(mask_paste, "predict: --mask-paste");
+  if (every < 1) throw ConfigError("predict: --every must be >= 1, got " + std::to_string(every));
+  if (!(fps > 0) || !std::isfinite(fps)) throw ConfigError("predict: --fps must be > 0, got " + std::to_string(fps));
 }
 
 namespace {
@@ -132,6 +137,43 @@ std::string out_of_memory(const std::string& path) {
   return path + ": out of memory while predicting this image (lower --max-image-pixels to refuse such images)";
 }
 
+// A video's name in predictions.jsonl and its annotated video's file name.
+struct VideoOutput {
+  std::string name, overlay;
+};
+
+// The file name ("clip.mp4"), or a sequence's folder and pattern ("frames/%04d.png"); the annotated
+// video is "<stem>.overlay.mp4" (a sequence's stem is its folder's name), "<file name>.overlay.mp4"
+// for videos whose stems coincide. Names that would still collide are refused, as overlay_names does.
+std::vector<VideoOutput> video_outputs(const std::vector<std::string>& inputs) {
+  std::vector<VideoOutput> outputs;
+  std::map<std::string, int> stem_count;
+  std::vector<std::string> stems;
+  for (const auto& input : inputs) {
+    const fs::path p(input);
+    const bool sequence = is_image_sequence(input);
+    const std::string folder = p.parent_path().filename().string();
+    const std::string stem = sequence ? (folder.empty() || folder == "." ? "frames" : folder) : p.stem().string();
+    stems.push_back(stem);
+    ++stem_count[stem];
+    outputs.push_back({sequence && !folder.empty() ? folder + "/" + p.filename().string() : p.filename().string(), ""});
+  }
+  std::map<std::string, std::string> input_of_name, input_of_overlay;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    const bool renamed = stem_count[stems[i]] > 1 && !is_image_sequence(inputs[i]);
+    outputs[i].overlay = (renamed ? fs::path(inputs[i]).filename().string() : stems[i]) + ".overlay.mp4";
+    for (auto [map, key] :
+         {std::pair{&input_of_name, outputs[i].name}, std::pair{&input_of_overlay, outputs[i].overlay}}) {
+      const auto [it, inserted] = map->emplace(key, inputs[i]);
+      if (!inserted) {
+        throw InputError("predict: " + it->second + " and " + inputs[i] + " would both be named " + key +
+                         " in the output: predict them in separate runs (another --out)");
+      }
+    }
+  }
+  return outputs;
+}
+
 }  // namespace
 
 std::vector<std::string> overlay_names(const std::vector<std::string>& image_paths) {
@@ -192,8 +234,12 @@ PredictSummary run_predict(const PredictOptions& options) {
   options.validate();
   torch::set_num_threads(options.threads > 0 ? options.threads
                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
-  const auto image_paths = collect_image_paths(options.inputs);
+  // Videos and image sequences go frame by frame; the rest are images and folders of images.
+  std::vector<std::string> image_inputs, video_inputs;
+  for (const auto& input : options.inputs) (is_video_input(input) ? video_inputs : image_inputs).push_back(input);
+  const auto image_paths = collect_image_paths(image_inputs);
   const auto overlay_files = overlay_names(image_paths);
+  const auto videos = video_outputs(video_inputs);
 
   const LoadedModel loaded = load_model(options.weights, overrides_for(options));
   MaskRcnn model = loaded.model;
@@ -206,6 +252,11 @@ PredictSummary run_predict(const PredictOptions& options) {
   const std::unique_ptr<dist::Communicator> one_process = options.communicator ? nullptr : dist::single_process();
   dist::Communicator& comm = options.communicator ? *options.communicator : *one_process;
   const bool main_rank = comm.is_main();
+  if (!videos.empty() && comm.world_size() > 1) {
+    // A video is one stream decoded in order; its frames are not shared between processes.
+    throw ConfigError("predict: videos (" + video_inputs.front() +
+                      ") are predicted by one process: run predict on them without torchrun or srun");
+  }
   print_settings(loaded, options.progress && main_rank);
 
   std::map<std::string, int64_t> image_ids;  // file name -> COCO image id
@@ -222,73 +273,117 @@ PredictSummary run_predict(const PredictOptions& options) {
   data::ImageReadOptions read_options;
   read_options.max_pixels = options.max_image_pixels;
 
-  const int64_t count = static_cast<int64_t>(image_paths.size());
-  const int rank = comm.rank(), world = comm.world_size();
-  std::vector<ImageResults> mine;  // this rank's images (i % world == rank), in input order
-  // The main rank's bar counts its own share: the ranks run at about the same pace.
-  ProgressBar progress(rank < count ? (count - rank + world - 1) / world : 0, "predict", "img");
-  const bool show_progress = main_rank && options.progress && count > 1;
-  InferenceOptions inference_options;
-  if (categories) inference_options.categories = &*categories;
-  inference_options.rank = rank;
-  inference_options.world_size = world;
-  // One image's failure (unreadable, too large for the memory) is reported and the others go on.
-  inference_options.on_failure = [&](const InferenceFailure& failure) {
-    const std::string& path = image_paths[failure.index];
-    const std::string message = failure.out_of_memory ? out_of_memory(path) : failure.message;
-    mine.push_back(ImageResults{failure.index, fs::path(path).filename().string(), {}, message, 0.0});
-    // In a job the line names its rank, as the program's own errors do (apps/main.cpp).
-    std::cerr << "\nerror: " << (world > 1 ? "rank " + std::to_string(rank) + ": " : "") << message << "\n";
-    if (show_progress) progress.update(static_cast<int64_t>(mine.size()));
-  };
-  auto image_at = [&](int64_t i) {
-    const std::string& path = image_paths[i];
-    InferenceInput input;
-    input.file_name = fs::path(path).filename().string();
-    input.image = data::read_image_rgb(path, read_options);
-    input.image_id = i + 1;
-    if (!options.coco_gt.empty()) {
-      const auto it = image_ids.find(input.file_name);
-      if (it == image_ids.end()) throw InputError(path + ": file name not found in " + options.coco_gt);
-      input.image_id = it->second;
-    }
-    return input;
-  };
-  auto on_image = [&](const ImageInference& inferred) {
-    if (options.overlays) {
-      const std::string overlay = outputs.path(overlay_files[inferred.index]);
-      write_bytes_atomically(overlay, render_overlay(inferred.input.image, inferred.detections,
-                                                     [&](int64_t k) { return inferred.masks.paste(k); }, names,
-                                                     overlay_options, ".jpg"));
-      outputs.wrote(overlay);
-    }
-    mine.push_back(ImageResults{inferred.index, inferred.input.file_name, inferred.results, "", inferred.model_seconds});
-    if (show_progress) progress.update(static_cast<int64_t>(mine.size()));
-  };
-  {
-    torch::InferenceMode inference;  // no autograd bookkeeping at all: predict never trains
-    inference_on_dataset(*model, count, image_at, on_image, inference_options);
-  }
-  if (show_progress) progress.finish();
-
-  // Every rank's images, in input order: each rank's summary is the job's, and the main rank's
-  // predictions.json is the file one process writes, whatever the number of ranks.
   PredictSummary summary;
-  coco::ResultsWriter results;
   std::vector<double> model_seconds;
-  for (const ImageResults& image : gather_image_results(comm, std::move(mine))) {
-    if (!image.failure.empty()) {
-      summary.failures.push_back(image.failure);
-      continue;
+  if (!image_paths.empty()) {
+    const int64_t count = static_cast<int64_t>(image_paths.size());
+    const int rank = comm.rank(), world = comm.world_size();
+    std::vector<ImageResults> mine;  // this rank's images (i % world == rank), in input order
+    // The main rank's bar counts its own share: the ranks run at about the same pace.
+    ProgressBar progress(rank < count ? (count - rank + world - 1) / world : 0, "predict", "img");
+    const bool show_progress = main_rank && options.progress && count > 1;
+    InferenceOptions inference_options;
+    if (categories) inference_options.categories = &*categories;
+    inference_options.rank = rank;
+    inference_options.world_size = world;
+    // One image's failure (unreadable, too large for the memory) is reported and the others go on.
+    inference_options.on_failure = [&](const InferenceFailure& failure) {
+      const std::string& path = image_paths[failure.index];
+      const std::string message = failure.out_of_memory ? out_of_memory(path) : failure.message;
+      mine.push_back(ImageResults{failure.index, fs::path(path).filename().string(), {}, message, 0.0});
+      // In a job the line names its rank, as the program's own errors do (apps/main.cpp).
+      std::cerr << "\nerror: " << (world > 1 ? "rank " + std::to_string(rank) + ": " : "") << message << "\n";
+      if (show_progress) progress.update(static_cast<int64_t>(mine.size()));
+    };
+    auto image_at = [&](int64_t i) {
+      const std::string& path = image_paths[i];
+      InferenceInput input;
+      input.file_name = fs::path(path).filename().string();
+      input.image = data::read_image_rgb(path, read_options);
+      input.image_id = i + 1;
+      if (!options.coco_gt.empty()) {
+        const auto it = image_ids.find(input.file_name);
+        if (it == image_ids.end()) throw InputError(path + ": file name not found in " + options.coco_gt);
+        input.image_id = it->second;
+      }
+      return input;
+    };
+    auto on_image = [&](const ImageInference& inferred) {
+      if (options.overlays) {
+        const std::string overlay = outputs.path(overlay_files[inferred.index]);
+        write_bytes_atomically(overlay, render_overlay(inferred.input.image, inferred.detections,
+                                                       [&](int64_t k) { return inferred.masks.paste(k); }, names,
+                                                       overlay_options, ".jpg"));
+        outputs.wrote(overlay);
+      }
+      mine.push_back(ImageResults{inferred.index, inferred.input.file_name, inferred.results, "", inferred.model_seconds});
+      if (show_progress) progress.update(static_cast<int64_t>(mine.size()));
+    };
+    {
+      torch::InferenceMode inference;  // no autograd bookkeeping at all: predict never trains
+      inference_on_dataset(*model, count, image_at, on_image, inference_options);
     }
-    if (main_rank) results.add(image.detections, image.file_name);
-    summary.detections += static_cast<int>(image.detections.size());
-    ++summary.images_done;
-    model_seconds.push_back(image.model_seconds);
+    if (show_progress) progress.finish();
+
+    // Every rank's images, in input order: each rank's summary is the job's, and the main rank's
+    // predictions.json is the file one process writes, whatever the number of ranks.
+    coco::ResultsWriter results;
+    for (const ImageResults& image : gather_image_results(comm, std::move(mine))) {
+      if (!image.failure.empty()) {
+        summary.failures.push_back(image.failure);
+        continue;
+      }
+      if (main_rank) results.add(image.detections, image.file_name);
+      summary.detections += static_cast<int>(image.detections.size());
+      ++summary.images_done;
+      model_seconds.push_back(image.model_seconds);
+    }
+    if (main_rank) write_bytes_atomically(outputs.path("predictions.json"), results.dump());
+    // The overlays stay only once predictions.json exists: a rank whose partners failed removes its own.
+    comm.barrier();
+  }  // images
+
+  if (!videos.empty()) {
+    ImagePredictor predictor(loaded);
+    // Streamed, a line per predicted frame (a long video's results are not held in memory), and
+    // renamed into place once every video is done, as predictions.json is written at once.
+    const std::string jsonl_part = outputs.path("predictions.jsonl.part");
+    outputs.wrote(jsonl_part);
+    std::ofstream jsonl(jsonl_part, std::ios::binary | std::ios::trunc);
+    if (!jsonl) throw InputError(jsonl_part + ": cannot write");
+    for (size_t v = 0; v < videos.size(); ++v) {
+      VideoPredictOptions video_options;
+      video_options.every = options.every;
+      video_options.sequence_fps = options.fps;
+      video_options.name = videos[v].name;
+      video_options.overlay = overlay_options;
+      video_options.progress = options.progress;
+      if (options.overlays) {
+        video_options.overlay_path = outputs.path(videos[v].overlay);
+        outputs.wrote(video_options.overlay_path);
+      }
+      const VideoPredictResult video =
+          predict_video(predictor, video_inputs[v], video_options, [&](const std::string& line) {
+            jsonl << line << '\n';
+            jsonl.flush();  // a finished frame is on disk, whatever happens to the next
+          });
+      if (!jsonl) throw InputError(jsonl_part + ": cannot write (disk full?)");
+      if (video.failure.empty()) {
+        ++summary.videos_done;
+      } else {
+        summary.failures.push_back(video.failure);
+        std::cerr << "\nerror: " << video.failure << "\n";
+      }
+      summary.video_frames += video.frames_predicted;
+      summary.detections += static_cast<int>(video.detections);
+      model_seconds.insert(model_seconds.end(), video.model_seconds.begin(), video.model_seconds.end());
+    }
+    jsonl.close();
+    if (!jsonl) throw InputError(jsonl_part + ": cannot write (disk full?)");
+    const std::string jsonl_path = outputs.path("predictions.jsonl");
+    fs::rename(jsonl_part, jsonl_path);
+    outputs.wrote(jsonl_path);
   }
-  if (main_rank) write_bytes_atomically(outputs.path("predictions.json"), results.dump());
-  // The overlays stay only once predictions.json exists: a rank whose partners failed removes its own.
-  comm.barrier();
   outputs.finish();
   summary.seconds_per_image = median(model_seconds);
   return summary;

@@ -94,13 +94,10 @@ std::string encode(const cv::Mat& canvas, const std::string& extension) {
   return std::string(encoded.begin(), encoded.end());
 }
 
-std::string render(const torch::Tensor& image, const Detections& detections, const MaskRegionOf* mask_of,
-                   const std::vector<std::string>& class_names, const OverlayOptions& options,
-                   const std::string& extension) {
-  if (options.scale < 1) throw ConfigError("overlay scale must be >= 1, got " + std::to_string(options.scale));
-  cv::Mat canvas = to_bgr_u8(image);
+// Draws the detections on `canvas` (the picture already enlarged options.scale times), in place.
+void draw(cv::Mat& canvas, const Detections& detections, const MaskRegionOf* mask_of,
+          const std::vector<std::string>& class_names, const OverlayOptions& options) {
   const int scale = options.scale;
-  if (scale > 1) cv::resize(canvas, canvas, cv::Size(), scale, scale, cv::INTER_NEAREST);
   const OverlayStyle style = overlay_style(canvas.cols, canvas.rows);
   const auto scores = detections.scores.to(torch::kCPU, torch::kFloat);
   const auto boxes = detections.boxes.to(torch::kCPU, torch::kFloat);
@@ -135,7 +132,7 @@ std::string render(const torch::Tensor& image, const Detections& detections, con
     cv::rectangle(canvas, cv::Point(r.x, r.y), cv::Point(r.x + r.width, r.y + r.height), colour, style.line_width,
                   cv::LINE_AA);
   }
-  if (!options.labels || shown.empty()) return encode(canvas, extension);
+  if (!options.labels || shown.empty()) return;
 
   // Labels last, over every mask and box, each where it covers no other label.
   const int pad = std::max(1, style.text_height / 5);
@@ -159,6 +156,15 @@ std::string render(const torch::Tensor& image, const Detections& detections, con
     cv::putText(canvas, texts[n], cv::Point(s.x + pad, s.y + s.height - pad - baselines[n]), kFont, style.font_scale,
                 cv::Scalar(0, 0, 0), style.text_thickness, cv::LINE_AA);
   }
+}
+
+std::string render(const torch::Tensor& image, const Detections& detections, const MaskRegionOf* mask_of,
+                   const std::vector<std::string>& class_names, const OverlayOptions& options,
+                   const std::string& extension) {
+  if (options.scale < 1) throw ConfigError("overlay scale must be >= 1, got " + std::to_string(options.scale));
+  cv::Mat canvas = to_bgr_u8(image);
+  if (options.scale > 1) cv::resize(canvas, canvas, cv::Size(), options.scale, options.scale, cv::INTER_NEAREST);
+  draw(canvas, detections, mask_of, class_names, options);
   return encode(canvas, extension);
 }
 
@@ -219,6 +225,16 @@ std::string render_overlay(const torch::Tensor& image, const Detections& detecti
     throw ConfigError("overlay mask_thresh must be > 0 with mask regions, got " + std::to_string(options.mask_thresh));
   }
   return render(image, detections, &mask_of, class_names, options, extension);
+}
+
+void draw_overlay(cv::Mat& bgr, const Detections& detections, const MaskRegionOf& mask_of,
+                  const std::vector<std::string>& class_names, const OverlayOptions& options) {
+  if (bgr.type() != CV_8UC3) throw std::invalid_argument("draw_overlay: need an 8-bit BGR picture");
+  if (options.scale != 1) throw ConfigError("draw_overlay draws at scale 1, got " + std::to_string(options.scale));
+  if (!(options.mask_thresh > 0)) {
+    throw ConfigError("overlay mask_thresh must be > 0 with mask regions, got " + std::to_string(options.mask_thresh));
+  }
+  draw(bgr, detections, &mask_of, class_names, options);
 }
 
 }  // namespace instseg

@@ -1,5 +1,6 @@
 #pragma once
-// The predict job: a checkpoint, images (files or folders) -> COCO results JSON + overlay pictures.
+// The predict job: a checkpoint, images (files or folders) -> COCO results JSON + overlay pictures;
+// videos and image sequences -> predictions.jsonl + annotated videos (engine/video_predictor.h).
 #include <cstdint>
 #include <string>
 #include <vector>
@@ -16,8 +17,12 @@ struct PredictOptions {
   // A run folder, a .pth beside its config.json, or a bare torchvision .pth (engine/model_factory.h's
   // load_model); the settings below apply over the model's description.
   std::string weights;
-  std::vector<std::string> inputs;  // image files and/or folders of images (not recursive)
-  std::string out_dir;              // receives predictions.json and one overlay picture per image
+  // Image files, folders of images (not recursive), video files and image-sequence patterns
+  // (engine/video_predictor.h's is_video_input tells them apart).
+  std::vector<std::string> inputs;
+  // Receives predictions.json and one overlay picture per image; for videos predictions.jsonl (a
+  // line per predicted frame) and <stem>.overlay.mp4 per video.
+  std::string out_dir;
   // Detections scoring at or below are dropped; -1 = the model's (config.json's
   // model.roi_heads.score_thresh, else torchvision's 0.05).
   double score_thresh = -1.0;
@@ -35,8 +40,12 @@ struct PredictOptions {
   // Larger images are refused from their header, before decoding (data/image_io.h); memory per
   // pixel: docs/model.md. 1 .. data::kMaxImagePixelsCeiling.
   int64_t max_image_pixels = data::kDefaultMaxImagePixels;
-  bool overlays = true;
+  bool overlays = true;               // pictures for images, annotated videos for videos
   bool progress = true;
+  // Videos: predict frames 0, every, 2 * every, ... (the annotated video keeps every frame, drawn
+  // with the latest predicted frame's detections); image sequences play at `fps` frames/s.
+  int every = 1;
+  double fps = 25.0;
   // The job this process is a rank of (dist::join from the launch variables); null: one process.
   // Rank r predicts the inputs i with i % world == r and draws their overlays; the main rank
   // alone writes predictions.json (every input's, in input order: one process's file, byte for
@@ -49,13 +58,19 @@ struct PredictOptions {
 // The job's, on every rank of a job (all ranks' images, failures in input order).
 struct PredictSummary {
   int images_done = 0;
+  int videos_done = 0;                // videos read to their end (a truncated one is a failure)
+  int64_t video_frames = 0;           // frames predicted in videos, truncated ones included
   int detections = 0;
-  std::vector<std::string> failures;  // one message per input that could not be predicted
+  // One message per input that could not be predicted (or a video that stopped early: its frames
+  // read are in predictions.jsonl and its annotated video all the same).
+  std::vector<std::string> failures;
   double seconds_per_image = 0.0;     // median model time per image (decode and drawing excluded)
 };
 
 // Runs the job. Unreadable or too large images are reported in `failures` (and on stderr) while
-// the others are predicted; predictions.json is written atomically once all images are done. A bad
+// the others are predicted; predictions.json is written atomically once all images are done
+// (only when images are given), then the videos are predicted one after the other into
+// predictions.jsonl (renamed into place once all are done). Videos need a job of one process. A bad
 // checkpoint, options or inputs that share a file name throw before anything is written: the
 // output folder is created only to write into it, and a run that fails half-way removes the
 // overlays it wrote (and the folder if it made it).

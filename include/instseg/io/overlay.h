@@ -16,6 +16,10 @@
 #include "instseg/structures/detections.h"
 #include "instseg/structures/mask_region.h"
 
+namespace cv {
+class Mat;
+}
+
 namespace instseg {
 
 struct OverlayOptions {
@@ -73,5 +77,11 @@ using MaskRegionOf = std::function<MaskRegion(int64_t k)>;
 std::string render_overlay(const torch::Tensor& image, const Detections& detections, const MaskRegionOf& mask_of,
                            const std::vector<std::string>& class_names, const OverlayOptions& options,
                            const std::string& extension);
+
+// The same drawing made in place on an 8-bit BGR picture of the image's size (a video frame as
+// cv::VideoCapture gives it), for callers that encode the picture themselves (video): the pixels
+// are those render_overlay encodes for that picture. options.scale must be 1.
+void draw_overlay(cv::Mat& bgr, const Detections& detections, const MaskRegionOf& mask_of,
+                  const std::vector<std::string>& class_names, const OverlayOptions& options);
 
 }  // namespace instseg
