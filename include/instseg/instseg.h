@@ -20,6 +20,10 @@
 
 #include "instseg/errors.h"
 
+namespace at {
+class Tensor;  // torch::Tensor; callers of Model::predict(const at::Tensor&) include <torch/types.h>
+}
+
 namespace instseg {
 
 // Settings applied over the model's own description (a run's config.json, else torchvision's
@@ -50,6 +54,10 @@ struct RleMask {
 
   // height x width CV_8UC1 of 0 and 1. InputError when `counts` is malformed or does not fill the size.
   cv::Mat to_mat() const;
+  // The outer boundary of each connected part (8-connected, holes filled), as COCO polygons
+  // [x0, y0, x1, y1, ...] through the centres of its border pixels; parts of fewer than 3 vertices
+  // are left out (io/mask_polygons.h, what `instseg serve` answers for mask_format=polygon).
+  std::vector<std::vector<double>> to_polygons() const;
   // Pixels that are 1.
   int64_t area() const;
   // Encodes a CV_8UC1 mask (non-zero = foreground), as pycocotools.mask.encode.
@@ -94,6 +102,9 @@ class Model {
   // A picture as cv::imread or cv::VideoCapture give it: 8- or 16-bit, 1, 3 (BGR) or 4 (BGRA)
   // channels. The detections are exactly `instseg predict`'s for the same pixels.
   std::vector<Detection> predict(const cv::Mat& image) const;
+  // A picture as torchvision's models take it: [3, H, W] float RGB in [0, 1], on the CPU.
+  // InputError for another shape or type.
+  std::vector<Detection> predict(const at::Tensor& image) const;
   // An image file, read as `instseg predict` reads it (pixel limit checked from its header).
   std::vector<Detection> predict_file(const std::string& path) const;
 

@@ -47,6 +47,14 @@ struct Model::Impl {
   data::ImageReadOptions read_options;
   std::mutex mutex;  // one picture at a time through the shared model
 
+  // A picture in memory is held to the limit a file is held to from its header.
+  void check_pixels(int64_t width, int64_t height, const std::string& source) const {
+    if (width * height <= read_options.max_pixels) return;
+    throw InputError(source + ": " + std::to_string(width) + " x " + std::to_string(height) +
+                     " pixels is over the limit of " + std::to_string(read_options.max_pixels) +
+                     " (raise ModelOptions.max_image_pixels)");
+  }
+
   std::vector<Detection> predict(const torch::Tensor& image) {
     std::lock_guard<std::mutex> lock(mutex);
     ImagePrediction p = predictor.predict(image);
@@ -99,14 +107,20 @@ Model Model::load(const std::string& path, const ModelOptions& options) {
 }
 
 std::vector<Detection> Model::predict(const cv::Mat& image) const {
-  const int64_t pixels = static_cast<int64_t>(image.rows) * image.cols;
-  if (pixels > impl_->read_options.max_pixels) {
-    throw InputError("cv::Mat: " + std::to_string(image.cols) + " x " + std::to_string(image.rows) +
-                     " pixels is over the limit of " + std::to_string(impl_->read_options.max_pixels) +
-                     " (raise ModelOptions.max_image_pixels)");
-  }
   if (image.empty()) throw InputError("cv::Mat: empty picture");
+  impl_->check_pixels(image.cols, image.rows, "cv::Mat");
   return impl_->predict(data::image_rgb_from_bgr(image, "cv::Mat"));
+}
+
+std::vector<Detection> Model::predict(const at::Tensor& image) const {
+  if (!image.defined() || image.dim() != 3 || image.size(0) != 3 || image.scalar_type() != torch::kFloat ||
+      !image.device().is_cpu()) {
+    throw InputError("tensor: need [3, H, W] float RGB on the CPU, got " +
+                     (image.defined() ? c10::str(image.sizes(), " ", image.scalar_type(), " on ", image.device())
+                                      : std::string("an undefined tensor")));
+  }
+  impl_->check_pixels(image.size(2), image.size(1), "tensor");
+  return impl_->predict(image);
 }
 
 std::vector<Detection> Model::predict_file(const std::string& path) const {

@@ -9,6 +9,7 @@
 #include "instseg/coco/rle.h"
 #include "instseg/engine/eval_job.h"
 #include "instseg/instseg.h"
+#include "instseg/io/mask_polygons.h"
 
 namespace instseg {
 
@@ -41,6 +42,8 @@ cv::Mat RleMask::to_mat() const {
   if (!pixels.empty()) std::copy(pixels.begin(), pixels.end(), out.ptr<uint8_t>(0));
   return out;
 }
+
+std::vector<std::vector<double>> RleMask::to_polygons() const { return io::mask_polygons(to_rle(*this)); }
 
 int64_t RleMask::area() const { return static_cast<int64_t>(coco::area(to_rle(*this))); }
 

@@ -4,13 +4,17 @@
 // library's exceptions naming what was wrong.
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+#include <torch/torch.h>
 
 #include <filesystem>
+#include <set>
+#include <utility>
 #include <nlohmann/json.hpp>
 #include <opencv2/imgcodecs.hpp>
 #include <string>
 #include <vector>
 
+#include "instseg/data/image_io.h"
 #include "instseg/engine/predictor.h"
 #include "instseg/instseg.h"
 #include "support/reference.h"
@@ -45,6 +49,16 @@ const Model& r18() {
   return model;
 }
 
+void expect_same(const std::vector<Detection>& got, const std::vector<Detection>& expected, const std::string& what) {
+  ASSERT_EQ(got.size(), expected.size()) << what;
+  for (size_t k = 0; k < got.size(); ++k) {
+    EXPECT_EQ(got[k].category_id, expected[k].category_id) << what << " " << k;
+    EXPECT_EQ(got[k].score, expected[k].score) << what << " " << k;
+    EXPECT_EQ(got[k].box, expected[k].box) << what << " " << k;
+    EXPECT_EQ(got[k].mask.counts, expected[k].mask.counts) << what << " " << k;
+  }
+}
+
 TEST(EmbeddingApi, PredictOnMatGivesPredictsResultsFile) {
   // A colour JPEG and an 8-bit grayscale PNG (image_rgb_from_bgr's 1-channel path).
   const std::vector<std::string> images = {coco_image("000000037777.jpg"), interop("gray.png")};
@@ -75,14 +89,9 @@ TEST(EmbeddingApi, PredictOnMatGivesPredictsResultsFile) {
     EXPECT_FALSE(from_mats.back().detections.empty()) << name << ": nothing to compare";
   }
   EXPECT_EQ(to_coco_results_json(from_mats), expected);
-  // The file route (predict's reader), on the grayscale one: the same detections.
-  const std::vector<Detection> from_file = r18().predict_file(images[1]);
-  ASSERT_EQ(from_file.size(), from_mats[1].detections.size());
-  for (size_t k = 0; k < from_file.size(); ++k) {
-    EXPECT_EQ(from_file[k].score, from_mats[1].detections[k].score) << k;
-    EXPECT_EQ(from_file[k].box, from_mats[1].detections[k].box) << k;
-    EXPECT_EQ(from_file[k].mask.counts, from_mats[1].detections[k].mask.counts) << k;
-  }
+  // The file route (predict's reader) and the tensor route (the reader's tensor) give the same.
+  expect_same(r18().predict_file(images[1]), from_mats[1].detections, "predict_file");
+  expect_same(r18().predict(data::read_image_rgb(images[0])), from_mats[0].detections, "tensor");
 
   // The typed fields are the file's entries: category names from the id, masks the RLE's.
   const json entries = json::parse(expected);
@@ -149,6 +158,28 @@ TEST(RleMask, DecodesAndEncodesAsPycocotools) {
   EXPECT_EQ(cv::countNonZero(column), 3);
 }
 
+// io/mask_polygons.h's convention: vertices at the centres of the border pixels, one polygon per
+// 8-connected part, parts without area left out.
+TEST(RleMask, PolygonsTraceEachPartThroughItsBorderPixelCentres) {
+  cv::Mat mask = cv::Mat::zeros(40, 50, CV_8UC1);
+  mask(cv::Rect(10, 5, 20, 10)).setTo(1);  // columns 10..29, rows 5..14
+  mask(cv::Rect(40, 30, 5, 6)).setTo(1);   // columns 40..44, rows 30..35
+  mask.at<uint8_t>(2, 45) = 1;             // one pixel: no area as a polygon
+  const auto polygons = RleMask::from_mat(mask).to_polygons();
+  ASSERT_EQ(polygons.size(), 2u);
+  std::set<std::set<std::pair<double, double>>> corners;
+  for (const auto& p : polygons) {
+    ASSERT_EQ(p.size(), 8u);  // a rectangle's 4 corners
+    std::set<std::pair<double, double>> c;
+    for (size_t i = 0; i + 1 < p.size(); i += 2) c.insert({p[i], p[i + 1]});
+    corners.insert(c);
+  }
+  const std::set<std::set<std::pair<double, double>>> expected = {
+      {{10.5, 5.5}, {29.5, 5.5}, {29.5, 14.5}, {10.5, 14.5}},
+      {{40.5, 30.5}, {44.5, 30.5}, {44.5, 35.5}, {40.5, 35.5}}};
+  EXPECT_EQ(corners, expected);
+}
+
 TEST(RleMask, MalformedCountsAreAnInputError) {
   try {
     RleMask{3, 4, "33"}.to_mat();  // runs sum to 6 of 12 pixels
@@ -209,6 +240,16 @@ TEST(EmbeddingApi, FailuresAreTheLibrarysErrors) {
     EXPECT_THAT(e.what(), HasSubstr("/nonexistent/picture.jpg"));
   }
   EXPECT_THROW(r18().predict(cv::Mat()), InputError);
+  EXPECT_THROW(r18().predict(torch::zeros({1, 8, 8})), InputError);  // not 3 channels
+  EXPECT_THROW(r18().predict(torch::zeros({3, 8, 8}, torch::kDouble)), InputError);
+  ModelOptions small = small_options();
+  small.max_image_pixels = 1000;
+  try {
+    Model::load(interop("r18.pth"), small).predict(cv::Mat(40, 30, CV_8UC3, cv::Scalar(0)));
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    EXPECT_THAT(e.what(), HasSubstr("30 x 40 pixels is over the limit of 1000"));
+  }
   EXPECT_THROW(r18().predict(cv::Mat(8, 8, CV_32FC3, cv::Scalar(0))), InputError);  // depth predict never reads
   try {
     evaluate(testing::source_path("datasets/tiny_coco/annotations/instances_val2017.json"), "/nonexistent/results.json");
