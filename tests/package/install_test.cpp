@@ -1,6 +1,7 @@
 // The installed package as a user meets it: `cmake --install` of this build into a fresh prefix,
 // examples/consumer configured against it with find_package(instseg) alone (no path into this
 // tree), built, and run on a picture: its detections must be the installed `instseg predict`'s.
+// Also: the installed API header compiles with OpenCV's headers alone (no LibTorch on the path).
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
@@ -48,6 +49,12 @@ TEST(Package, InstalledConsumerPredictsAsInstalledProgram) {
                            "cmake/instseg/instsegTargets.cmake", "libinstseg_api.a"}) {
     EXPECT_TRUE(fs::exists(fs::path(prefix) / libdir / file)) << file;
   }
+
+  // The API header needs OpenCV's core header and nothing of LibTorch (its promise: pimpl).
+  const std::string unit = dir.write("api_only.cpp", "#include <instseg/instseg.h>\nint main() { return 0; }\n");
+  must_run("header", INSTSEG_CXX_COMPILER,
+           {"-std=c++17", "-fsyntax-only", "-I" + prefix + "/include", "-I" INSTSEG_OPENCV_INCLUDE, unit}, dir);
+  if (::testing::Test::HasFatalFailure()) return;
 
   // The consumer sees only the prefix: CMAKE_PREFIX_PATH, as docs/api.md tells a user.
   const std::string build = dir / "consumer-build";
