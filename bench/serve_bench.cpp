@@ -3,8 +3,9 @@
 //
 //   throughput (default): tiny_coco val images POSTed to /v1/predict by 1, 4 and 16 client threads;
 //     images/s and p50/p99 latency per level, beside `instseg predict` over the same images.
-//   --soak-seconds S: S seconds of steady load; the server's VmRSS sampled every --rss-every
-//     seconds; growth from the first minute's level to the end (target < 5%).
+//   --soak-seconds S: one pass over the images (warm-up), then S seconds of steady load; the
+//     server's VmRSS sampled every --rss-every seconds; growth from the first minute's level
+//     (its highest sample) to the end (target < 5%).
 //   --video-frames F: a clip of F frames made from the same images (OpenCV VideoWriter), then
 //     `instseg predict --input clip.mp4` timed end to end (frames/s).
 //
@@ -15,6 +16,7 @@
 // usage: serve_bench [--instseg PATH] [--weights W.pth] [--images 16] [--threads 2]
 //                    [--levels 1,4,16] [--requests 16] [--min-size 800] [--max-size 1333]
 //                    [--no-throughput] [--soak-seconds 0] [--soak-concurrency 2] [--rss-every 5]
+//                    [--no-soak-warm-up]
 //                    [--video-frames 0] [--serve-args "..."]
 //   Without --weights a seeded random-init torchvision maskrcnn_resnet50_fpn checkpoint is made
 //   with bench/make_checkpoint.py (as predict_bench does).
@@ -384,9 +386,18 @@ int throughput(const Settings& s, const std::vector<Image>& images, const std::v
 }
 
 // Steady load for `seconds`; VmRSS sampled every `every` seconds.
-int soak(const Settings& s, const std::vector<Image>& images, double seconds, int concurrency, double every) {
+int soak(const Settings& s, const std::vector<Image>& images, double seconds, int concurrency, double every,
+         bool warm_up) {
   Errors errors;
   ServerProcess server(serve_argv(s), s.work / "serve_soak.log");
+  if (warm_up) {
+    // Every picture size once, at the soak's concurrency, before the clock starts: the first
+    // sighting of a size (and of a batch of it) grows the allocator's pools; without this pass the
+    // first minute measures those, not a leak.
+    double wall = 0;
+    run_level(server, images, concurrency, static_cast<int>(images.size()), errors, wall);
+    std::printf("soak warm-up: %zu requests in %.0f s, RSS %.0f MB\n", images.size(), wall, rss_mb(server.pid()));
+  }
   std::atomic<bool> stop{false};
   std::atomic<long> done{0};
   std::vector<std::thread> clients;
@@ -400,12 +411,12 @@ int soak(const Settings& s, const std::vector<Image>& images, double seconds, in
       }
     });
   }
-  std::vector<std::pair<double, double>> samples;  // (seconds since start, RSS MB)
+  std::vector<std::pair<double, double>> samples;  // (scheduled second, RSS MB)
   std::printf("soak: %d clients, %.0f s, RSS every %.0f s\n  t s   RSS MB  requests\n", concurrency, seconds, every);
   for (double t = 0;; t += every) {
     const double wait = t - seconds_since(start);
     if (wait > 0) std::this_thread::sleep_for(std::chrono::duration<double>(wait));
-    samples.emplace_back(seconds_since(start), rss_mb(server.pid()));
+    samples.emplace_back(t, rss_mb(server.pid()));  // on the schedule's time: t = 60 is in the first minute
     std::printf("  %5.0f %7.0f %6ld\n", samples.back().first, samples.back().second, done.load());
     std::fflush(stdout);
     if (t >= seconds) break;
@@ -492,7 +503,7 @@ int main(int argc, char** argv) {
   s.program = INSTSEG_PROGRAM;
   int images = 16, requests = 16, soak_concurrency = 2, video_frames = 0;
   double soak_seconds = 0, rss_every = 5;
-  bool no_throughput = false;
+  bool no_throughput = false, no_soak_warm_up = false;
   std::string levels = "1,4,16", variant = "v1";
   // The server's own default is 60 s; at concurrency 16 on a busy 2-core machine a request can
   // wait longer than that behind the others, which would measure the timeout, not the server.
@@ -509,6 +520,7 @@ int main(int argc, char** argv) {
   app.add_flag("--no-throughput", no_throughput, "Skip predict vs serve throughput");
   app.add_option("--soak-seconds", soak_seconds, "Soak this long (the docs' run: 300)")->capture_default_str();
   app.add_option("--soak-concurrency", soak_concurrency, "Clients during the soak")->capture_default_str();
+  app.add_flag("--no-soak-warm-up", no_soak_warm_up, "Start the soak's clock at once, not after one pass over the images");
   app.add_option("--rss-every", rss_every, "Seconds between RSS samples")->capture_default_str();
   app.add_option("--video-frames", video_frames, "Frames of the generated clip (0: no video run)")->capture_default_str();
   app.add_option("--serve-args", s.serve_args, "More options for instseg serve")->capture_default_str();
@@ -538,7 +550,7 @@ int main(int argc, char** argv) {
   int status = 0;
   try {
     if (!no_throughput) status |= throughput(s, loaded, paths, parse_levels(levels), requests);
-    if (soak_seconds > 0) status |= soak(s, loaded, soak_seconds, soak_concurrency, rss_every);
+    if (soak_seconds > 0) status |= soak(s, loaded, soak_seconds, soak_concurrency, rss_every, !no_soak_warm_up);
     if (video_frames > 0) status |= video(s, paths, video_frames);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "serve_bench: %s\n", e.what());
