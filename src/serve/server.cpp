@@ -26,7 +26,7 @@ namespace instseg::serve {
 
 namespace {
 
-// Per connection thread: httplib runs pre-routing, the handler and the logger of one request on
+// Per connection thread: httplib runs pre-routing, the handler and post-routing of one request on
 // the thread that read it.
 struct RequestState {
   bool started = false;
@@ -278,7 +278,10 @@ Server::Server(ServeOptions options) : impl_(std::make_unique<Impl>(std::move(op
     }
     set_error(res, 500, message);
   });
-  http.set_logger([&s](const httplib::Request& req, const httplib::Response& res) { s.log_request(req, res); });
+  // Counted and logged when the answer is final and before it is written (the post-routing
+  // handler; httplib's logger runs after the write, so a client could see its answer before the
+  // metrics count it, and a failed write would not be logged at all).
+  http.set_post_routing_handler([&s](const httplib::Request& req, httplib::Response& res) { s.log_request(req, res); });
 }
 
 Server::~Server() {
