@@ -316,7 +316,8 @@ PredictSummary run_predict(const PredictOptions& options) {
                                                        overlay_options, ".jpg"));
         outputs.wrote(overlay);
       }
-      mine.push_back(ImageResults{inferred.index, inferred.input.file_name, inferred.results, "", inferred.model_seconds});
+      mine.push_back(
+          ImageResults{inferred.index, inferred.input.file_name, inferred.results, "", inferred.model_seconds});
       if (show_progress) progress.update(static_cast<int64_t>(mine.size()));
     };
     {
@@ -365,7 +366,7 @@ PredictSummary run_predict(const PredictOptions& options) {
       const VideoPredictResult video =
           predict_video(predictor, video_inputs[v], video_options, [&](const std::string& line) {
             jsonl << line << '\n';
-            jsonl.flush();  // a finished frame is on disk, whatever happens to the next
+            jsonl.flush();  // each finished frame in the file as it comes (tail -f), whatever happens next
           });
       if (!jsonl) throw InputError(jsonl_part + ": cannot write (disk full?)");
       if (video.failure.empty()) {

@@ -89,7 +89,10 @@ std::vector<json> read_lines(const std::string& path) {
   return lines;
 }
 
-// Mean absolute difference of two pictures of one size, per channel value.
+// Mean absolute difference of two pictures of one size, per channel value. An annotated frame of
+// the clip differs from the decoded one by 30-42 with --show-thresh 0 (every detection tinted and
+// boxed); undrawn, by the codec's re-encoding alone, 2.3-2.8.
+constexpr double kDrawn = 10.0;
 double mean_difference(const cv::Mat& a, const cv::Mat& b) {
   cv::Mat diff;
   cv::absdiff(a, b, diff);
@@ -187,7 +190,7 @@ TEST_F(VideoCommand, FramePredictionsEqualImagePredictionsOfTheDecodedFrames) {
   EXPECT_EQ(cv::VideoCapture(dir / "out/clip.overlay.mp4", cv::CAP_FFMPEG).get(cv::CAP_PROP_FPS), kFps);
   for (int i = 0; i < kFrames; ++i) {
     ASSERT_EQ(annotated[i].size(), cv::Size(kWidth, kHeight)) << "frame " << i;
-    if (!lines[i]["results"].empty()) EXPECT_GT(mean_difference(annotated[i], (*decoded_)[i]), 4.0) << "frame " << i;
+    if (!lines[i]["results"].empty()) EXPECT_GT(mean_difference(annotated[i], (*decoded_)[i]), kDrawn) << "frame " << i;
   }
 }
 
@@ -204,7 +207,8 @@ TEST_F(VideoCommand, EveryNthFrameIsPredictedAndEveryFrameDrawn) {
   ASSERT_EQ(annotated.size(), static_cast<size_t>(kFrames)) << "the annotated video keeps every frame";
   // Frames between predicted ones carry the latest predicted frame's detections.
   for (int i = 0; i < kFrames; ++i) {
-    if (!lines[i / 3]["results"].empty()) EXPECT_GT(mean_difference(annotated[i], (*decoded_)[i]), 4.0) << "frame " << i;
+    if (lines[i / 3]["results"].empty()) continue;
+    EXPECT_GT(mean_difference(annotated[i], (*decoded_)[i]), kDrawn) << "frame " << i;
   }
 }
 
