@@ -47,6 +47,14 @@ size_t Batcher::depth() const {
   return queue_.size();
 }
 
+void Batcher::drain() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    draining_ = true;
+  }
+  cv_.notify_all();
+}
+
 void Batcher::stop() {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -73,7 +81,7 @@ std::vector<std::unique_ptr<Batcher::Job>> Batcher::take_batch(std::unique_lock<
       }
     }
     // Wait a little for more of this size, unless the batch is full or the server drains.
-    if (static_cast<int>(batch.size()) >= max_batch_ || stopping_ || Clock::now() >= deadline) break;
+    if (static_cast<int>(batch.size()) >= max_batch_ || draining_ || stopping_ || Clock::now() >= deadline) break;
     cv_.wait_until(lock, deadline);
   }
   return batch;

@@ -43,6 +43,8 @@ class Batcher {
   // nullopt-like: an empty future (valid() false) when max_queue requests already wait.
   Ticket submit(torch::Tensor image);
   size_t depth() const;
+  // No more waiting for fuller batches (the server drains): queued requests run at once.
+  void drain();
   // Answers every queued request, then ends the worker.
   void stop();
 
@@ -65,6 +67,7 @@ class Batcher {
   mutable std::mutex mutex_;
   std::condition_variable cv_;
   std::deque<std::unique_ptr<Job>> queue_;
+  bool draining_ = false;
   bool stopping_ = false;
   std::thread worker_;
 };

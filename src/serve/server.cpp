@@ -314,6 +314,7 @@ void Server::run() {
 void Server::stop() {
   Impl& s = *impl_;
   s.draining = true;
+  if (s.batcher) s.batcher->drain();  // what is queued runs now, without waiting for fuller batches
   // stop() before listen_after_bind has started would be lost: wait until it runs (or ended).
   while (s.run_started && !s.run_finished && !s.http.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
   s.http.stop();
