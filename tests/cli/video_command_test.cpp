@@ -39,12 +39,13 @@ constexpr double kFps = 10.0;
 // r18.pth (tests/reference/interop_cli.py): a ResNet-18-FPN Mask R-CNN in torchvision's layout;
 // what is checked here (frames, files, equality with image predictions) does not depend on the
 // depth. Small frames at a small input size and at most 20 detections keep a frame well under a
-// second on a loaded 2-core machine.
+// second on a loaded 2-core machine; one intra-op thread, as two OpenMP threads spin-wait for each
+// other on shared cores (b15adb6), and the video's reader and writer threads get the other core.
 std::vector<std::string> predict_args(const std::vector<std::string>& inputs, const std::string& out) {
   std::vector<std::string> args = {"predict",        "--weights", testing::reference_dir("interop_cli") + "/r18.pth",
                                    "--out",          out,         "--min-size",
                                    "128",            "--max-size", "160",
-                                   "--threads",      "2",         "--detections-per-image",
+                                   "--threads",      "1",         "--detections-per-image",
                                    "20",             "--show-thresh", "0"};
   for (const auto& i : inputs) {
     args.push_back("--input");
