@@ -18,6 +18,7 @@
 #include <opencv2/imgcodecs.hpp>
 #include <opencv2/imgproc.hpp>
 #include <regex>
+#include <sstream>
 #include <thread>
 
 #include "cli/cli_support.h"
@@ -512,6 +513,54 @@ TEST(ServeLimits, TokenAndFullQueue) {
   const auto after = post_image(*client, picture, "", good);
   ASSERT_TRUE(after);
   EXPECT_EQ(after->status, 200);
+}
+
+// A request still unanswered after --request-timeout-seconds gets 504 naming the setting, the
+// server serves on, and the access log holds one JSON line per request with what it was answered.
+TEST(ServeLimits, LateAnswerIs504AndEveryRequestIsLogged) {
+  testing::TestDir dir;
+  // A lone request waits up to 10 s for a batch of 4 to fill: past the 1 s timeout whatever the
+  // machine's load.
+  const std::string log_path = dir / "access.jsonl";
+  std::vector<std::string> args = {"--weights", weights(), "--max-batch", "4", "--batch-wait-ms", "10000",
+                                   "--request-timeout-seconds", "1", "--access-log", log_path};
+  args.insert(args.end(), kModelArgs.begin(), kModelArgs.end());
+  ServerProcess server(args, dir / "stderr.txt");
+  auto client = server.client();
+  cv::Mat image = cv::imread(testing::source_path("datasets/tiny_coco/val2017/000000037777.jpg"));
+  std::vector<unsigned char> png;
+  cv::imencode(".png", image, png);
+  const auto late = post_image(*client, {"p.png", std::string(png.begin(), png.end())});
+  ASSERT_TRUE(late);
+  EXPECT_EQ(late->status, 504);
+  const json error = json::parse(late->body)["error"];
+  EXPECT_EQ(error["status"], 504);
+  EXPECT_THAT(error["message"].get<std::string>(), HasSubstr("--request-timeout-seconds 1"));
+  const auto health = client->Get("/healthz");
+  ASSERT_TRUE(health);
+  EXPECT_EQ(health->status, 200);
+  const auto missing = client->Get("/nowhere");
+  ASSERT_TRUE(missing);
+  EXPECT_EQ(missing->status, 404);
+
+  // One line per request, in order, each a JSON object with the request and its answer.
+  std::vector<json> lines;
+  std::istringstream in(testing::read_file_bytes(log_path));
+  for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+  ASSERT_EQ(lines.size(), 3u) << testing::read_file_bytes(log_path);
+  EXPECT_EQ(lines[0]["method"], "POST");
+  EXPECT_EQ(lines[0]["path"], "/v1/predict");
+  EXPECT_EQ(lines[0]["status"], 504);
+  EXPECT_EQ(lines[0]["bytes_in"], png.size());
+  EXPECT_GE(lines[0]["seconds"].get<double>(), 1.0);
+  EXPECT_EQ(lines[1]["path"], "/healthz");
+  EXPECT_EQ(lines[1]["status"], 200);
+  EXPECT_EQ(lines[2]["path"], "/nowhere");
+  EXPECT_EQ(lines[2]["status"], 404);
+  for (const json& l : lines) {
+    EXPECT_THAT(l["remote"].get<std::string>(), HasSubstr("127.0.0.1"));
+    EXPECT_THAT(l["time"].get<std::string>(), ::testing::MatchesRegex("20[0-9-]+T[0-9:.]+Z"));
+  }
 }
 
 // A third: SIGTERM while requests are in flight answers them all, then exits 0.
