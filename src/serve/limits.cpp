@@ -1,6 +1,7 @@
 #include "serve/limits.h"
 
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <set>
 
@@ -93,10 +94,15 @@ const std::string& image_bytes(const std::string& content_type, const std::strin
 
 void check_image_pixels(const std::string& bytes, int64_t max_pixels) {
   const auto size = data::image_size_from_header(reinterpret_cast<const unsigned char*>(bytes.data()), bytes.size());
-  if (size && size->width * size->height > max_pixels) {
+  if (!size) return;
+  // In double: a TIFF header may declare sides of 2^32 - 1, whose product overflows int64 (and
+  // wrapped to a negative number, let the picture through to the decoder).
+  const double pixels = static_cast<double>(size->width) * static_cast<double>(size->height);
+  if (pixels > static_cast<double>(max_pixels)) {
+    char count[32];
+    std::snprintf(count, sizeof count, "%.0f", pixels);
     throw HttpError(413, "image of " + std::to_string(size->width) + " x " + std::to_string(size->height) + " = " +
-                             std::to_string(size->width * size->height) + " pixels is over --max-image-pixels " +
-                             std::to_string(max_pixels));
+                             count + " pixels is over --max-image-pixels " + std::to_string(max_pixels));
   }
 }
 
