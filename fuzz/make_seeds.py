@@ -113,9 +113,24 @@ def image_seeds():
     write("image", "huge_header.jpg", bytes(jpeg))
 
 
+def serve_request_seeds():
+    # Query, Content-Type and Authorization lines, then the body: a PNG header over the harness's
+    # limit with every option set, and a TIFF declaring 2^32 - 1 on each side (int64 overflow).
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+    png = b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 1000, 1001, 8, 2, 0, 0, 0))
+    write("serve_request", "png_over_limit",
+          b"score_thresh=0.5&mask_format=polygon&max_detections=3\nimage/png\nBearer s3cret\n" + png)
+    tiff = (b"II*\0" + struct.pack("<IH", 8, 2) + struct.pack("<HHII", 256, 4, 1, 0xFFFFFFFF) +
+            struct.pack("<HHII", 257, 4, 1, 0xFFFFFFFF) + struct.pack("<I", 0))
+    write("serve_request", "tiff_widest",
+          b"mask_format=rle\nmultipart/form-data; boundary=x\nBearer wrong\n" + tiff)
+
+
 if __name__ == "__main__":
     shutil.rmtree(OUT, ignore_errors=True)
     os.makedirs(os.path.join(OUT, "json"))
     coco_seeds()
     checkpoint_seeds()
     image_seeds()
+    serve_request_seeds()

@@ -5,13 +5,13 @@
 # Usage: scripts/fuzz.sh [--seconds N] [--jobs J] [--build-only] [target ...]
 #   --seconds N   time per target (default 30; CI's short pass). A longer hunt: --seconds 600
 #   --jobs J      targets run at once (default: the number of cores)
-#   targets       json rle coco_dataset coco_results pickle checkpoint image (default: all)
+#   targets       json rle coco_dataset coco_results pickle checkpoint image serve_request (default: all)
 # Inputs that grow the coverage are kept in build-fuzz/corpus/<target>/ and reused by the next run;
 # the committed seeds in fuzz/corpus/<target>/ are only read.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-all_targets=(json rle coco_dataset coco_results pickle checkpoint image)
+all_targets=(json rle coco_dataset coco_results pickle checkpoint image serve_request)
 seconds=30
 jobs=$(nproc)
 build_only=0
@@ -37,7 +37,8 @@ cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}"
 # input is the normal cost, so these only catch runaway memory and hangs. A malloc above
 # -malloc_limit_mb (= rss_limit_mb) is reported as a finding too.
 declare -A max_len=([json]=8192 [rle]=4096 [coco_dataset]=16384 [coco_results]=16384
-                    [pickle]=4096 [checkpoint]=8192 [image]=8192)
+                    [pickle]=4096 [checkpoint]=8192 [image]=8192
+                    [serve_request]=4096)
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 export OPENCV_LOG_LEVEL="${OPENCV_LOG_LEVEL:-FATAL}"  # corrupt images are the point: no log per input
 mkdir -p "$build/findings" "$build/fuzz-logs"
