@@ -86,12 +86,10 @@ Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
 Model Model::load(const std::string& path, const ModelOptions& options) {
   options.validate();
-  ModelOverrides overrides;  // as predict's command line: only what was set
-  if (options.score_thresh >= 0) overrides.score_thresh = options.score_thresh;
-  if (options.detections_per_image > 0) overrides.detections_per_image = options.detections_per_image;
-  if (!options.mask_paste.empty()) overrides.mask_paste = mask_paste_named(options.mask_paste, "ModelOptions.mask_paste");
-  if (options.min_size > 0) overrides.min_size = options.min_size;
-  if (options.max_size > 0) overrides.max_size = options.max_size;
+  // As predict's command line: only what was set.
+  const ModelOverrides overrides = overrides_from(options.score_thresh, options.detections_per_image,
+                                                  options.mask_paste, options.min_size, options.max_size,
+                                                  "ModelOptions.mask_paste");
   if (options.blas_threads > 0) set_openblas_threads(options.blas_threads);
   torch::set_num_threads(options.threads > 0 ? options.threads
                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));

@@ -15,6 +15,17 @@
 
 namespace instseg {
 
+ModelOverrides overrides_from(double score_thresh, int detections_per_image, const std::string& mask_paste,
+                              int min_size, int max_size, const std::string& mask_paste_setting) {
+  ModelOverrides overrides;
+  if (score_thresh >= 0) overrides.score_thresh = score_thresh;
+  if (detections_per_image > 0) overrides.detections_per_image = detections_per_image;
+  if (!mask_paste.empty()) overrides.mask_paste = mask_paste_named(mask_paste, mask_paste_setting);
+  if (min_size > 0) overrides.min_size = min_size;
+  if (max_size > 0) overrides.max_size = max_size;
+  return overrides;
+}
+
 namespace fs = std::filesystem;
 
 namespace {

@@ -74,13 +74,8 @@ double median(std::vector<double> values) {
 // Command-line settings over the model's own description (a run's config.json: a model is only
 // good at the scale it was trained at, and pastes masks as it was validated).
 ModelOverrides overrides_for(const PredictOptions& options) {
-  ModelOverrides overrides;
-  if (options.score_thresh >= 0) overrides.score_thresh = options.score_thresh;
-  if (options.detections_per_image > 0) overrides.detections_per_image = options.detections_per_image;
-  if (!options.mask_paste.empty()) overrides.mask_paste = mask_paste_named(options.mask_paste, "predict: --mask-paste");
-  if (options.min_size > 0) overrides.min_size = options.min_size;
-  if (options.max_size > 0) overrides.max_size = options.max_size;
-  return overrides;
+  return overrides_from(options.score_thresh, options.detections_per_image, options.mask_paste, options.min_size,
+                        options.max_size, "predict: --mask-paste");
 }
 
 // One line a user can check against what they expect: where the model came from and how it runs.

@@ -36,13 +36,8 @@ struct RequestState {
 thread_local RequestState t_request;
 
 ModelOverrides overrides_for(const ServeOptions& o) {
-  ModelOverrides overrides;
-  if (o.score_thresh >= 0) overrides.score_thresh = o.score_thresh;
-  if (o.detections_per_image > 0) overrides.detections_per_image = o.detections_per_image;
-  if (!o.mask_paste.empty()) overrides.mask_paste = mask_paste_named(o.mask_paste, "serve: --mask-paste");
-  if (o.min_size > 0) overrides.min_size = o.min_size;
-  if (o.max_size > 0) overrides.max_size = o.max_size;
-  return overrides;
+  return overrides_from(o.score_thresh, o.detections_per_image, o.mask_paste, o.min_size, o.max_size,
+                        "serve: --mask-paste");
 }
 
 std::string utc_now() {

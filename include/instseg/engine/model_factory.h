@@ -22,6 +22,13 @@ struct ModelOverrides {
   std::optional<MaskPaste> mask_paste;
 };
 
+// The model settings `predict`, `serve` and the embedding API take on top of a model's
+// description, each "unset" as their options document it (score_thresh < 0, 0, "" and 0): only
+// what was set becomes an override. `mask_paste_setting` names the option in errors
+// ("predict: --mask-paste").
+ModelOverrides overrides_from(double score_thresh, int detections_per_image, const std::string& mask_paste,
+                              int min_size, int max_size, const std::string& mask_paste_setting);
+
 struct LoadedModel {
   MaskRcnn model{nullptr};  // in eval mode, weights loaded strictly
   std::string weights;      // the .pth file read
