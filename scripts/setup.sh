@@ -13,6 +13,7 @@ packages=(
   # not pull them in): without them instseg builds but trains in one process only (docs/distributed.md).
   libgloo-dev
   libcpp-httplib-dev     # `instseg serve` (docs/serving.md)
+  libdnnl-dev            # predict's fused oneDNN convolutions (the oneDNN LibTorch itself links)
 )
 if [[ "${1:-}" == "--tests" ]]; then
   # Test-only reference: torchvision 0.14 under /usr/bin/python3; never needed at run time.

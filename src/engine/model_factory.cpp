@@ -121,6 +121,10 @@ MaskRcnn build_and_load(MaskRcnnOptions options, const StateDict& state, const s
   return model;
 }
 
+void prepare(const ModelOverrides& overrides, MaskRcnnImpl& model) {
+  if (overrides.fused) model.prepare_inference(overrides.precision);
+}
+
 std::string read_text(const fs::path& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw InputError(path.string() + ": cannot read");
@@ -133,7 +137,9 @@ MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overri
   const StateDict state = upgrade_torchvision_keys(read_state_dict(weights));
   MaskRcnnOptions options = recognise(state, weights);
   apply(overrides, options);
-  return build_and_load(options, state, weights, weights);
+  MaskRcnn model = build_and_load(options, state, weights, weights);
+  prepare(overrides, *model);
+  return model;
 }
 
 LoadedModel load_model(const std::string& path, const ModelOverrides& overrides) {
@@ -160,6 +166,7 @@ LoadedModel load_model(const std::string& path, const ModelOverrides& overrides)
   apply(overrides, options);
   loaded.model = build_and_load(options, state, loaded.weights,
                                 loaded.config_file.empty() ? loaded.weights : loaded.config_file);
+  prepare(overrides, *loaded.model);
   if (const fs::path categories = dir / "categories.json"; fs::exists(categories)) {
     loaded.categories = data::CategoryMap::from_json(read_text(categories), categories.string());
   }

@@ -3,6 +3,7 @@
 
 #include <torch/torch.h>
 
+#include "instseg/common/stage_profile.h"
 #include "instseg/errors.h"
 #include "instseg/modeling/roi_heads/paste_masks.h"
 #include "instseg/modeling/roi_heads/training_samples.h"
@@ -48,8 +49,9 @@ MaskRcnnImpl::MaskRcnnImpl(MaskRcnnOptions options)
                                RoiHeads(channels, options_.num_classes, options_.roi_heads));
 }
 
-std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& images) {
-  auto detections = predict_box_masks(images);
+std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& images, StageProfile* profile) {
+  auto detections = predict_box_masks(images, profile);
+  StageTimer paste_timer(profile, "paste");
   for (size_t i = 0; i < detections.size(); ++i) {
     auto& d = detections[i];
     const int64_t height = images[i].size(1), width = images[i].size(2);
@@ -59,18 +61,43 @@ std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& 
   return detections;
 }
 
-std::vector<Detections> MaskRcnnImpl::predict_box_masks(const std::vector<torch::Tensor>& images) {
+std::vector<Detections> MaskRcnnImpl::predict_box_masks(const std::vector<torch::Tensor>& images,
+                                                        StageProfile* profile) {
   TORCH_CHECK(!is_training(), "MaskRcnn::predict: the model is in training mode; call eval()");
   torch::NoGradGuard no_grad;
+  StageTimer transform_timer(profile, "transform");
   const auto batch = transform_.forward(images);
-  const auto features = backbone_(batch.tensors);
-  const auto proposals = rpn_(batch, features);
-  auto detections = roi_heads_(features, proposals, batch.image_sizes);
+  transform_timer.stop();
+  const auto features = backbone_->forward(batch.tensors, profile);
+  const auto proposals = rpn_->forward(batch, features, profile);
+  auto detections = roi_heads_->forward(features, proposals, batch.image_sizes, profile);
   for (size_t i = 0; i < detections.size(); ++i) {
     const std::array<int64_t, 2> original{images[i].size(1), images[i].size(2)};
     detections[i].boxes = resize_boxes(detections[i].boxes, batch.image_sizes[i], original);
   }
   return detections;
+}
+
+void MaskRcnnImpl::prepare_inference(ops::InferencePrecision precision) {
+  backbone_->prepare_inference(precision);
+  rpn_->head->prepare_inference(precision);
+  roi_heads_->prepare_inference(precision);
+  prepared_ = true;
+}
+
+void MaskRcnnImpl::drop_prepared_inference() {
+  backbone_->drop_prepared_inference();
+  rpn_->head->drop_prepared_inference();
+  roi_heads_->drop_prepared_inference();
+  prepared_ = false;
+}
+
+bool MaskRcnnImpl::inference_prepared() const { return prepared_; }
+
+void MaskRcnnImpl::train(bool on) {
+  // The fused path holds copies of the weights: training would leave it stale.
+  if (on && prepared_) drop_prepared_inference();
+  torch::nn::Module::train(on);
 }
 
 MaskPaster MaskRcnnImpl::mask_paster(const Detections& detections, int64_t height, int64_t width) const {

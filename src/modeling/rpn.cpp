@@ -5,11 +5,13 @@
 #include <algorithm>
 #include <string>
 
+#include "instseg/common/stage_profile.h"
 #include "instseg/errors.h"
 #include "instseg/modeling/layers/conv_norm_act.h"
 #include "instseg/ops/box_coder.h"
 #include "instseg/ops/box_ops.h"
 #include "instseg/ops/nms.h"
+#include "modeling/layers/fold.h"
 #include "modeling/option_error.h"
 
 namespace instseg {
@@ -70,9 +72,43 @@ RpnHeadImpl::RpnHeadImpl(int64_t in_channels, int64_t num_anchors, int conv_dept
   }
 }
 
+struct FusedRpnHead {
+  std::vector<ops::FusedConv2d> convs;
+  ops::FusedConv2d out;  // cls_logits' then bbox_pred's output channels, one 1x1 convolution
+  int64_t anchors = 0;
+};
+
+void RpnHeadImpl::prepare_inference(ops::InferencePrecision precision) {
+  auto fused = std::make_shared<FusedRpnHead>();
+  for (const auto& child : conv->children()) {
+    auto c = detail::fuse_block(*child->as<ConvNormActImpl>(), precision, /*float_output=*/false);
+    if (!c.defined()) return drop_prepared_inference();
+    fused->convs.push_back(c);
+  }
+  ops::FusedConvOptions out;
+  out.precision = precision;
+  out.float_output = true;  // proposals are decoded from these in fp32
+  torch::NoGradGuard no_grad;
+  fused->out = ops::FusedConv2d(torch::cat({cls_logits->weight, bbox_pred->weight}).to(torch::kFloat),
+                                torch::cat({cls_logits->bias, bbox_pred->bias}).to(torch::kFloat), out);
+  fused->anchors = cls_logits->weight.size(0);
+  fused_ = std::move(fused);
+}
+
 std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> RpnHeadImpl::forward(
     const std::vector<torch::Tensor>& features) {
   std::vector<torch::Tensor> objectness, deltas;
+  if (fused_ && !is_training()) {
+    const int64_t a = fused_->anchors;
+    for (const auto& feature : features) {
+      auto t = feature;
+      for (const auto& c : fused_->convs) t = c.forward(t);
+      const auto out = fused_->out.forward(t);  // [N, 5A, H_l, W_l] channels-last
+      objectness.push_back(out.narrow(1, 0, a));
+      deltas.push_back(out.narrow(1, a, 4 * a));
+    }
+    return {objectness, deltas};
+  }
   for (const auto& feature : features) {
     const auto t = conv->forward(feature);  // [N, C, H_l, W_l]
     // In the parameters' precision: proposals are decoded from these (ops/mixed_precision.h).
@@ -128,10 +164,14 @@ RegionProposalNetworkImpl::RegionProposalNetworkImpl(int64_t in_channels,
 
 RegionProposalNetworkImpl::Pass RegionProposalNetworkImpl::run(const ImageList& images,
                                                                 const FeatureMaps& features,
-                                                                ProposalLimits limits) {
+                                                                ProposalLimits limits,
+                                                                StageProfile* profile) {
+  StageTimer head_timer(profile, "rpn.head");
   std::vector<torch::Tensor> levels;
   for (const auto& f : features) levels.push_back(f.tensor);
   auto [objectness, deltas] = head->forward(levels);
+  head_timer.stop();
+  StageTimer proposals_timer(profile, "rpn.proposals");
   Pass pass;
   pass.predictions = flatten_rpn_outputs(objectness, deltas);
   pass.objectness = std::move(objectness), pass.deltas = std::move(deltas);
@@ -150,8 +190,9 @@ RegionProposalNetworkImpl::Pass RegionProposalNetworkImpl::run(const ImageList& 
 }
 
 std::vector<torch::Tensor> RegionProposalNetworkImpl::forward(const ImageList& images,
-                                                              const FeatureMaps& features) {
-  return run(images, features, {options_.pre_nms_top_n_test, options_.post_nms_top_n_test}).proposals;
+                                                              const FeatureMaps& features,
+                                                              StageProfile* profile) {
+  return run(images, features, {options_.pre_nms_top_n_test, options_.post_nms_top_n_test}, profile).proposals;
 }
 
 RpnInspection RegionProposalNetworkImpl::inspect(const ImageList& images, const FeatureMaps& features) {

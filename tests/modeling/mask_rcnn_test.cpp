@@ -92,8 +92,12 @@ void expect_matches_reference(const Detections& ours, const MaskPaster& paster, 
 // uint8 [3, H, W] as torchvision's input: image.float() / 255.
 torch::Tensor input_image(const torch::Tensor& image) { return image.to(torch::kFloat) / 255; }
 
-TEST_P(MaskRcnnParity, DetectionsAndMasksMatchTorchvision) {
-  const std::string variant = GetParam();
+// The same comparison for predict's fused path (MaskRcnn::prepare_inference in fp32): folded norms,
+// oneDNN kernels, channels-last features and per-class mask logits must stay within the same
+// tolerances as the module code.
+class FusedParity : public ::testing::TestWithParam<std::tuple<const char*, bool>> {};
+
+void check_detections_and_masks(const std::string& variant, bool fused) {
   const auto weights = testing::end_to_end_reference("weights_" + variant);
   const auto ref = testing::end_to_end_reference("e2e_" + variant);
   std::vector<torch::Tensor> images;
@@ -104,6 +108,8 @@ TEST_P(MaskRcnnParity, DetectionsAndMasksMatchTorchvision) {
   auto large = variant == "v1" ? make_model(variant, 800, 1333) : make_model(variant, 512, 853);
   testing::copy_state_counted(*large, weights);
   large->eval();
+  if (fused) large->prepare_inference();
+  ASSERT_EQ(large->inference_prepared(), fused);
   const auto first = large->predict_box_masks({images[0]});
   ASSERT_EQ(first.size(), 1u);
   expect_matches_reference(first[0], large->mask_paster(first[0], images[0].size(1), images[0].size(2)), ref, 0);
@@ -111,6 +117,7 @@ TEST_P(MaskRcnnParity, DetectionsAndMasksMatchTorchvision) {
   auto small = variant == "v1" ? make_model(variant, 384, 640) : make_model(variant, 352, 587);
   testing::copy_state_counted(*small, weights);
   small->eval();
+  if (fused) small->prepare_inference();
   const std::vector<torch::Tensor> batch{images[1], images[2]};
   const auto rest = small->predict_box_masks(batch);
   ASSERT_EQ(rest.size(), 2u);
@@ -127,7 +134,14 @@ TEST_P(MaskRcnnParity, DetectionsAndMasksMatchTorchvision) {
   }
 }
 
+TEST_P(MaskRcnnParity, DetectionsAndMasksMatchTorchvision) { check_detections_and_masks(GetParam(), false); }
+
+TEST_P(FusedParity, DetectionsAndMasksMatchTorchvision) {
+  check_detections_and_masks(std::get<0>(GetParam()), std::get<1>(GetParam()));
+}
+
 INSTANTIATE_TEST_SUITE_P(Variants, MaskRcnnParity, ::testing::Values("v1", "v2"));
+INSTANTIATE_TEST_SUITE_P(Variants, FusedParity, ::testing::Combine(::testing::Values("v1", "v2"), ::testing::Values(true)));
 
 TEST(MaskRcnn, PredictRefusesTrainingMode) {
   auto model = make_model("v1", 64, 96);

@@ -20,6 +20,10 @@ struct ModelOverrides {
   std::optional<double> score_thresh;  // roi_heads.score_thresh
   std::optional<int> detections_per_image;  // roi_heads.detections_per_img
   std::optional<MaskPaste> mask_paste;
+  // How predict computes, not what: the fused CPU path (MaskRcnn::prepare_inference) in
+  // `precision`, or with fused = false the stages' module code (fp32, the reference).
+  bool fused = true;
+  ops::InferencePrecision precision = ops::InferencePrecision::kFloat32;
 };
 
 // The model settings `predict`, `serve` and the embedding API take on top of a model's

@@ -16,9 +16,12 @@
 #include "instseg/modeling/roi_heads/roi_heads.h"
 #include "instseg/modeling/rpn.h"
 #include "instseg/modeling/transform.h"
+#include "instseg/ops/fused_conv.h"
 #include "instseg/structures/detections.h"
 
 namespace instseg {
+
+struct StageProfile;
 
 // The whole description of a model: architecture, input size and inference settings. A default
 // constructed MaskRcnnOptions is v1(); the presets only choose values, so a field set after taking
@@ -48,12 +51,27 @@ class MaskRcnnImpl : public torch::nn::Module {
   // images: each [3, H, W] float RGB in [0, 1]. Returns detections in each image's own pixels,
   // with the RPN's *_test top-n. Refuses a model in training mode (batch norm would use, and
   // update, the statistics of the images being predicted).
-  std::vector<Detections> predict(const std::vector<torch::Tensor>& images);
+  // With `profile`, each stage's wall time is added to it (common/stage_profile.h names them).
+  std::vector<Detections> predict(const std::vector<torch::Tensor>& images, StageProfile* profile = nullptr);
 
   // As predict, but each image's masks stay [K, 1, M, M] probabilities over their boxes (the boxes
   // in the image's own pixels), to be pasted one at a time with mask_paster(): predict's
   // [K, 1, H, W] costs 4 K bytes per image pixel, a paster's masks only their boxes.
-  std::vector<Detections> predict_box_masks(const std::vector<torch::Tensor>& images);
+  std::vector<Detections> predict_box_masks(const std::vector<torch::Tensor>& images,
+                                            StageProfile* profile = nullptr);
+
+  // Builds predict()'s fused CPU path from the weights as they are now: batch norm folded into
+  // the convolutions, oneDNN convolutions and inner products with bias, ReLU and residual adds
+  // fused (ops/fused_conv.h), channels-last activations, RoIAlign on channels-last features, the
+  // mask logits of the predicted class only. Every stage keeps its own code beside its fused
+  // form. Call after loading weights (load_model does); weights changed afterwards are not seen
+  // until it is called again, and train(true) drops it. In fp32 predict's results equal the
+  // modules' within float rounding (tests/modeling/fused_inference_test.cpp).
+  void prepare_inference(ops::InferencePrecision precision = ops::InferencePrecision::kFloat32);
+  // Back to the modules' own code (the reference the fused path is checked against).
+  void drop_prepared_inference();
+  bool inference_prepared() const;
+  void train(bool on = true) override;
   // The paster of one image's predict_box_masks() detections, pasting as options().mask_paste.
   MaskPaster mask_paster(const Detections& detections, int64_t height, int64_t width) const;
 
@@ -82,6 +100,7 @@ class MaskRcnnImpl : public torch::nn::Module {
   ResnetFpn backbone_{nullptr};
   RegionProposalNetwork rpn_{nullptr};
   RoiHeads roi_heads_{nullptr};
+  bool prepared_ = false;
 };
 TORCH_MODULE(MaskRcnn);
 

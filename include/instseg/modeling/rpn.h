@@ -7,6 +7,7 @@
 #include <torch/types.h>
 
 #include <array>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "instseg/modeling/anchor_generator.h"
 #include "instseg/modeling/matcher.h"
 #include "instseg/modeling/sampler.h"
+#include "instseg/ops/fused_conv.h"
 #include "instseg/structures/image_list.h"
 
 namespace instseg {
@@ -36,6 +38,9 @@ struct RpnOptions {
 
 // Shared head over every FPN level: conv3x3+ReLU (x conv_depth), then per-anchor objectness
 // logits and box deltas. Children conv."i"."0", cls_logits, bbox_pred, as torchvision's RPNHead.
+struct StageProfile;
+struct FusedRpnHead;
+
 class RpnHeadImpl : public torch::nn::Module {
  public:
   RpnHeadImpl(int64_t in_channels, int64_t num_anchors, int conv_depth = 1);
@@ -45,8 +50,17 @@ class RpnHeadImpl : public torch::nn::Module {
   std::pair<std::vector<torch::Tensor>, std::vector<torch::Tensor>> forward(
       const std::vector<torch::Tensor>& features);
 
+  // The fused form (MaskRcnn::prepare_inference): the convolutions with their ReLU, and
+  // cls_logits and bbox_pred as one 1x1 convolution; forward() runs it outside training. Its
+  // outputs are channels-last views of one map per level.
+  void prepare_inference(ops::InferencePrecision precision);
+  void drop_prepared_inference() { fused_.reset(); }
+
   torch::nn::Sequential conv{nullptr};
   torch::nn::Conv2d cls_logits{nullptr}, bbox_pred{nullptr};
+
+ private:
+  std::shared_ptr<const FusedRpnHead> fused_;
 };
 TORCH_MODULE(RpnHead);
 
@@ -118,7 +132,9 @@ class RegionProposalNetworkImpl : public torch::nn::Module {
 
   // Inference -> proposals [K_i, 4] (x1, y1, x2, y2) per image, in the resized image's pixels, by
   // decreasing objectness within each level's NMS result (K_i <= post_nms_top_n_test).
-  std::vector<torch::Tensor> forward(const ImageList& images, const FeatureMaps& features);
+  // With `profile`, adds rpn.head and rpn.proposals.
+  std::vector<torch::Tensor> forward(const ImageList& images, const FeatureMaps& features,
+                                     StageProfile* profile = nullptr);
 
   // As forward(), keeping the head's maps, the anchors and each image's selection steps.
   RpnInspection inspect(const ImageList& images, const FeatureMaps& features);
@@ -163,7 +179,8 @@ class RegionProposalNetworkImpl : public torch::nn::Module {
     std::vector<ProposalSteps> steps;    // per image
     std::vector<torch::Tensor> proposals;
   };
-  Pass run(const ImageList& images, const FeatureMaps& features, ProposalLimits limits);
+  Pass run(const ImageList& images, const FeatureMaps& features, ProposalLimits limits,
+           StageProfile* profile = nullptr);
 
   RpnOptions options_;
   AnchorGenerator anchor_generator_;

@@ -5,7 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "instseg/common/stage_profile.h"
 #include "instseg/errors.h"
+#include "modeling/backbone/fused_resnet_fpn.h"
 
 namespace instseg {
 
@@ -42,8 +44,17 @@ ResnetFpnImpl::ResnetFpnImpl(BackboneOptions options) : options_(options) {
   }
 }
 
-FeatureMaps ResnetFpnImpl::forward(const torch::Tensor& images) {
-  return fpn->forward(body->forward(images));
+FeatureMaps ResnetFpnImpl::forward(const torch::Tensor& images, StageProfile* profile) {
+  if (fused_ && !is_training()) return fused_->forward(images, profile);
+  StageTimer body_timer(profile, "backbone.body");
+  auto levels = body->forward(images);
+  body_timer.stop();
+  StageTimer fpn_timer(profile, "backbone.fpn");
+  return fpn->forward(levels);
+}
+
+void ResnetFpnImpl::prepare_inference(ops::InferencePrecision precision) {
+  fused_ = FusedResnetFpn::build(*this, precision);
 }
 
 }  // namespace instseg

@@ -80,8 +80,13 @@ torch::Tensor MultiScaleRoiAlign::forward(
 
   const auto& first = levels[0];
   // In the boxes' precision, as roi_align pools bfloat16 features (ops/mixed_precision.h).
-  auto result = torch::zeros({rois.size(0), first.size(1), output_size_, output_size_},
-                             first.options().dtype(rois.dtype()));  // [R, C, S, S]
+  // Channels-last features (predict's fused path) pool into a channels-last result.
+  const auto format = first.is_contiguous(at::MemoryFormat::ChannelsLast) && !first.is_contiguous()
+                          ? at::MemoryFormat::ChannelsLast
+                          : at::MemoryFormat::Contiguous;
+  auto result = at::empty({rois.size(0), first.size(1), output_size_, output_size_},
+                          first.options().dtype(rois.dtype()).memory_format(format));  // [R, C, S, S]
+  result.zero_();
   for (size_t l = 0; l < levels.size(); ++l) {
     const auto idx = torch::where(roi_levels == static_cast<int64_t>(l))[0];
     if (idx.numel() == 0) continue;

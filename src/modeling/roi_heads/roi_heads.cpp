@@ -4,11 +4,13 @@
 
 #include <tuple>
 
+#include "instseg/common/stage_profile.h"
 #include "instseg/errors.h"
 #include "instseg/ops/box_coder.h"
 #include "instseg/ops/box_ops.h"
 #include "instseg/ops/nms.h"
 #include "modeling/option_error.h"
+#include "modeling/roi_heads/fused_roi_heads.h"
 
 namespace instseg {
 namespace {
@@ -122,8 +124,22 @@ RoiHeadsImpl::RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOpt
 std::pair<torch::Tensor, torch::Tensor> RoiHeadsImpl::predict_boxes(
     const FeatureMaps& features, const std::vector<torch::Tensor>& proposals,
     const std::vector<std::array<int64_t, 2>>& image_sizes) {
+  return predict_boxes_timed(features, proposals, image_sizes, nullptr);
+}
+
+std::pair<torch::Tensor, torch::Tensor> RoiHeadsImpl::predict_boxes_timed(
+    const FeatureMaps& features, const std::vector<torch::Tensor>& proposals,
+    const std::vector<std::array<int64_t, 2>>& image_sizes, StageProfile* profile) {
+  StageTimer pool_timer(profile, "box.roi_align");
   const auto pooled = box_roi_pool_.forward(features, proposals, image_sizes);  // [R, C, 7, 7]
+  pool_timer.stop();
+  StageTimer head_timer(profile, "box.head");
+  if (fused_ && !is_training()) return fused_->predict_boxes(pooled);
   return box_predictor(box_head.forward(pooled));
+}
+
+void RoiHeadsImpl::prepare_inference(ops::InferencePrecision precision) {
+  fused_ = FusedRoiHeads::build(*this, precision);
 }
 
 torch::Tensor RoiHeadsImpl::predict_mask_logits(const FeatureMaps& features,
@@ -135,15 +151,18 @@ torch::Tensor RoiHeadsImpl::predict_mask_logits(const FeatureMaps& features,
 
 std::vector<Detections> RoiHeadsImpl::forward(const FeatureMaps& features,
                                               const std::vector<torch::Tensor>& proposals,
-                                              const std::vector<std::array<int64_t, 2>>& image_sizes) {
-  return inspect(features, proposals, image_sizes).detections;
+                                              const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                              StageProfile* profile) {
+  return inspect(features, proposals, image_sizes, profile).detections;
 }
 
 RoiHeadsImpl::Inspection RoiHeadsImpl::inspect(const FeatureMaps& features,
                                                const std::vector<torch::Tensor>& proposals,
-                                               const std::vector<std::array<int64_t, 2>>& image_sizes) {
+                                               const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                               StageProfile* profile) {
   Inspection inspection;
-  std::tie(inspection.class_logits, inspection.box_deltas) = predict_boxes(features, proposals, image_sizes);
+  std::tie(inspection.class_logits, inspection.box_deltas) = predict_boxes_timed(features, proposals, image_sizes, profile);
+  StageTimer postprocess_timer(profile, "box.postprocess");
   const auto& class_logits = inspection.class_logits;
   inspection.steps = detection_steps(class_logits, inspection.box_deltas, proposals, image_sizes, options_);
   auto& detections = inspection.detections;
@@ -154,12 +173,26 @@ RoiHeadsImpl::Inspection RoiHeadsImpl::inspect(const FeatureMaps& features,
   std::vector<torch::Tensor> boxes, labels;
   for (const auto& d : detections) boxes.push_back(d.boxes), labels.push_back(d.labels);
   const auto all_labels = torch::cat(labels);  // [K]
+  postprocess_timer.stop();
   const int64_t mask_size = 2 * kMaskPoolSize;
   torch::Tensor probs;                         // [K, 1, 28, 28]
   if (all_labels.numel() == 0) {
     probs = torch::zeros({0, 1, mask_size, mask_size}, class_logits.options());
+  } else if (fused_ && !is_training()) {
+    StageTimer pool_timer(profile, "mask.roi_align");
+    const auto pooled = mask_roi_pool_.forward(features, boxes, image_sizes);  // [K, C, 14, 14]
+    pool_timer.stop();
+    StageTimer head_timer(profile, "mask.head");
+    probs = fused_->predict_mask_logits(pooled, all_labels).sigmoid();
   } else {
-    const auto logits = predict_mask_logits(features, boxes, image_sizes);  // [K, C, 28, 28]
+    StageTimer pool_timer(profile, "mask.roi_align");
+    const auto pooled = mask_roi_pool_.forward(features, boxes, image_sizes);  // [K, C, 14, 14]
+    pool_timer.stop();
+    StageTimer head_timer(profile, "mask.head");
+    const auto head = mask_head(pooled);
+    head_timer.stop();
+    StageTimer predictor_timer(profile, "mask.predictor");
+    const auto logits = mask_predictor(head);  // [K, C, 28, 28]
     // Only the predicted class's mask is kept.
     const auto rows = torch::arange(all_labels.size(0), all_labels.options());
     probs = logits.index({rows, all_labels}).sigmoid().unsqueeze(1);

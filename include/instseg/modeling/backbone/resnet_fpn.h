@@ -3,12 +3,18 @@
 #include <torch/nn/pimpl.h>
 #include <torch/types.h>
 
+#include <memory>
+
 #include "instseg/modeling/backbone/fpn.h"
 #include "instseg/modeling/layers/norm.h"
 #include "instseg/modeling/backbone/resnet.h"
+#include "instseg/ops/fused_conv.h"
 #include "instseg/structures/image_list.h"
 
 namespace instseg {
+
+struct StageProfile;
+class FusedResnetFpn;
 
 struct BackboneOptions {
   int depth = 50;                              // ResNet depth: 18, 34, 50, 101
@@ -27,7 +33,13 @@ class ResnetFpnImpl : public torch::nn::Module {
 
   // images: [N, 3, H, W] (H, W multiples of 32) -> "0".."3" at strides 4..32 and "pool" at 64,
   // each [N, out_channels, H / stride, W / stride].
-  FeatureMaps forward(const torch::Tensor& images);
+  // With `profile`, adds the body's and the FPN's times (backbone.body, backbone.fpn).
+  FeatureMaps forward(const torch::Tensor& images, StageProfile* profile = nullptr);
+
+  // The fused form (MaskRcnn::prepare_inference): forward() runs it outside training. A body with
+  // group norm cannot be folded and keeps its module code.
+  void prepare_inference(ops::InferencePrecision precision);
+  void drop_prepared_inference() { fused_.reset(); }
 
   int64_t out_channels() const { return options_.out_channels; }
   const BackboneOptions& options() const { return options_; }
@@ -37,6 +49,7 @@ class ResnetFpnImpl : public torch::nn::Module {
 
  private:
   BackboneOptions options_;
+  std::shared_ptr<const FusedResnetFpn> fused_;
 };
 TORCH_MODULE(ResnetFpn);
 

@@ -35,6 +35,7 @@ class FrozenBatchNorm2dImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::Tensor weight, bias, running_mean, running_var;  // [C] each
+  double eps() const { return eps_; }
 
  private:
   double eps_;

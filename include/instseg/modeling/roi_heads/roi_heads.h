@@ -6,6 +6,7 @@
 
 #include <array>
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,7 @@
 #include "instseg/modeling/roi_heads/mask_head.h"
 #include "instseg/modeling/roi_heads/mask_predictor.h"
 #include "instseg/modeling/roi_heads/poolers.h"
+#include "instseg/ops/fused_conv.h"
 #include "instseg/structures/detections.h"
 #include "instseg/structures/image_list.h"
 
@@ -67,6 +69,9 @@ std::vector<Detections> postprocess_detections(const torch::Tensor& class_logits
 
 // The box and mask branches of Mask R-CNN on FPN features (torchvision's RoIHeads). Children
 // box_head, box_predictor, mask_head, mask_predictor (the poolers hold no parameters).
+struct StageProfile;
+struct FusedRoiHeads;
+
 class RoiHeadsImpl : public torch::nn::Module {
  public:
   RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOptions options);
@@ -74,9 +79,12 @@ class RoiHeadsImpl : public torch::nn::Module {
   // Inference. features: FPN maps "0".."3"; proposals [R_i, 4] per image and image_sizes
   // (height, width) in the resized images' pixels. Returns per image boxes, scores, labels and
   // masks [K_i, 1, 28, 28]: the predicted class's mask probabilities, not yet pasted.
+  // With `profile`, adds box.roi_align, box.head, box.postprocess, mask.roi_align, mask.head and
+  // mask.predictor.
   std::vector<Detections> forward(const FeatureMaps& features,
                                   const std::vector<torch::Tensor>& proposals,
-                                  const std::vector<std::array<int64_t, 2>>& image_sizes);
+                                  const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                  StageProfile* profile = nullptr);
 
   // As forward(), keeping the box branch's outputs and each image's detection steps.
   struct Inspection {
@@ -86,7 +94,15 @@ class RoiHeadsImpl : public torch::nn::Module {
     std::vector<Detections> detections;  // forward()'s
   };
   Inspection inspect(const FeatureMaps& features, const std::vector<torch::Tensor>& proposals,
-                     const std::vector<std::array<int64_t, 2>>& image_sizes);
+                     const std::vector<std::array<int64_t, 2>>& image_sizes, StageProfile* profile = nullptr);
+
+  // The fused form (MaskRcnn::prepare_inference): box and mask heads with norms folded and
+  // ReLUs fused, fully-connected layers on oneDNN reading the channels-last pooled features as
+  // they lie (fc6's columns permuted once), cls_score and bbox_pred as one product, conv5_mask as
+  // a 1x1 convolution to 4x channels, and the mask logits of each detection's own class only.
+  // forward() and inspect() run it outside training; losses() never does.
+  void prepare_inference(ops::InferencePrecision precision);
+  void drop_prepared_inference() { fused_.reset(); }
 
   // Box branch: pooled 7x7 features -> (class_logits [R, C], box_deltas [R, 4C]).
   std::pair<torch::Tensor, torch::Tensor> predict_boxes(
@@ -117,7 +133,13 @@ class RoiHeadsImpl : public torch::nn::Module {
   MaskRcnnPredictor mask_predictor{nullptr};
 
  private:
+  std::pair<torch::Tensor, torch::Tensor> predict_boxes_timed(const FeatureMaps& features,
+                                                              const std::vector<torch::Tensor>& proposals,
+                                                              const std::vector<std::array<int64_t, 2>>& image_sizes,
+                                                              StageProfile* profile);
+
   RoiHeadsOptions options_;
+  std::shared_ptr<const FusedRoiHeads> fused_;
   MultiScaleRoiAlign box_roi_pool_;
   MultiScaleRoiAlign mask_roi_pool_;
 };

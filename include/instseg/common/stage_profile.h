@@ -1,0 +1,38 @@
+#pragma once
+// Wall time per stage of a computation, for `predict --profile` and bench/predict_bench: where an
+// image's time goes, stage by stage. Torch-free.
+#include <chrono>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace instseg {
+
+// Seconds per named stage, accumulated over calls, in the order stages were first seen.
+// predict's stages (modeling/mask_rcnn.h): transform, backbone.body, backbone.fpn, rpn.head,
+// rpn.proposals, box.roi_align, box.head, box.postprocess, mask.roi_align, mask.head,
+// mask.predictor, paste.
+struct StageProfile {
+  std::vector<std::pair<std::string, double>> seconds;
+  void add(const std::string& stage, double s);
+  double total() const;
+  double of(const std::string& stage) const;  // 0 when never seen
+};
+
+// Adds the wall time from construction to stop() (or destruction) to `profile` under `stage`.
+// With a null profile it times nothing, so stages can be timed unconditionally.
+class StageTimer {
+ public:
+  StageTimer(StageProfile* profile, const char* stage);
+  ~StageTimer() { stop(); }
+  StageTimer(const StageTimer&) = delete;
+  StageTimer& operator=(const StageTimer&) = delete;
+  void stop();
+
+ private:
+  StageProfile* profile_;
+  const char* stage_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace instseg

@@ -1,0 +1,38 @@
+#include "instseg/common/stage_profile.h"
+
+namespace instseg {
+
+void StageProfile::add(const std::string& stage, double s) {
+  for (auto& entry : seconds) {
+    if (entry.first == stage) {
+      entry.second += s;
+      return;
+    }
+  }
+  seconds.emplace_back(stage, s);
+}
+
+double StageProfile::total() const {
+  double sum = 0.0;
+  for (const auto& entry : seconds) sum += entry.second;
+  return sum;
+}
+
+double StageProfile::of(const std::string& stage) const {
+  for (const auto& entry : seconds) {
+    if (entry.first == stage) return entry.second;
+  }
+  return 0.0;
+}
+
+StageTimer::StageTimer(StageProfile* profile, const char* stage) : profile_(profile), stage_(stage) {
+  if (profile_ != nullptr) start_ = std::chrono::steady_clock::now();
+}
+
+void StageTimer::stop() {
+  if (profile_ == nullptr) return;
+  profile_->add(stage_, std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count());
+  profile_ = nullptr;
+}
+
+}  // namespace instseg

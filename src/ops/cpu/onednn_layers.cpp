@@ -1,0 +1,260 @@
+// ops/fused_conv.h on oneDNN's C++ API. Each layer keeps, per input shape it has seen, the
+// primitive and the weights reordered into the layout that primitive wants (oneDNN picks blocked
+// weight layouts for its AVX-512 kernels); images of a new size create new primitives (oneDNN's
+// own primitive cache makes a shape seen before cheap to recreate, so a layer keeps few).
+#include "instseg/ops/fused_conv.h"
+
+#include <ATen/ATen.h>
+
+#include <mutex>
+#include <oneapi/dnnl/dnnl.hpp>
+#include <vector>
+
+#include "instseg/errors.h"
+
+namespace instseg::ops {
+namespace {
+
+using dnnl::memory;
+using Tag = memory::format_tag;
+using Dt = memory::data_type;
+
+// The arithmetic and storage types of one layer.
+struct Types {
+  Dt compute;  // src and weights
+  Dt dst;
+  at::ScalarType compute_scalar;
+  at::ScalarType dst_scalar;
+};
+
+Types types_of(InferencePrecision precision, bool float_output) {
+  if (precision == InferencePrecision::kFloat32) return {Dt::f32, Dt::f32, at::kFloat, at::kFloat};
+  return {Dt::bf16, float_output ? Dt::f32 : Dt::bf16, at::kBFloat16, float_output ? at::kFloat : at::kBFloat16};
+}
+
+// How many shapes a layer keeps primitives for: a folder of photos has a few distinct sizes.
+constexpr size_t kShapesKept = 8;
+
+template <typename Primitive>
+struct ShapeEntry {
+  memory::dims src_dims;
+  bool sum;  // with the residual add
+  typename Primitive::primitive_desc pd;
+  Primitive primitive;
+  memory weights;  // in pd.weights_desc()
+};
+
+// The weights, reordered once per layout a primitive asks for.
+class PackedWeights {
+ public:
+  PackedWeights(const dnnl::engine& engine, at::Tensor plain, memory::desc plain_desc)
+      : engine_(engine), plain_(std::move(plain)), plain_desc_(std::move(plain_desc)) {}
+  memory get(const memory::desc& wanted) {
+    for (auto& m : packed_) {
+      if (m.get_desc() == wanted) return m;
+    }
+    memory source(plain_desc_, engine_, plain_.data_ptr());
+    memory packed(wanted, engine_);
+    dnnl::stream stream(engine_);
+    dnnl::reorder(source, packed).execute(stream, source, packed);
+    stream.wait();
+    packed_.push_back(packed);
+    return packed;
+  }
+
+ private:
+  dnnl::engine engine_;
+  at::Tensor plain_;  // in the compute dtype
+  memory::desc plain_desc_;
+  std::vector<memory> packed_;
+};
+
+at::Tensor as_compute(const at::Tensor& x, at::ScalarType dtype, at::MemoryFormat format) {
+  auto y = x.scalar_type() == dtype ? x : x.to(dtype);
+  return y.is_contiguous(format) ? y : y.contiguous(format);
+}
+
+}  // namespace
+
+std::string to_string(InferencePrecision precision) {
+  return precision == InferencePrecision::kFloat32 ? "fp32" : "bf16";
+}
+
+InferencePrecision inference_precision_named(const std::string& name, const std::string& setting) {
+  if (name == "fp32") return InferencePrecision::kFloat32;
+  if (name == "bf16") return InferencePrecision::kBFloat16;
+  throw ConfigError(setting + " must be fp32 or bf16, got '" + name + "'");
+}
+
+// ---------------------------------------------------------------------------------------------
+struct FusedConv2d::Impl {
+  FusedConvOptions options;
+  Types types;
+  int64_t out_channels, in_channels, kernel_h, kernel_w;
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  at::Tensor bias;  // fp32 [O]
+  mutable std::mutex mutex;
+  mutable PackedWeights weights;
+  mutable std::vector<ShapeEntry<dnnl::convolution_forward>> shapes;
+
+  Impl(const at::Tensor& w, const at::Tensor& b, FusedConvOptions o)
+      : options(o),
+        types(types_of(o.precision, o.float_output)),
+        out_channels(w.size(0)),
+        in_channels(w.size(1)),
+        kernel_h(w.size(2)),
+        kernel_w(w.size(3)),
+        bias(b.defined() ? b.detach().to(at::kFloat).contiguous().clone() : at::zeros({w.size(0)}, at::kFloat)),
+        weights(engine, w.detach().to(types.compute_scalar).contiguous().clone(),
+                memory::desc({w.size(0), w.size(1), w.size(2), w.size(3)}, types.compute, Tag::oihw)) {}
+
+  int64_t out_size(int64_t in, int64_t kernel) const {
+    const int64_t range = (kernel - 1) * options.dilation + 1;
+    return (in + 2 * options.padding - range) / options.stride + 1;
+  }
+
+  const ShapeEntry<dnnl::convolution_forward>& entry(const memory::dims& src_dims, bool sum) const {
+    for (const auto& e : shapes) {
+      if (e.src_dims == src_dims && e.sum == sum) return e;
+    }
+    const int64_t n = src_dims[0], h = src_dims[2], w = src_dims[3];
+    const int64_t oh = out_size(h, kernel_h), ow = out_size(w, kernel_w);
+    TORCH_CHECK(oh > 0 && ow > 0, "FusedConv2d: input ", h, "x", w, " is smaller than the kernel");
+    const int64_t p = options.padding, s = options.stride, d = options.dilation;
+    // oneDNN wants the right padding that the floor in the output size leaves effective.
+    const memory::dims pad_l{p, p};
+    const memory::dims pad_r{(oh - 1) * s + (kernel_h - 1) * d + 1 - h - p,
+                             (ow - 1) * s + (kernel_w - 1) * d + 1 - w - p};
+    memory::desc src_md(src_dims, types.compute, Tag::nhwc);
+    memory::desc w_md({out_channels, in_channels, kernel_h, kernel_w}, types.compute, Tag::any);
+    memory::desc b_md({out_channels}, Dt::f32, Tag::a);
+    memory::desc dst_md({n, out_channels, oh, ow}, types.dst, Tag::nhwc);
+    dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_direct,
+                                         src_md, w_md, b_md, dst_md, {s, s}, {d - 1, d - 1}, pad_l, pad_r);
+    dnnl::post_ops post;
+    if (sum) post.append_sum(1.0f);
+    if (options.relu) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
+    if (shapes.size() >= kShapesKept) shapes.erase(shapes.begin());
+    shapes.push_back({src_dims, sum, pd, dnnl::convolution_forward(pd), weights.get(pd.weights_desc())});
+    return shapes.back();
+  }
+
+  at::Tensor run(const at::Tensor& x, at::Tensor accumulate) const {
+    TORCH_CHECK(x.dim() == 4 && x.size(1) == in_channels, "FusedConv2d: expected [N, ", in_channels,
+                ", H, W], got ", x.sizes());
+    const auto src = as_compute(x, types.compute_scalar, at::MemoryFormat::ChannelsLast);
+    const memory::dims src_dims{src.size(0), src.size(1), src.size(2), src.size(3)};
+    const bool sum = accumulate.defined();
+    std::lock_guard<std::mutex> lock(mutex);
+    const auto& e = entry(src_dims, sum);
+    const auto dst_md = e.pd.dst_desc();
+    const auto dims = dst_md.dims();
+    at::Tensor dst;
+    if (sum) {
+      TORCH_CHECK(accumulate.sizes() == at::IntArrayRef(dims) && accumulate.scalar_type() == types.dst_scalar &&
+                      accumulate.is_contiguous(at::MemoryFormat::ChannelsLast),
+                  "FusedConv2d::forward_add: the addend must be channels-last ", at::IntArrayRef(dims), " of ",
+                  types.dst_scalar, ", got ", accumulate.sizes(), " ", accumulate.scalar_type());
+      dst = std::move(accumulate);
+    } else {
+      dst = at::empty(dims, src.options().dtype(types.dst_scalar).memory_format(at::MemoryFormat::ChannelsLast));
+    }
+    memory src_mem(e.pd.src_desc(), engine, src.data_ptr());
+    memory bias_mem(e.pd.bias_desc(), engine, bias.data_ptr());
+    memory dst_mem(dst_md, engine, dst.data_ptr());
+    dnnl::stream stream(engine);
+    e.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                                 {DNNL_ARG_WEIGHTS, e.weights},
+                                 {DNNL_ARG_BIAS, bias_mem},
+                                 {DNNL_ARG_DST, dst_mem}});
+    stream.wait();
+    return dst;
+  }
+};
+
+FusedConv2d::FusedConv2d(const at::Tensor& weight, const at::Tensor& bias, FusedConvOptions options) {
+  TORCH_CHECK(weight.dim() == 4, "FusedConv2d: weight must be [O, I, KH, KW], got ", weight.sizes());
+  impl_ = std::make_shared<const Impl>(weight, bias, options);
+}
+
+at::Tensor FusedConv2d::forward(const at::Tensor& x) const { return impl_->run(x, at::Tensor()); }
+
+at::Tensor FusedConv2d::forward_add(const at::Tensor& x, at::Tensor accumulate) const {
+  TORCH_CHECK(accumulate.defined(), "FusedConv2d::forward_add: no addend");
+  return impl_->run(x, std::move(accumulate));
+}
+
+int64_t FusedConv2d::out_channels() const { return impl_->out_channels; }
+
+// ---------------------------------------------------------------------------------------------
+struct FusedLinear::Impl {
+  bool relu;
+  Types types;
+  int64_t out_features, in_features;
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  at::Tensor bias;
+  mutable std::mutex mutex;
+  mutable PackedWeights weights;
+  mutable std::vector<ShapeEntry<dnnl::inner_product_forward>> shapes;
+
+  Impl(const at::Tensor& w, const at::Tensor& b, bool relu_, InferencePrecision precision, bool float_output)
+      : relu(relu_),
+        types(types_of(precision, float_output)),
+        out_features(w.size(0)),
+        in_features(w.size(1)),
+        bias(b.defined() ? b.detach().to(at::kFloat).contiguous().clone() : at::zeros({w.size(0)}, at::kFloat)),
+        weights(engine, w.detach().to(types.compute_scalar).contiguous().clone(),
+                memory::desc({w.size(0), w.size(1)}, types.compute, Tag::oi)) {}
+
+  at::Tensor run(const at::Tensor& x) const {
+    TORCH_CHECK(x.dim() == 2 && x.size(1) == in_features, "FusedLinear: expected [R, ", in_features, "], got ",
+                x.sizes());
+    if (x.size(0) == 0) return at::empty({0, out_features}, x.options().dtype(types.dst_scalar));
+    const auto src = as_compute(x, types.compute_scalar, at::MemoryFormat::Contiguous);
+    const memory::dims src_dims{src.size(0), src.size(1)};
+    std::lock_guard<std::mutex> lock(mutex);
+    const ShapeEntry<dnnl::inner_product_forward>* found = nullptr;
+    for (const auto& e : shapes) {
+      if (e.src_dims == src_dims) found = &e;
+    }
+    if (found == nullptr) {
+      memory::desc src_md(src_dims, types.compute, Tag::nc);
+      memory::desc w_md({out_features, in_features}, types.compute, Tag::any);
+      memory::desc b_md({out_features}, Dt::f32, Tag::a);
+      memory::desc dst_md({src_dims[0], out_features}, types.dst, Tag::nc);
+      dnnl::inner_product_forward::desc desc(dnnl::prop_kind::forward_inference, src_md, w_md, b_md, dst_md);
+      dnnl::post_ops post;
+      if (relu) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      dnnl::primitive_attr attr;
+      attr.set_post_ops(post);
+      dnnl::inner_product_forward::primitive_desc pd(desc, attr, engine);
+      if (shapes.size() >= kShapesKept) shapes.erase(shapes.begin());
+      shapes.push_back({src_dims, false, pd, dnnl::inner_product_forward(pd), weights.get(pd.weights_desc())});
+      found = &shapes.back();
+    }
+    auto dst = at::empty({src_dims[0], out_features}, src.options().dtype(types.dst_scalar));
+    memory src_mem(found->pd.src_desc(), engine, src.data_ptr());
+    memory bias_mem(found->pd.bias_desc(), engine, bias.data_ptr());
+    memory dst_mem(found->pd.dst_desc(), engine, dst.data_ptr());
+    dnnl::stream stream(engine);
+    found->primitive.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                                      {DNNL_ARG_WEIGHTS, found->weights},
+                                      {DNNL_ARG_BIAS, bias_mem},
+                                      {DNNL_ARG_DST, dst_mem}});
+    stream.wait();
+    return dst;
+  }
+};
+
+FusedLinear::FusedLinear(const at::Tensor& weight, const at::Tensor& bias, bool relu, InferencePrecision precision,
+                         bool float_output) {
+  TORCH_CHECK(weight.dim() == 2, "FusedLinear: weight must be [O, I], got ", weight.sizes());
+  impl_ = std::make_shared<const Impl>(weight, bias, relu, precision, float_output);
+}
+
+at::Tensor FusedLinear::forward(const at::Tensor& x) const { return impl_->run(x); }
+
+}  // namespace instseg::ops
