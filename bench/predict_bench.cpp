@@ -16,6 +16,7 @@
 
 #include "instseg/common/blas_threads.h"
 #include "instseg/common/process_memory.h"
+#include "instseg/common/stage_profile.h"
 #include "instseg/data/image_io.h"
 #include "bench_support.h"
 #include "instseg/engine/model_factory.h"
@@ -39,6 +40,8 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "Threads for both sides")->capture_default_str();
   int blas_threads = 1;  // as the instseg program sets it
   app.add_option("--blas-threads", blas_threads, "OpenBLAS threads on the instseg side")->capture_default_str();
+  std::string precision = "fp32";
+  app.add_option("--precision", precision, "instseg's fused path: fp32 or bf16; 'modules' for the unfused module code");
   CLI11_PARSE(app, argc, argv);
 
   const std::string source = INSTSEG_SOURCE_DIR;
@@ -54,6 +57,8 @@ int main(int argc, char** argv) {
   instseg::ModelOverrides overrides;
   overrides.min_size = min_size;
   overrides.max_size = max_size;
+  overrides.fused = precision != "modules";
+  if (overrides.fused) overrides.precision = instseg::ops::inference_precision_named(precision, "--precision");
   auto model = instseg::load_mask_rcnn(weights, overrides);
   torch::InferenceMode guard;
   std::vector<torch::Tensor> decoded;
@@ -61,9 +66,10 @@ int main(int argc, char** argv) {
   model->predict({decoded[0]});  // warm-up: first-call allocations, oneDNN primitive creation
   std::vector<double> ours;
   size_t detections = 0;
+  instseg::StageProfile profile;
   for (const auto& image : decoded) {
     const auto start = std::chrono::steady_clock::now();
-    detections += model->predict({image})[0].scores.size(0);
+    detections += model->predict({image}, &profile)[0].scores.size(0);
     ours.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   }
 
@@ -80,5 +86,8 @@ int main(int argc, char** argv) {
   std::printf("instseg     median %.3f s/image  (%zu detections in all)\n", a, detections);
   std::printf("torchvision median %.3f s/image\n", b);
   std::printf("ratio torchvision/instseg: %.2fx\n", b / a);
+  std::printf("instseg stages (mean s/image):");
+  for (const auto& [stage, seconds] : profile.seconds) std::printf(" %s %.3f", stage.c_str(), seconds / decoded.size());
+  std::printf("\n");
   return 0;
 }

@@ -110,7 +110,7 @@ void inference_on_dataset(MaskRcnnImpl& model, int64_t count, const std::functio
     try {
       const InferenceInput input = image_at(i);
       const auto start = std::chrono::steady_clock::now();
-      const Detections detections = model.predict_box_masks({input.image})[0];
+      const Detections detections = model.predict_box_masks({input.image}, options.profile)[0];
       const MaskPaster masks = model.mask_paster(detections, input.image.size(1), input.image.size(2));
       const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
       std::vector<coco::Detection> results = to_coco_detections(

@@ -25,6 +25,8 @@ class Communicator;
 
 namespace instseg {
 
+struct StageProfile;
+
 // One image to run and the ids its results carry.
 struct InferenceInput {
   torch::Tensor image;    // [3, H, W] float RGB in [0, 1], the image's own size
@@ -59,6 +61,8 @@ struct InferenceOptions {
   // on_failure still see their indices in the whole sequence). One process: 0 of 1, every image.
   int rank = 0;
   int world_size = 1;
+  // Set: each image's stage times are added to it (common/stage_profile.h).
+  StageProfile* profile = nullptr;
 };
 
 // Runs `model` (switched to eval mode, no gradients) over images 0 .. count-1 (those of the

@@ -35,6 +35,14 @@ struct PredictOptions {
   // config.json beside the weights, else torchvision.
   std::string mask_paste;
   int threads = 0;                  // intra-op threads; 0 = every core (LibTorch starts with 1 here)
+  // How the model computes (engine/model_factory.h ModelOverrides): "fp32" | "bf16" on the fused
+  // path (MaskRcnn::prepare_inference); fused = false runs the stages' module code (fp32).
+  std::string precision = "fp32";
+  bool fused = true;
+  // Prints the time per stage (common/stage_profile.h) with its GFLOP/s after the run.
+  bool profile = false;
+  // Images per forward pass (several only where they share a size after resizing).
+  int batch = 1;
   std::string coco_gt;              // optional instances JSON: image ids are looked up by file_name
   double show_thresh = 0.5;         // overlay pictures draw detections scoring at least this
   // Larger images are refused from their header, before decoding (data/image_io.h); memory per
