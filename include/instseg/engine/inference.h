@@ -63,6 +63,10 @@ struct InferenceOptions {
   int world_size = 1;
   // Set: each image's stage times are added to it (common/stage_profile.h).
   StageProfile* profile = nullptr;
+  // Up to this many consecutive images of the same size (in the options' share) run in one forward
+  // pass (predict_box_masks on a vector). 1: one image per forward. Batched kernels may round
+  // differently, so results can differ from one-image runs in the last float bits.
+  int batch = 1;
 };
 
 // Runs `model` (switched to eval mode, no gradients) over images 0 .. count-1 (those of the
