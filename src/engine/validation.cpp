@@ -72,7 +72,15 @@ std::vector<std::pair<int64_t, LossTerms>> gather_losses(dist::Communicator& com
 DatasetValidation validate_on_dataset(MaskRcnnImpl& model, const data::Dataset& dataset,
                                       const coco::Dataset& ground_truth, uint64_t seed, dist::Communicator& comm) {
   DatasetValidation out;
-  out.predictions = inference_on_dataset(model, dataset, ground_truth, comm);
+  {
+    // The path predict takes (MaskRcnn::prepare_inference), so that `instseg predict` on the run
+    // folder writes val_predictions.json's entries exactly; dropped again before training goes on.
+    const bool prepared_here = !model.inference_prepared();
+    model.eval();
+    if (prepared_here) model.prepare_inference();
+    out.predictions = inference_on_dataset(model, dataset, ground_truth, comm);
+    if (prepared_here) model.drop_prepared_inference();
+  }
 
   std::map<std::string, double> sums;
   for (const auto& [index, terms] : gather_losses(comm, losses_of_share(model, dataset, seed, comm.rank(), comm.world_size()))) {

@@ -101,6 +101,53 @@ TEST_P(FusedStages, EachStageEqualsItsModuleCode) {
   }
 }
 
+// A group-norm backbone and heads (training from scratch) cannot be folded: those stages keep their
+// module code, the rest is fused, and predict's results are the module path's.
+TEST(FusedInference, GroupNormStagesKeepTheirModuleCode) {
+  torch::manual_seed(5);
+  MaskRcnnOptions options = MaskRcnnOptions::v1();
+  options.backbone.depth = 18;
+  options.backbone.norm = NormKind::kGroupNorm;
+  options.roi_heads.head_norm = NormKind::kGroupNorm;
+  options.roi_heads.score_thresh = 0.001;  // random weights: class scores near 1/91
+  options.roi_heads.detections_per_img = 20;
+  options.transform.min_size = {160};
+  options.transform.max_size = 256;
+  MaskRcnn model(options);
+  model->eval();
+  const std::vector<torch::Tensor> images{torch::rand({3, 150, 200})};
+  const auto reference = model->predict(images);
+  model->prepare_inference();
+  EXPECT_TRUE(model->inference_prepared());
+  const auto fused = model->predict(images);
+  ASSERT_EQ(fused[0].labels.sizes(), reference[0].labels.sizes());
+  ASSERT_GT(reference[0].labels.numel(), 0);
+  EXPECT_TRUE(torch::equal(fused[0].labels, reference[0].labels));
+  EXPECT_LT(relative_difference(fused[0].boxes, reference[0].boxes), 1e-4);
+  EXPECT_LT(relative_difference(fused[0].scores, reference[0].scores), 1e-4);
+}
+
+// bf16: the same stages within bfloat16's rounding (8 bits of mantissa: ~0.4% per operation, a few
+// percent through a network), and training drops the fused path.
+TEST(FusedInference, Bf16StagesStayNearFp32AndTrainingDropsThePath) {
+  auto model = random_model("v1", 50);
+  torch::NoGradGuard no_grad;
+  const auto images = torch::rand({1, 3, 160, 224});
+  const auto reference = model->backbone()->forward(images);
+  model->prepare_inference(ops::InferencePrecision::kBFloat16);
+  const auto fused = model->backbone()->forward(images);
+  for (size_t i = 0; i < fused.size(); ++i) {
+    EXPECT_EQ(fused[i].tensor.scalar_type(), torch::kFloat) << fused[i].name;
+    const double error = relative_difference(fused[i].tensor, reference[i].tensor);
+    EXPECT_LT(error, 0.05) << "level " << fused[i].name;
+    EXPECT_GT(error, 1e-5) << "level " << fused[i].name << ": bf16 should not be exact";
+  }
+  model->train();
+  EXPECT_FALSE(model->inference_prepared());
+  model->eval();
+  EXPECT_TRUE(torch::equal(model->backbone()->forward(images)[0].tensor, reference[0].tensor));
+}
+
 INSTANTIATE_TEST_SUITE_P(Variants, FusedStages,
                          ::testing::Combine(::testing::Values("v1", "v2"), ::testing::Values(18, 50)));
 
