@@ -40,6 +40,23 @@ void register_predict(CLI::App& app) {
                   "them; better at strict IoU); default: model.mask_paste from config.json beside the "
                   "weights, else torchvision");
   cmd->add_option("--threads", options->threads, "Intra-op threads (0 = all cores)")->capture_default_str();
+  cmd->add_option("--precision", options->precision,
+                  "fp32: results equal torchvision's within float rounding; bf16: convolutions and "
+                  "fully-connected layers in bfloat16 (fp32 accumulation), ~3x faster than fp32 on CPUs with AVX512-BF16 / "
+                  "AMX, boxes and masks close to fp32's but not equal (docs/precision.md); without those "
+                  "instructions oneDNN emulates bf16, slower than fp32")
+      ->capture_default_str();
+  cmd->add_flag("!--unfused", options->fused,
+                "Run the stages' own module code (fp32, LibTorch's kernels) instead of the fused oneDNN path: "
+                "the reference the fused path is tested against, about 2x slower (docs/inference_speed.md)");
+  cmd->add_flag("--profile", options->profile,
+                "After the run print per stage: ms per image, share of the model time, GFLOP per image, "
+                "GFLOP/s and % of this machine's convolution rate (measured at the end, ~1-2 s); also writes "
+                "OUT/profile.json (docs/inference_speed.md)");
+  cmd->add_option("--batch", options->batch,
+                  "Images per forward pass, 1..64 (several only where they share a size after resizing); "
+                  "more memory per pass (docs/benchmarks.md)")
+      ->capture_default_str();
   cmd->add_option("--coco-gt", options->coco_gt,
                   "COCO instances JSON: take image ids from it by file_name, so the output can be "
                   "scored with 'instseg eval'");

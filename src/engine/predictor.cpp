@@ -17,17 +17,21 @@
 
 #include "instseg/common/atomic_file.h"
 #include "instseg/common/progress_bar.h"
+#include "instseg/common/stage_profile.h"
 #include "instseg/data/image_io.h"
 #include "instseg/distributed/communicator.h"
 #include "instseg/engine/image_predictor.h"
 #include "instseg/engine/inference.h"
 #include "instseg/engine/model_factory.h"
+#include "instseg/engine/stage_flops.h"
 #include "instseg/engine/video_predictor.h"
 #include "instseg/coco/dataset.h"
 #include "instseg/coco/results_writer.h"
 #include "instseg/errors.h"
 #include "instseg/io/class_names.h"
 #include "instseg/io/overlay.h"
+#include "instseg/ops/fused_conv.h"
+#include "instseg/ops/mixed_precision.h"
 
 namespace instseg {
 
@@ -53,6 +57,12 @@ void PredictOptions::validate() const {
   if (!mask_paste.empty()) mask_paste_named(mask_paste, "predict: --mask-paste");
   if (every < 1) throw ConfigError("predict: --every must be >= 1, got " + std::to_string(every));
   if (!(fps > 0) || !std::isfinite(fps)) throw ConfigError("predict: --fps must be > 0, got " + std::to_string(fps));
+  const auto arithmetic = ops::inference_precision_named(precision, "predict: --precision");
+  if (!fused && arithmetic != ops::InferencePrecision::kFloat32) {
+    throw ConfigError("predict: --unfused runs the stages' module code in fp32; --precision " + precision +
+                      " needs the fused path (drop --unfused)");
+  }
+  if (batch < 1 || batch > 64) throw ConfigError("predict: --batch must be in [1, 64], got " + std::to_string(batch));
 }
 
 namespace {
@@ -74,24 +84,32 @@ double median(std::vector<double> values) {
 // Command-line settings over the model's own description (a run's config.json: a model is only
 // good at the scale it was trained at, and pastes masks as it was validated).
 ModelOverrides overrides_for(const PredictOptions& options) {
-  return overrides_from(options.score_thresh, options.detections_per_image, options.mask_paste, options.min_size,
-                        options.max_size, "predict: --mask-paste");
+  ModelOverrides overrides = overrides_from(options.score_thresh, options.detections_per_image, options.mask_paste,
+                                            options.min_size, options.max_size, "predict: --mask-paste");
+  overrides.fused = options.fused;
+  overrides.precision = ops::inference_precision_named(options.precision, "predict: --precision");
+  return overrides;
+}
+
+// How the model computes, as print_settings and the profile name it: "fp32", "bf16", "fp32 (unfused)".
+std::string arithmetic_name(const PredictOptions& options) {
+  return options.fused ? options.precision : options.precision + " (unfused)";
 }
 
 // One line a user can check against what they expect: where the model came from and how it runs.
-void print_settings(const LoadedModel& loaded, bool to_terminal) {
+void print_settings(const LoadedModel& loaded, const PredictOptions& options, bool to_terminal) {
   if (!to_terminal) return;
   const MaskRcnnOptions& o = loaded.model->options();
   std::string sizes;
   for (const int64_t s : o.transform.min_size) sizes += (sizes.empty() ? "" : ",") + std::to_string(s);
   std::fprintf(stderr,
                "predict: %s (described by %s): %d classes, ResNet-%d, input %s/%lld px, score > %g, "
-               "%lld detections, RPN top %lld, mask paste %s\n",
+               "%lld detections, RPN top %lld, mask paste %s, %s\n",
                loaded.weights.c_str(), loaded.config_file.empty() ? "its tensors" : loaded.config_file.c_str(),
                o.num_classes, o.backbone.depth, sizes.c_str(), static_cast<long long>(o.transform.max_size),
                o.roi_heads.score_thresh, static_cast<long long>(o.roi_heads.detections_per_img),
                static_cast<long long>(o.rpn.post_nms_top_n_test),
-               o.mask_paste == MaskPaste::kAligned ? "aligned" : "torchvision");
+               o.mask_paste == MaskPaste::kAligned ? "aligned" : "torchvision", arithmetic_name(options).c_str());
 }
 
 // What a run wrote, removed again if it fails half-way (an error that is not one image's), so
@@ -252,7 +270,12 @@ PredictSummary run_predict(const PredictOptions& options) {
     throw ConfigError("predict: videos (" + video_inputs.front() +
                       ") are predicted by one process: run predict on them without torchrun or srun");
   }
-  print_settings(loaded, options.progress && main_rank);
+  print_settings(loaded, options, options.progress && main_rank);
+  if (options.precision == "bf16" && !ops::cpu_has_native_bf16() && main_rank) {
+    std::fprintf(stderr,
+                 "predict: warning: this CPU has no AVX512-BF16; oneDNN emulates bf16, slower than fp32 "
+                 "(--precision fp32 is the faster choice here)\n");
+  }
 
   std::map<std::string, int64_t> image_ids;  // file name -> COCO image id
   if (!options.coco_gt.empty()) image_ids = coco::image_ids_by_file_name(coco::Dataset::load(options.coco_gt));
@@ -270,6 +293,11 @@ PredictSummary run_predict(const PredictOptions& options) {
 
   PredictSummary summary;
   std::vector<double> model_seconds;
+  // --profile: this rank's stage times and the arithmetic of its images (engine/stage_flops.h).
+  StageProfile stage_seconds;
+  StageFlops stage_arithmetic;
+  double profiled_seconds = 0.0, profiled_proposals = 0.0;
+  int64_t profiled_images = 0;
   if (!image_paths.empty()) {
     const int64_t count = static_cast<int64_t>(image_paths.size());
     const int rank = comm.rank(), world = comm.world_size();
@@ -281,6 +309,8 @@ PredictSummary run_predict(const PredictOptions& options) {
     if (categories) inference_options.categories = &*categories;
     inference_options.rank = rank;
     inference_options.world_size = world;
+    inference_options.batch = options.batch;
+    if (options.profile) inference_options.profile = &stage_seconds;
     // One image's failure (unreadable, too large for the memory) is reported and the others go on.
     inference_options.on_failure = [&](const InferenceFailure& failure) {
       const std::string& path = image_paths[failure.index];
@@ -304,6 +334,16 @@ PredictSummary run_predict(const PredictOptions& options) {
       return input;
     };
     auto on_image = [&](const ImageInference& inferred) {
+      if (options.profile) {
+        const MaskRcnnOptions& o = model->options();
+        const auto input_size = padded_input_size(o, inferred.input.image.size(1), inferred.input.image.size(2));
+        // The box head's rows are not reported by the model: the most the RPN can hand it.
+        const int64_t proposals = max_proposals(o, input_size);
+        stage_arithmetic.add(stage_flops(o, input_size, proposals, inferred.detections.scores.size(0), options.fused));
+        profiled_proposals += static_cast<double>(proposals);
+        profiled_seconds += inferred.model_seconds;
+        ++profiled_images;
+      }
       if (options.overlays) {
         const std::string overlay = outputs.path(overlay_files[inferred.index]);
         write_bytes_atomically(overlay, render_overlay(inferred.input.image, inferred.detections,
@@ -379,6 +419,18 @@ PredictSummary run_predict(const PredictOptions& options) {
     const std::string jsonl_path = outputs.path("predictions.jsonl");
     fs::rename(jsonl_part, jsonl_path);
     outputs.wrote(jsonl_path);
+  }
+  if (options.profile && profiled_images > 0 && main_rank) {
+    // The main rank's images (the ranks run at about the same pace). The peak is measured after
+    // the run, on the same threads, so that it competes with nothing of predict's.
+    const double peak = measured_conv_peak_gflops(overrides_for(options).precision);
+    ProfileReport report = ProfileReport::make(stage_seconds, stage_arithmetic, profiled_images, profiled_seconds,
+                                               peak, arithmetic_name(options), cpu_model());
+    report.proposals_per_image = profiled_proposals / static_cast<double>(profiled_images);
+    const std::string profile_path = outputs.path("profile.json");
+    write_bytes_atomically(profile_path, report.json());
+    outputs.wrote(profile_path);
+    std::cout << report.table() << std::flush;
   }
   outputs.finish();
   summary.seconds_per_image = median(model_seconds);
