@@ -64,14 +64,32 @@ struct InferenceOptions {
   // Set: each image's stage times are added to it (common/stage_profile.h).
   StageProfile* profile = nullptr;
   // Up to this many consecutive images of the same size (in the options' share) run in one forward
-  // pass (predict_box_masks on a vector). 1: one image per forward. Batched kernels may round
-  // differently, so results can differ from one-image runs in the last float bits.
+  // pass (predict_box_masks on a vector); each image's model_seconds is the pass's shared equally.
+  // 1: one image per forward. Batched kernels round differently, so results may differ from one
+  // image's run in the last float bits (a score, a box edge, a mask pixel at the threshold). A batch
+  // that runs out of memory runs again image by image. Its speed: docs/benchmarks.md.
   int batch = 1;
+  // Decoding, the model and writing overlapped: image_at runs on a reader thread, up to 2 images
+  // ahead of the model, and the COCO results, on_image and on_failure on a writer thread, up to 2
+  // images behind it, while the model runs on the calling thread. Results are the same either way.
+  // false: everything on the calling thread, one image after another.
+  bool overlap = true;
+  // LibTorch's intra-op (OpenMP) threads for the operations of the reader and writer threads
+  // (decoding's tensor, mask pasting), set for those threads alone: the model's threads keep the
+  // cores (docs/benchmarks.md, "Folder throughput").
+  int worker_intra_op_threads = 1;
 };
 
 // Runs `model` (switched to eval mode, no gradients) over images 0 .. count-1 (those of the
 // options' share), in order, and hands each image's inference to on_image. image_at is called once
-// per image, just before it is run.
+// per image, in order; on_image and on_failure are called in index order, one at a time.
+// With options.overlap (the default) image_at runs on a reader thread and on_image / on_failure on a
+// writer thread, concurrently with the model and with each other, in the calling thread's
+// gradient / inference mode: they must not share unguarded state with each other or with the
+// model. image_at may have run for a few images past one whose error ends the run. An error that
+// propagates (not one on_failure reports) does so once both threads have ended, after on_image /
+// on_failure were called for every image before it, as in a run of one image after another; an
+// exception thrown by on_image or on_failure ends the run the same way.
 void inference_on_dataset(MaskRcnnImpl& model, int64_t count, const std::function<InferenceInput(int64_t)>& image_at,
                           const std::function<void(const ImageInference&)>& on_image,
                           const InferenceOptions& options = {});
