@@ -39,6 +39,10 @@ struct ModelOptions {
   int min_size = 0;               // input's shorter side in pixels; 0 = the model's (torchvision: 800)
   int max_size = 0;               // cap of the longer side; 0 = the model's (torchvision: 1333)
   std::string mask_paste;         // "torchvision" | "aligned"; "" = the model's
+  // The arithmetic, as `instseg predict --precision`: "fp32" (results equal the reference's within
+  // float rounding) or "bf16" (weights and activations bfloat16, fp32 accumulation: ~3x faster on
+  // CPUs with AVX512-BF16 / AMX, slower without; its effect on outputs: docs/precision.md).
+  std::string precision = "fp32";
   // predict_file() refuses larger pictures from their header, before decoding (~45 bytes per
   // pixel while predicting: docs/model.md); predict(cv::Mat) refuses them too.
   int64_t max_image_pixels = 0;   // 0 = predict's default (data::kDefaultMaxImagePixels)
@@ -88,6 +92,7 @@ struct ModelInfo {
   double score_thresh = 0.0;
   int detections_per_image = 0;
   std::string mask_paste;   // "torchvision" | "aligned"
+  std::string precision;    // "fp32" | "bf16" (ModelOptions::precision)
 };
 
 // A model loaded for inference. Copies share one model; calls on one model (and its copies) are

@@ -15,6 +15,7 @@
 #include "instseg/instseg.h"
 #include "instseg/io/class_names.h"
 #include "instseg/modeling/layers/norm.h"
+#include "instseg/ops/fused_conv.h"
 
 namespace instseg {
 
@@ -39,6 +40,7 @@ void ModelOptions::validate() const {
                       std::to_string(max_image_pixels));
   }
   if (!mask_paste.empty()) mask_paste_named(mask_paste, "ModelOptions.mask_paste");
+  ops::inference_precision_named(precision, "ModelOptions.precision");
 }
 
 struct Model::Impl {
@@ -46,6 +48,7 @@ struct Model::Impl {
   ImagePredictor predictor;
   data::ImageReadOptions read_options;
   std::mutex mutex;  // one picture at a time through the shared model
+  std::string precision;  // the fused path's arithmetic (ModelInfo::precision), as named
 
   // A picture in memory is held to the limit a file is held to from its header.
   void check_pixels(int64_t width, int64_t height, const std::string& source) const {
@@ -87,13 +90,14 @@ Model::Model(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 Model Model::load(const std::string& path, const ModelOptions& options) {
   options.validate();
   // As predict's command line: only what was set.
-  const ModelOverrides overrides = overrides_from(options.score_thresh, options.detections_per_image,
-                                                  options.mask_paste, options.min_size, options.max_size,
-                                                  "ModelOptions.mask_paste");
+  ModelOverrides overrides = overrides_from(options.score_thresh, options.detections_per_image, options.mask_paste,
+                                            options.min_size, options.max_size, "ModelOptions.mask_paste");
+  overrides.precision = ops::inference_precision_named(options.precision, "ModelOptions.precision");
   if (options.blas_threads > 0) set_openblas_threads(options.blas_threads);
   torch::set_num_threads(options.threads > 0 ? options.threads
                                              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency())));
   auto impl = std::make_shared<Impl>(load_model(path, overrides));
+  impl->precision = ops::to_string(overrides.precision);
   const auto& transform = impl->predictor.loaded().model->options().transform;
   if ((options.min_size > 0 || options.max_size > 0) && transform.max_size < transform.min_size.back()) {
     throw ConfigError("ModelOptions.max_size " + std::to_string(transform.max_size) + " is below the input size " +
@@ -146,6 +150,7 @@ ModelInfo Model::info() const {
   info.score_thresh = o.roi_heads.score_thresh;
   info.detections_per_image = static_cast<int>(o.roi_heads.detections_per_img);
   info.mask_paste = to_string(o.mask_paste);
+  info.precision = impl_->precision;
   return info;
 }
 
