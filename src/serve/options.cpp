@@ -1,5 +1,6 @@
 #include "instseg/errors.h"
 #include "instseg/modeling/roi_heads/paste_masks.h"
+#include "instseg/ops/fused_conv.h"
 #include "instseg/serve/server.h"
 
 namespace instseg::serve {
@@ -31,6 +32,7 @@ void ServeOptions::validate() const {
           "--min-size / --max-size", ">= 0 with --min-size <= --max-size (0 = the model's)",
           std::to_string(min_size) + " / " + std::to_string(max_size));
   if (!mask_paste.empty()) mask_paste_named(mask_paste, "serve: --mask-paste");
+  ops::inference_precision_named(precision, "serve: --precision");
 }
 
 }  // namespace instseg::serve

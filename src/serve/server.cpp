@@ -17,6 +17,7 @@
 #include "instseg/errors.h"
 #include "instseg/modeling/layers/norm.h"
 #include "instseg/modeling/roi_heads/paste_masks.h"
+#include "instseg/ops/fused_conv.h"
 #include "serve/batcher.h"
 #include "serve/limits.h"
 #include "serve/metrics.h"
@@ -36,8 +37,10 @@ struct RequestState {
 thread_local RequestState t_request;
 
 ModelOverrides overrides_for(const ServeOptions& o) {
-  return overrides_from(o.score_thresh, o.detections_per_image, o.mask_paste, o.min_size, o.max_size,
-                        "serve: --mask-paste");
+  ModelOverrides overrides = overrides_from(o.score_thresh, o.detections_per_image, o.mask_paste, o.min_size,
+                                            o.max_size, "serve: --mask-paste");
+  overrides.precision = ops::inference_precision_named(o.precision, "serve: --precision");
+  return overrides;
 }
 
 std::string utc_now() {
@@ -101,6 +104,7 @@ std::string Server::Impl::describe_model() const {
       {"score_thresh", o.roi_heads.score_thresh},
       {"detections_per_image", o.roi_heads.detections_per_img},
       {"mask_paste", to_string(o.mask_paste)},
+      {"precision", options.precision},
       {"max_batch", options.max_batch},
       {"max_image_pixels", options.max_image_pixels},
       {"max_body_bytes", options.max_body_bytes}};

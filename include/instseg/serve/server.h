@@ -30,6 +30,8 @@ struct ServeOptions {
   int min_size = 0;
   int max_size = 0;
   std::string mask_paste;
+  // predict's --precision: the fused path's arithmetic, "fp32" or "bf16" (docs/precision.md).
+  std::string precision = "fp32";
   // Throws ConfigError naming the option ("--max-batch must be in 1..64, got 0").
   void validate() const;
 };
