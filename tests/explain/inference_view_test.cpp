@@ -110,6 +110,7 @@ ExplainRun* make_run() {
   }
   run->model = model;
   run->model->eval();
+  run->model->prepare_inference();  // as load_model() hands it to explain
   run->image = data::read_image_rgb(run->files.image);
   torch::NoGradGuard no_grad;
   run->batch = run->model->transform().forward({run->image});
