@@ -1,5 +1,6 @@
 #include "instseg/modeling/roi_heads/paste_masks.h"
 
+#include <ATen/Parallel.h>
 #include <torch/torch.h>
 
 #include <algorithm>
@@ -43,13 +44,41 @@ LinearTaps resize_taps(int64_t in, int64_t out, int64_t begin, int64_t end, cons
   return taps_at((torch::arange(begin, end, options) + 0.5f) * scale - 0.5f, in);  // < 0 reads sample 0
 }
 
-// Bilinear read of mask [S, S] at every (row, column) pair of the taps: [rows, cols].
+// Bilinear read of mask [S, S] at every (row, column) pair of the taps: [rows, cols]. One pass in
+// plain loops (a region is up to the whole image, and gathers through index tensors cost several
+// times the arithmetic), in the order of operations of the tensor expression
+//   rows.weight0 * (m[r0, c0] * cols.weight0 + m[r0, c1] * cols.weight1) + rows.weight1 * (...r1...),
+// each product and sum rounded to the mask's type, so the values are that expression's.
+template <typename T>
+void bilinear_kernel(const torch::Tensor& mask, const LinearTaps& rows, const LinearTaps& cols, torch::Tensor& out) {
+  const int64_t h = out.size(0), w = out.size(1), stride = mask.stride(0);
+  const T* m = mask.data_ptr<T>();
+  const int64_t* r0 = rows.index0.data_ptr<int64_t>();
+  const int64_t* r1 = rows.index1.data_ptr<int64_t>();
+  const T* rw0 = rows.weight0.data_ptr<T>();
+  const T* rw1 = rows.weight1.data_ptr<T>();
+  const int64_t* c0 = cols.index0.data_ptr<int64_t>();
+  const int64_t* c1 = cols.index1.data_ptr<int64_t>();
+  const T* cw0 = cols.weight0.data_ptr<T>();
+  const T* cw1 = cols.weight1.data_ptr<T>();
+  T* o = out.data_ptr<T>();
+  for (int64_t y = 0; y < h; ++y) {
+    const T* top = m + r0[y] * stride;
+    const T* bottom = m + r1[y] * stride;
+    const T a = rw0[y], b = rw1[y];
+    for (int64_t x = 0; x < w; ++x) {
+      const T t = static_cast<T>(top[c0[x]] * cw0[x]) + static_cast<T>(top[c1[x]] * cw1[x]);
+      const T u = static_cast<T>(bottom[c0[x]] * cw0[x]) + static_cast<T>(bottom[c1[x]] * cw1[x]);
+      o[y * w + x] = static_cast<T>(a * t) + static_cast<T>(b * u);
+    }
+  }
+}
+
 torch::Tensor bilinear(const torch::Tensor& mask, const LinearTaps& rows, const LinearTaps& cols) {
-  const auto r0 = rows.index0.unsqueeze(1), r1 = rows.index1.unsqueeze(1);  // [h, 1]
-  const auto at = [&](const torch::Tensor& r, const torch::Tensor& c) { return mask.index({r, c}); };
-  const auto top = at(r0, cols.index0) * cols.weight0 + at(r0, cols.index1) * cols.weight1;
-  const auto bottom = at(r1, cols.index0) * cols.weight0 + at(r1, cols.index1) * cols.weight1;
-  return rows.weight0.unsqueeze(1) * top + rows.weight1.unsqueeze(1) * bottom;
+  const auto m = mask.contiguous();
+  auto out = torch::empty({rows.index0.size(0), cols.index0.size(0)}, m.options());
+  AT_DISPATCH_FLOATING_TYPES(m.scalar_type(), "paste_bilinear", [&] { bilinear_kernel<scalar_t>(m, rows, cols, out); });
+  return out;
 }
 
 void check_paste_inputs(const torch::Tensor& masks, const torch::Tensor& boxes) {
@@ -125,13 +154,16 @@ namespace {
 // Every mask of a paster into one [K, 1, height, width] tensor.
 torch::Tensor paste_all(const MaskPaster& paster, const torch::TensorOptions& options) {
   auto out = torch::zeros({paster.size(), 1, paster.height(), paster.width()}, options);
-  for (int64_t k = 0; k < paster.size(); ++k) {
-    const MaskRegion region = paster.paste(k);
-    if (region.probs.numel() == 0) continue;
-    using torch::indexing::Slice;
-    out.index({k, 0, Slice(region.y, region.y + region.probs.size(0)), Slice(region.x, region.x + region.probs.size(1))})
-        .copy_(region.probs);
-  }
+  // Each mask writes its own slice: the masks run on all cores.
+  at::parallel_for(0, paster.size(), 1, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      const MaskRegion region = paster.paste(k);
+      if (region.probs.numel() == 0) continue;
+      using torch::indexing::Slice;
+      out.index({k, 0, Slice(region.y, region.y + region.probs.size(0)), Slice(region.x, region.x + region.probs.size(1))})
+          .copy_(region.probs);
+    }
+  });
   return out;
 }
 
