@@ -91,6 +91,7 @@ struct Agreement {
   int64_t reference = 0;  // fp32 detections
   int64_t other = 0;      // this precision's detections
   int64_t matched = 0;
+  int64_t confident = 0, confident_matched = 0;  // fp32 detections scoring >= 0.5
   double mask_iou_sum = 0;
   double max_score_diff = 0;
   std::vector<double> seconds;
@@ -102,6 +103,9 @@ void compare(const ImageOutputs& a, const ImageOutputs& b, Agreement& agreement)
   const int64_t na = a.detections.scores.size(0), nb = b.detections.scores.size(0);
   agreement.reference += na;
   agreement.other += nb;
+  if (nb == 0) {
+    for (int64_t i = 0; i < na; ++i) agreement.confident += a.detections.scores[i].item<float>() >= 0.5f;
+  }
   if (na == 0 || nb == 0) return;
   const auto iou = instseg::ops::box_iou(a.detections.boxes, b.detections.boxes).contiguous();
   const auto* iou_p = iou.data_ptr<float>();
@@ -109,6 +113,8 @@ void compare(const ImageOutputs& a, const ImageOutputs& b, Agreement& agreement)
   const auto sa = a.detections.scores.contiguous(), sb = b.detections.scores.contiguous();
   std::vector<bool> taken(static_cast<size_t>(nb), false);
   for (int64_t i = 0; i < na; ++i) {
+    const bool confident = sa.data_ptr<float>()[i] >= 0.5f;
+    agreement.confident += confident;
     int64_t best = -1;
     float best_iou = 0.9f;
     for (int64_t j = 0; j < nb; ++j) {
@@ -121,6 +127,7 @@ void compare(const ImageOutputs& a, const ImageOutputs& b, Agreement& agreement)
     if (best < 0) continue;
     taken[best] = true;
     ++agreement.matched;
+    agreement.confident_matched += confident;
     agreement.mask_iou_sum += mask_iou(a.masks[i], b.masks[best]);
     agreement.max_score_diff = std::max<double>(
         agreement.max_score_diff, std::abs(sa.data_ptr<float>()[i] - sb.data_ptr<float>()[best]));
@@ -141,6 +148,7 @@ int main(int argc, char** argv) {
   int images = 10;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   bool unfused = false, val_split = false;
+  int show = 0;
   app.add_option("--weights", weights, "A checkpoint or run folder (load_model)")->required();
   app.add_option("--images", images, "Images to predict (tiny_coco val, or the first of --val-split)")
       ->capture_default_str();
@@ -148,6 +156,7 @@ int main(int argc, char** argv) {
   app.add_flag("--unfused", unfused, "Also the modules' own code in fp32 (the reference of the parity tests)");
   app.add_flag("--val-split", val_split,
                "Images from the run folder's validation split, and box / mask AP against its ground truth");
+  app.add_option("--show", show, "Print each image's top N detections in every precision (to see a disagreement)");
   CLI11_PARSE(app, argc, argv);
 
   torch::set_num_threads(threads);
@@ -213,6 +222,17 @@ int main(int argc, char** argv) {
       }
       outputs[v].detections = std::move(detections);
     }
+    for (size_t v = 0; v < variants.size() && show > 0; ++v) {
+      const auto& d = outputs[v].detections;
+      std::printf("image %lld %-12s", static_cast<long long>(i), variants[v].name.c_str());
+      for (int64_t k = 0; k < std::min<int64_t>(show, d.scores.size(0)); ++k) {
+        const auto b = d.boxes[k];
+        std::printf(" [%lld %.4f (%.1f %.1f %.1f %.1f)]", static_cast<long long>(d.labels[k].item<int64_t>()),
+                    d.scores[k].item<float>(), b[0].item<float>(), b[1].item<float>(), b[2].item<float>(),
+                    b[3].item<float>());
+      }
+      std::printf("\n");
+    }
     agreements[0].other += outputs[0].detections.scores.size(0);
     for (size_t v = 1; v < variants.size(); ++v) compare(outputs[0], outputs[v], agreements[v]);
   }
@@ -221,20 +241,23 @@ int main(int argc, char** argv) {
   std::printf("weights: %s; images: %lld (%s)\n", weights.c_str(), static_cast<long long>(count),
               data ? "the run's validation split" : "tiny_coco val2017");
   const double fp32_seconds = median(agreements[0].seconds);
-  std::printf("%-13s %11s %9s %9s %13s %14s %10s %8s", "precision", "detections", "matched", "mask IoU",
-              "max |dscore|", "median s/img", "speed-up", "");
+  std::printf("%-13s %11s %9s %11s %9s %13s %14s %10s %8s", "precision", "detections", "matched", "@>=0.5",
+              "mask IoU", "max |dscore|", "median s/img", "speed-up", "");
   if (data) std::printf(" %7s %7s", "box AP", "mask AP");
   std::printf("\n");
   for (size_t v = 0; v < variants.size(); ++v) {
     const Agreement& a = agreements[v];
     const double seconds = median(a.seconds);
     if (v == 0) {
-      std::printf("%-13s %11lld %9s %9s %13s %14.3f %9.2fx %8s", variants[v].name.c_str(),
-                  static_cast<long long>(a.other), "-", "-", "-", seconds, 1.0, "");
+      std::printf("%-13s %11lld %9s %11s %9s %13s %14.3f %9.2fx %8s", variants[v].name.c_str(),
+                  static_cast<long long>(a.other), "-", "-", "-", "-", seconds, 1.0, "");
     } else {
       const double share = a.reference ? static_cast<double>(a.matched) / static_cast<double>(a.reference) : 1.0;
-      std::printf("%-13s %11lld %8.2f%% %9.4f %13.2e %14.3f %9.2fx %8s", variants[v].name.c_str(),
-                  static_cast<long long>(a.other), 100.0 * share, a.matched ? a.mask_iou_sum / a.matched : 0.0,
+      const std::string confident =
+          a.confident ? std::to_string(a.confident_matched) + "/" + std::to_string(a.confident) : "-";
+      std::printf("%-13s %11lld %8.2f%% %11s %9.4f %13.2e %14.3f %9.2fx %8s", variants[v].name.c_str(),
+                  static_cast<long long>(a.other), 100.0 * share, confident.c_str(),
+                  a.matched ? a.mask_iou_sum / a.matched : 0.0,
                   a.max_score_diff, seconds, fp32_seconds / seconds, share >= 0.95 ? "" : "(<95%)");
     }
     if (data) {
@@ -247,6 +270,6 @@ int main(int argc, char** argv) {
     std::printf("\n");
   }
   std::printf("matched: share of fp32 detections with a detection of the same label at box IoU >= 0.9 "
-              "(greedy in fp32 score order); mask IoU: mean over matched pairs, masks binarised at 0.5\n");
+              "(greedy in fp32 score order); @>=0.5: the same for fp32 detections scoring >= 0.5; mask IoU: mean over matched pairs, masks binarised at 0.5\n");
   return 0;
 }
