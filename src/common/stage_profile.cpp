@@ -25,6 +25,23 @@ double StageProfile::of(const std::string& stage) const {
   return 0.0;
 }
 
+void StageProfile::count(const std::string& what, int64_t n) {
+  for (auto& entry : counts) {
+    if (entry.first == what) {
+      entry.second += n;
+      return;
+    }
+  }
+  counts.emplace_back(what, n);
+}
+
+int64_t StageProfile::count_of(const std::string& what) const {
+  for (const auto& entry : counts) {
+    if (entry.first == what) return entry.second;
+  }
+  return 0;
+}
+
 StageTimer::StageTimer(StageProfile* profile, const char* stage) : profile_(profile), stage_(stage) {
   if (profile_ != nullptr) start_ = std::chrono::steady_clock::now();
 }

@@ -337,7 +337,7 @@ PredictSummary run_predict(const PredictOptions& options) {
       if (options.profile) {
         const MaskRcnnOptions& o = model->options();
         const auto input_size = padded_input_size(o, inferred.input.image.size(1), inferred.input.image.size(2));
-        // The box head's rows are not reported by the model: the most the RPN can hand it.
+        // The most the RPN can hand the box head; rescaled to the counted rows after the run.
         const int64_t proposals = max_proposals(o, input_size);
         stage_arithmetic.add(stage_flops(o, input_size, proposals, inferred.detections.scores.size(0), options.fused));
         profiled_proposals += static_cast<double>(proposals);
@@ -427,6 +427,21 @@ PredictSummary run_predict(const PredictOptions& options) {
     ProfileReport report = ProfileReport::make(stage_seconds, stage_arithmetic, profiled_images, profiled_seconds,
                                                peak, arithmetic_name(options), cpu_model());
     report.proposals_per_image = profiled_proposals / static_cast<double>(profiled_images);
+    // The RPN counts what it handed the box head (the model thread's profile, read after the run):
+    // box.head's FLOP scale with those rows, whatever the image size.
+    const int64_t counted = stage_seconds.count_of("proposals");
+    if (counted > 0 && profiled_proposals > 0) {
+      const double scale = static_cast<double>(counted) / profiled_proposals;
+      for (auto& row : report.rows) {
+        if (row.stage != "box.head") continue;
+        row.gflop_per_image *= scale;
+        row.gflops *= scale;
+        row.peak_share *= scale;
+        report.gflop_per_image += row.gflop_per_image - row.gflop_per_image / scale;
+      }
+      report.proposals_per_image = static_cast<double>(counted) / static_cast<double>(profiled_images);
+      report.proposals_counted = true;
+    }
     const std::string profile_path = outputs.path("profile.json");
     write_bytes_atomically(profile_path, report.json());
     outputs.wrote(profile_path);

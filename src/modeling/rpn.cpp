@@ -192,7 +192,11 @@ RegionProposalNetworkImpl::Pass RegionProposalNetworkImpl::run(const ImageList& 
 std::vector<torch::Tensor> RegionProposalNetworkImpl::forward(const ImageList& images,
                                                               const FeatureMaps& features,
                                                               StageProfile* profile) {
-  return run(images, features, {options_.pre_nms_top_n_test, options_.post_nms_top_n_test}, profile).proposals;
+  auto proposals = run(images, features, {options_.pre_nms_top_n_test, options_.post_nms_top_n_test}, profile).proposals;
+  if (profile != nullptr) {
+    for (const auto& p : proposals) profile->count("proposals", p.size(0));
+  }
+  return proposals;
 }
 
 RpnInspection RegionProposalNetworkImpl::inspect(const ImageList& images, const FeatureMaps& features) {

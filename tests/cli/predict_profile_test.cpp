@@ -123,6 +123,10 @@ TEST(PredictProfile, TableAndJsonListEveryStageWithTimesWithinTheModelTime) {
   }
   const size_t detections = read_json(dir / "out/predictions.json").size();
   ASSERT_GT(detections, 0u);
+  // box.head at the proposals the RPN counted (StageProfile counts), not the upper bound.
+  EXPECT_TRUE(profile["box_head_proposals_counted"].get<bool>());
+  EXPECT_GT(profile["box_head_proposals_per_image"].get<double>(), 0.0);
+  EXPECT_LE(profile["box_head_proposals_per_image"].get<double>(), 1000.0);
   for (const auto& [stage, s] : by_stage) {
     const double gflop = s["gflop_per_image"].get<double>(), ms = s["ms_per_image"].get<double>();
     EXPECT_NEAR(s["gflops"].get<double>(), gflop / (ms / 1e3), 1e-6 * (1 + gflop / (ms / 1e3))) << stage;

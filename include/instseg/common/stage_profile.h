@@ -2,6 +2,7 @@
 // Wall time per stage of a computation, for `predict --profile` and bench/predict_bench: where an
 // image's time goes, stage by stage. Torch-free.
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <utility>
 #include <vector>
@@ -17,6 +18,11 @@ struct StageProfile {
   void add(const std::string& stage, double s);
   double total() const;
   double of(const std::string& stage) const;  // 0 when never seen
+  // How much work the stages saw, accumulated as the seconds: predict counts "proposals" (what the
+  // box head ran on) and "detections" (what the mask head ran on), for GFLOP per stage.
+  std::vector<std::pair<std::string, int64_t>> counts;
+  void count(const std::string& what, int64_t n);
+  int64_t count_of(const std::string& what) const;  // 0 when never counted
 };
 
 // Adds the wall time from construction to stop() (or destruction) to `profile` under `stage`.

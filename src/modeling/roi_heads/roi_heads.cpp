@@ -174,6 +174,7 @@ RoiHeadsImpl::Inspection RoiHeadsImpl::inspect(const FeatureMaps& features,
   for (const auto& d : detections) boxes.push_back(d.boxes), labels.push_back(d.labels);
   const auto all_labels = torch::cat(labels);  // [K]
   postprocess_timer.stop();
+  if (profile != nullptr) profile->count("detections", all_labels.size(0));
   const int64_t mask_size = 2 * kMaskPoolSize;
   torch::Tensor probs;                         // [K, 1, 28, 28]
   if (all_labels.numel() == 0) {
