@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh --tests
-scripts/build.sh
+INSTSEG_BUILD_BENCH=OFF scripts/build.sh
 (cd build && ctest --output-on-failure -j"$(nproc)" --timeout 1200) | tee build/ctest.log
 scripts/sanitize.sh
 scripts/fuzz.sh --seconds 30
