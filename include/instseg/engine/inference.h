@@ -72,8 +72,11 @@ struct InferenceOptions {
   // Decoding, the model and writing overlapped: image_at runs on a reader thread, up to 2 images
   // ahead of the model, and the COCO results, on_image and on_failure on a writer thread, up to 2
   // images behind it, while the model runs on the calling thread. Results are the same either way.
-  // false: everything on the calling thread, one image after another.
-  bool overlap = true;
+  // false: everything on the calling thread, one image after another. Off by default: on the
+  // 2-core machine of docs/benchmarks.md ("Folder throughput") the model's two OpenMP threads
+  // already take both cores and the overlapped run measured no faster (where cores are left over,
+  // e.g. predict --threads below the core count, it may pay: not measured yet).
+  bool overlap = false;
   // LibTorch's intra-op (OpenMP) threads for the operations of the reader and writer threads
   // (decoding's tensor, mask pasting), set for those threads alone: the model's threads keep the
   // cores (docs/benchmarks.md, "Folder throughput").
@@ -83,7 +86,7 @@ struct InferenceOptions {
 // Runs `model` (switched to eval mode, no gradients) over images 0 .. count-1 (those of the
 // options' share), in order, and hands each image's inference to on_image. image_at is called once
 // per image, in order; on_image and on_failure are called in index order, one at a time.
-// With options.overlap (the default) image_at runs on a reader thread and on_image / on_failure on a
+// With options.overlap image_at runs on a reader thread and on_image / on_failure on a
 // writer thread, concurrently with the model and with each other, in the calling thread's
 // gradient / inference mode: they must not share unguarded state with each other or with the
 // model. image_at may have run for a few images past one whose error ends the run. An error that
