@@ -66,7 +66,8 @@ TEST(ServePrecision, Bf16ServerAnswersDifferSlightlyAndFindTheSameObjects) {
   }
   ASSERT_GE(a.size(), 10u);
   ASSERT_FALSE(b.empty());
-  EXPECT_NE(a.dump(), b.dump()) << "bf16 answered fp32's numbers: --precision did not reach the model";
+  // (Compared as text, reported in a line: the answers are ~100 results each.)
+  EXPECT_TRUE(a.dump() != b.dump()) << "bf16 answered fp32's numbers: --precision did not reach the model";
 
   // Most of fp32's top detections have a bf16 one of their category at box IoU >= 0.9 (greedy in
   // fp32's score order), with a score close to their own.
