@@ -5,12 +5,9 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
-#include <condition_variable>
-#include <deque>
 #include <exception>
 #include <filesystem>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <opencv2/core.hpp>
 #include <opencv2/videoio.hpp>
@@ -18,6 +15,7 @@
 #include <regex>
 #include <thread>
 
+#include "engine/bounded_queue.h"
 #include "instseg/coco/results_writer.h"
 #include "instseg/common/progress_bar.h"
 #include "instseg/data/image_io.h"
@@ -58,43 +56,8 @@ std::string video_frame_line(const std::string& video_name, int64_t frame, doubl
 
 namespace {
 
-// A queue of at most `capacity` items between two threads. close() ends it: pop() returns the
-// items left and then nothing, push() refuses (the consumer gave up).
-template <typename T>
-class BoundedQueue {
- public:
-  explicit BoundedQueue(size_t capacity) : capacity_(std::max<size_t>(capacity, 1)) {}
-  bool push(T item) {
-    std::unique_lock<std::mutex> lock(mutex_);
-    not_full_.wait(lock, [&] { return closed_ || items_.size() < capacity_; });
-    if (closed_) return false;
-    items_.push_back(std::move(item));
-    not_empty_.notify_one();
-    return true;
-  }
-  std::optional<T> pop() {
-    std::unique_lock<std::mutex> lock(mutex_);
-    not_empty_.wait(lock, [&] { return closed_ || !items_.empty(); });
-    if (items_.empty()) return std::nullopt;
-    T item = std::move(items_.front());
-    items_.pop_front();
-    not_full_.notify_one();
-    return item;
-  }
-  void close() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    closed_ = true;
-    not_full_.notify_all();
-    not_empty_.notify_all();
-  }
-
- private:
-  size_t capacity_;
-  std::mutex mutex_;
-  std::condition_variable not_full_, not_empty_;
-  std::deque<T> items_;
-  bool closed_ = false;
-};
+using detail::BoundedQueue;
+using detail::Worker;
 
 struct DecodedFrame {
   int64_t index = 0;
@@ -105,35 +68,6 @@ struct DecodedFrame {
 struct DrawnFrame {
   cv::Mat bgr;
   std::shared_ptr<const ImagePrediction> prediction;  // the latest predicted frame's; null before the first
-};
-
-// Starts `body` on a thread whose exception is kept for the caller; `done` runs however it ends.
-class Worker {
- public:
-  template <typename Body, typename Done>
-  Worker(Body body, Done done)
-      : thread_([this, body = std::move(body), done = std::move(done)]() mutable {
-          try {
-            body();
-          } catch (...) {
-            error_ = std::current_exception();
-          }
-          done();
-        }) {}
-  ~Worker() {
-    if (thread_.joinable()) thread_.join();
-  }
-  void join() {
-    if (thread_.joinable()) thread_.join();
-  }
-  void join_and_rethrow() {
-    join();
-    if (error_) std::rethrow_exception(error_);
-  }
-
- private:
-  std::exception_ptr error_;
-  std::thread thread_;
 };
 
 cv::VideoWriter open_writer(const std::string& path, double fps, int width, int height) {
@@ -262,8 +196,10 @@ VideoPredictResult predict_video(ImagePredictor& predictor, const std::string& i
   }
   to_draw.close();  // after the last frame: the writer drains the queue and ends
   decoded.close();
-  reader.join_and_rethrow();
-  if (writer_thread) writer_thread->join_and_rethrow();
+  if (const auto error = reader.error()) std::rethrow_exception(error);
+  if (writer_thread) {
+    if (const auto error = writer_thread->error()) std::rethrow_exception(error);
+  }
   writer.release();
   if (options.progress) progress.finish(std::to_string(result.frames_predicted) + " predicted");
 
