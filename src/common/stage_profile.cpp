@@ -12,19 +12,6 @@ void StageProfile::add(const std::string& stage, double s) {
   seconds.emplace_back(stage, s);
 }
 
-double StageProfile::total() const {
-  double sum = 0.0;
-  for (const auto& entry : seconds) sum += entry.second;
-  return sum;
-}
-
-double StageProfile::of(const std::string& stage) const {
-  for (const auto& entry : seconds) {
-    if (entry.first == stage) return entry.second;
-  }
-  return 0.0;
-}
-
 void StageProfile::count(const std::string& what, int64_t n) {
   for (auto& entry : counts) {
     if (entry.first == what) {

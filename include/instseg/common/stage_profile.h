@@ -16,8 +16,6 @@ namespace instseg {
 struct StageProfile {
   std::vector<std::pair<std::string, double>> seconds;
   void add(const std::string& stage, double s);
-  double total() const;
-  double of(const std::string& stage) const;  // 0 when never seen
   // How much work the stages saw, accumulated as the seconds: predict counts "proposals" (what the
   // box head ran on) and "detections" (what the mask head ran on), for GFLOP per stage.
   std::vector<std::pair<std::string, int64_t>> counts;
