@@ -11,7 +11,6 @@
 
 #include "instseg/engine/model_factory.h"
 #include "instseg/errors.h"
-#include "instseg/ops/mixed_precision.h"
 
 namespace instseg {
 
@@ -157,6 +156,7 @@ std::map<std::string, Field> fields(TrainConfig& c) {
       {"optim.gamma", field(c.optim.gamma)},
       {"optim.clip_grad_norm", field(c.optim.clip_grad_norm)},
       {"optim.precision", field(c.optim.precision)},
+      {"optim.memory_format", field(c.optim.memory_format)},
       {"run.log_every", field(c.run.log_every)},
       {"run.eval_every", field(c.run.eval_every)},
       {"run.checkpoint_every", field(c.run.checkpoint_every)},
@@ -332,6 +332,9 @@ void TrainConfig::validate() const {
   require(optim.gamma > 0, "optim.gamma must be positive");
   require(optim.precision == "fp32" || optim.precision == "bf16" || optim.precision == "auto",
           "optim.precision must be fp32, bf16 or auto, got '" + optim.precision + "'");
+  require(optim.memory_format == "contiguous" || optim.memory_format == "channels_last" ||
+              optim.memory_format == "auto",
+          "optim.memory_format must be contiguous, channels_last or auto, got '" + optim.memory_format + "'");
   require(optim.clip_grad_norm >= 0, "optim.clip_grad_norm must be >= 0 (0 = off)");
   require(run.log_every > 0, "run.log_every must be positive");
   require(run.eval_every >= 0, "run.eval_every must be >= 0");
@@ -404,10 +407,6 @@ MaskRcnnOptions ModelConfig::over(MaskRcnnOptions base) const {
   auto all = fields(config);
   for (const auto& [key, text] : explicit_keys) set_field(all, key, json::parse(text), "model", key);
   return config.model.options;
-}
-
-bool uses_bf16(const OptimConfig& optim) {
-  return optim.precision == "bf16" || (optim.precision == "auto" && ops::cpu_has_native_bf16());
 }
 
 TrainConfig load_train_config(const std::string& path) {

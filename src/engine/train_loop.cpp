@@ -11,6 +11,7 @@
 
 #include "data/random.h"
 #include "instseg/engine/lr_schedule.h"
+#include "instseg/engine/step_settings.h"
 #include "instseg/errors.h"
 #include "instseg/ops/mixed_precision.h"
 
@@ -58,6 +59,7 @@ TrainLoop::TrainLoop(const TrainConfig& config_, std::string out_dir_, const Tra
   if (state.total_iterations > 0) schedule.iterations = state.total_iterations;
   first = iteration = state.iteration;
   last = stop_at();
+  bf16_ = StepSettings::parse(state.step_settings, "train_state step_settings").bf16;
 }
 
 int TrainLoop::stop_at() const {
@@ -148,7 +150,7 @@ void TrainLoop::run_step() {
       step.images += static_cast<int>(batch.images.size());
       std::map<std::string, torch::Tensor> losses;
       {
-        ops::Bf16AutocastScope autocast(uses_bf16(config.optim));
+        ops::Bf16AutocastScope autocast(bf16_);
         at::Generator generator =
             at::detail::createCPUGenerator(micro_batch_seed(static_cast<uint64_t>(config.run.seed), iteration, batch.block));
         losses = model.losses(batch.images, batch.targets, generator);

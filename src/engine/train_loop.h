@@ -38,6 +38,9 @@ struct TrainState {
   double best_score = -1.0;
   data::LoaderPosition loader;
   int64_t log_bytes = -1;  // length of log.jsonl when the state was written; -1 = not recorded
+  // StepSettings::name() of the run's precision and layout (engine/step_settings.h), chosen at its
+  // start; "" in states written before it was recorded (then the config decides as it did).
+  std::string step_settings;
 };
 
 // train_state.pth (train_state.cpp): weights, optimizer state and kind, the global RNG, TrainState.
@@ -155,6 +158,7 @@ class TrainLoop {
   std::vector<std::unique_ptr<HookBase>> hooks_;
   std::function<void(const std::string&, int)> probe_;
   bool stop_ = false;
+  bool bf16_ = false;  // the forward passes under bf16 autocast (state.step_settings)
   // Several ranks: the gradient buckets, over the trainable parameters, built once. One process
   // averages its micro-batches' gradients locally.
   std::unique_ptr<dist::GradientSync> gradient_sync_;

@@ -27,6 +27,7 @@ void insert_progress(c10::impl::GenericDict& archive, const Optimizer& optimizer
   archive.insert("loader_epoch", state.loader.epoch);
   archive.insert("loader_index", state.loader.index);
   archive.insert("log_bytes", state.log_bytes);
+  archive.insert("step_settings", state.step_settings);
 }
 
 // The reverse: sets the optimizer's state and returns the TrainState. `where` names the source.
@@ -48,6 +49,7 @@ TrainState read_progress(const c10::impl::GenericDict& archive, Optimizer& optim
   state.loader.epoch = get("loader_epoch").toInt();
   state.loader.index = get("loader_index").toInt();
   if (archive.contains("log_bytes")) state.log_bytes = archive.at("log_bytes").toInt();  // absent before 2026-12
+  if (archive.contains("step_settings")) state.step_settings = archive.at("step_settings").toStringRef();
   return state;
 }
 

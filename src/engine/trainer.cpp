@@ -2,6 +2,7 @@
 
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <filesystem>
 #include <functional>
 #include <optional>
@@ -13,8 +14,10 @@
 #include "instseg/distributed/communicator.h"
 #include "instseg/common/atomic_file.h"
 #include "instseg/engine/model_factory.h"
+#include "instseg/engine/step_settings.h"
 #include "instseg/engine/training_data.h"
 #include "instseg/errors.h"
+#include "instseg/ops/mixed_precision.h"
 
 // train() prepares a run (folder, data, model, resumed state) and hands it to a TrainLoop: a step
 // function plus hooks for the time budget, the log, the progress bar, validation and checkpoints
@@ -148,6 +151,32 @@ void broadcast_resumed_state(dist::Communicator& comm, Optimizer& optimizer, tra
   if (!comm.is_main()) state = training::read_train_progress_bytes(bytes, optimizer);
 }
 
+// The step's precision and layout (engine/step_settings.h) into state.step_settings and the model.
+// A resumed run keeps the ones it recorded; a state from before they were recorded continues as
+// its config then decided (precision "auto" by the CPU's bf16 flag, the contiguous layout); a fresh
+// run times the candidates its config leaves open on one batch of its own data, drawn by a loader
+// of its own so the run's data order is untouched.
+void choose_step_settings(const TrainConfig& config, const TrainingData& data, data::LoaderOptions loader_options,
+                          bool resume, const std::string& state_path, MaskRcnnImpl& model, dist::Communicator& comm,
+                          training::TrainState& state) {
+  StepChoice choice;
+  if (resume && !state.step_settings.empty()) {
+    choice.chosen = StepSettings::parse(state.step_settings, state_path);
+  } else if (resume) {
+    choice.chosen.bf16 = config.optim.precision == "bf16" ||
+                         (config.optim.precision == "auto" && ops::cpu_has_native_bf16());
+    choice.chosen.channels_last = config.optim.memory_format == "channels_last";
+  } else {
+    loader_options.prefetch_batches = 0;
+    loader_options.hflip_prob = 0.0;
+    data::DataLoader probe(data.train_set(), loader_options);
+    choice = measure_step_settings(model, probe.next(), config.optim, &comm);
+  }
+  apply_step_settings(model, choice.chosen);
+  state.step_settings = choice.chosen.name();
+  if (comm.is_main() && config.run.progress) std::fprintf(stderr, "train: %s\n", choice.summary().c_str());
+}
+
 }  // namespace
 
 const std::vector<std::string>& run_file_names() {
@@ -239,6 +268,7 @@ TrainOutcome train(const TrainConfig& config, const std::string& out_dir, const 
   loader_options.rank = comm.rank();
   loader_options.accumulate = config.optim.accumulate;
   data::DataLoader loader(data->train_set(), loader_options, state.loader);
+  choose_step_settings(config, *data, loader_options, resume, state_path, *model, comm, state);
 
   const bool created_dir = main && !fs::exists(dir);
   // A resumed run has a checkpoint on disk; a fresh one has none until its first commit, and

@@ -108,7 +108,8 @@ std::map<std::string, torch::Tensor> MaskRcnnImpl::losses(const std::vector<torc
                                                          const std::vector<Targets>& targets,
                                                          std::optional<at::Generator> generator) {
   const auto [batch, resized_targets] = transform_.forward_train(images, targets, generator);
-  const auto features = backbone_(batch.tensors);
+  const auto features = backbone_(channels_last_training_ ? batch.tensors.contiguous(at::MemoryFormat::ChannelsLast)
+                                                           : batch.tensors);
   std::vector<torch::Tensor> gt_boxes;
   for (const auto& t : resized_targets) gt_boxes.push_back(t.boxes);
   const auto rpn = rpn_->forward_train(batch, features, gt_boxes, generator);

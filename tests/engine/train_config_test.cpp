@@ -9,7 +9,6 @@
 
 #include "instseg/engine/train_config.h"
 #include "instseg/errors.h"
-#include "instseg/ops/mixed_precision.h"
 #include "support/reference.h"
 
 namespace instseg {
@@ -230,6 +229,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   c.apply_override("data.horizontal_flip=false");
   c.apply_override("optim.accumulate=4");
   c.apply_override("run.distributed_timeout_seconds=30");
+  c.apply_override("optim.memory_format=channels_last");
   const std::string text = c.to_json();
   const auto parsed = nlohmann::json::parse(text);
   ASSERT_TRUE(parsed.is_object());
@@ -256,6 +256,7 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   EXPECT_FALSE(back.run.progress);
   EXPECT_EQ(back.optim.accumulate, 4);
   EXPECT_EQ(back.run.distributed_timeout_seconds, 30);
+  EXPECT_EQ(back.optim.memory_format, "channels_last");
   EXPECT_NO_THROW(back.validate());
 
   // every key of to_json() is accepted back one at a time as a dotted --set
@@ -265,8 +266,8 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
     TrainConfig d;
     EXPECT_NO_THROW(d.apply_override(key + "=" + value.dump())) << key;
   }
-  // DataConfig 18 + model.preset, model.weights + MaskRcnnOptions 38 + OptimConfig 16 + RunConfig 9
-  EXPECT_EQ(keys.size(), 83u);
+  // DataConfig 18 + model.preset, model.weights + MaskRcnnOptions 38 + OptimConfig 17 + RunConfig 9
+  EXPECT_EQ(keys.size(), 84u);
 }
 
 // The model section is MaskRcnnOptions: a preset, then every key set, in whatever order they come.
@@ -329,13 +330,20 @@ TEST(TrainConfig, FilesMayCarryComments) {
   EXPECT_DOUBLE_EQ(c.optim.lr, 0.5);
 }
 
-TEST(TrainConfig, AutoPrecisionIsBf16ExactlyWhereTheCpuHasIt) {
-  OptimConfig optim;
-  EXPECT_FALSE(uses_bf16(optim));
-  optim.precision = "bf16";
-  EXPECT_TRUE(uses_bf16(optim));
-  optim.precision = "auto";
-  EXPECT_EQ(uses_bf16(optim), ops::cpu_has_native_bf16());
+TEST(TrainConfig, PrecisionAndMemoryFormatTakeTheirWordsOnly) {
+  TrainConfig c;
+  c.data.kind = "synthetic";
+  EXPECT_EQ(c.optim.precision, "fp32");
+  EXPECT_EQ(c.optim.memory_format, "contiguous");  // nothing timed by default
+  c.apply_override("optim.memory_format=auto");
+  EXPECT_EQ(c.optim.memory_format, "auto");
+  EXPECT_NO_THROW(c.validate());
+  c.apply_override("optim.memory_format=nhwc");
+  EXPECT_THAT([&] { c.validate(); },
+              ThrowsMessage<ConfigError>(AllOf(HasSubstr("optim.memory_format"), HasSubstr("'nhwc'"))));
+  c.optim.memory_format = "channels_last";
+  c.optim.precision = "fp16";
+  EXPECT_THAT([&] { c.validate(); }, ThrowsMessage<ConfigError>(AllOf(HasSubstr("optim.precision"), HasSubstr("'fp16'"))));
 }
 
 // The configs shipped in configs/ load and validate (paths they name need not exist here).

@@ -239,7 +239,38 @@ INSTANTIATE_TEST_SUITE_P(
                    [](TrainConfig& c) { c.optim.precision = "bf16"; }},
         // Multi-scale: each image's size is drawn from torch's generator, which resume restores.
         ResumeCase{"KillAfterCheckpointMultiScale", Interruption::kKillAfterCheckpoint, 4,
-                   [](TrainConfig& c) { c.model.options.transform.min_size = {48, 56, 64}; }}));
+                   [](TrainConfig& c) { c.model.options.transform.min_size = {48, 56, 64}; }},
+        // Channels-last activations: the resumed run picks the layout up from its state.
+        ResumeCase{"KillAfterCheckpointChannelsLast", Interruption::kKillAfterCheckpoint, 4,
+                   [](TrainConfig& c) { c.optim.memory_format = "channels_last"; }}));
+
+std::string recorded_step_settings(const std::string& run) {
+  return read_archive(run + "/train_state.pth").toGenericDict().at("step_settings").toStringRef();
+}
+
+// The precision and layout a run starts with are recorded in its state and kept by --resume,
+// whatever the config says then: "auto" may time differently on a later day, and the resumed run
+// must continue the same arithmetic.
+TEST(Trainer, ResumeKeepsTheRecordedStepSettings) {
+  TestDir dir;
+  TrainConfig config = resume_case_config();
+  config.data.synthetic_val_images = 0;
+  config.optim.iterations = 3;
+  config.optim.memory_format = "channels_last";
+  TrainConfig first_part = config;
+  first_part.run.stop_after = 2;
+  train(first_part, dir / "run", false);
+  EXPECT_EQ(recorded_step_settings(dir / "run"), "fp32 channels_last");
+  config.optim.memory_format = "auto";
+  train(config, dir / "run", true);
+  EXPECT_EQ(recorded_step_settings(dir / "run"), "fp32 channels_last");
+
+  // A fresh "auto" run records what it timed and chose.
+  config.optim.iterations = 1;
+  train(config, dir / "auto", false);
+  EXPECT_THAT(recorded_step_settings(dir / "auto"),
+              ::testing::AnyOf(::testing::Eq("fp32 contiguous"), ::testing::Eq("fp32 channels_last")));
+}
 
 // Validation losses sample proposals and targets from a generator of their own: validating every
 // 5 iterations leaves the training where a run without periodic validation takes it, to the bit.

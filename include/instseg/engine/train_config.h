@@ -74,13 +74,15 @@ struct OptimConfig {
   double gamma = 0.1;
   double clip_grad_norm = 0.0;        // 0 = off
   // "fp32" | "bf16" | "auto": the forward pass under CPU autocast to bfloat16 (ops/mixed_precision.h);
-  // weights, losses and the optimizer stay fp32. Fast only on CPUs with AVX512-BF16: "auto" picks
-  // bf16 where the CPU has it natively, fp32 elsewhere (where bf16 is emulated and slower).
+  // weights, losses and the optimizer stay fp32. Fast only on CPUs with AVX512-BF16: "auto" times
+  // fp32 and bf16 at start-up where the CPU has bf16 natively and keeps the faster
+  // (engine/step_settings.h), fp32 elsewhere (where bf16 is emulated and slower).
   std::string precision = "fp32";
+  // "contiguous" | "channels_last" | "auto": the activations' memory layout in training steps.
+  // Same numbers within float rounding; "auto" times both at start-up with the precision's
+  // candidates. The defaults time nothing, so a run's arithmetic never depends on the machine's load.
+  std::string memory_format = "contiguous";
 };
-
-// Whether a run with these settings trains in bf16 on this CPU (optim.precision, "auto" resolved).
-bool uses_bf16(const OptimConfig& optim);
 
 struct RunConfig {
   int log_every = 20;                 // iterations between JSON-lines log records

@@ -85,6 +85,12 @@ class MaskRcnnImpl : public torch::nn::Module {
   std::map<std::string, torch::Tensor> losses(const std::vector<torch::Tensor>& images,
                                               const std::vector<Targets>& targets,
                                               std::optional<at::Generator> generator = std::nullopt);
+  // Whether losses() lays the image batch out channels-last (NHWC): convolutions then keep that
+  // layout through the backbone and heads, their gradients too. Same numbers within float
+  // rounding; which is faster depends on the CPU and precision (engine/step_settings.h measures
+  // it). Off by default; not part of the model's description (options()).
+  void set_channels_last_training(bool on) { channels_last_training_ = on; }
+  bool channels_last_training() const { return channels_last_training_; }
 
   const MaskRcnnOptions& options() const { return options_; }
   // The stages, for code that shows or checks what each computes (instseg explain, tests);
@@ -101,6 +107,7 @@ class MaskRcnnImpl : public torch::nn::Module {
   RegionProposalNetwork rpn_{nullptr};
   RoiHeads roi_heads_{nullptr};
   bool prepared_ = false;
+  bool channels_last_training_ = false;
 };
 TORCH_MODULE(MaskRcnn);
 
