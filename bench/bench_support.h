@@ -1,8 +1,11 @@
 #pragma once
-// Small helpers the benchmark programs share: the median of timings, and running the reference
-// (Python) side of a benchmark with its standard output captured.
+// Small helpers the benchmark programs share: the median of timings, running the reference
+// (Python) side of a benchmark with its standard output captured, and the CPU a run measured.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
+#include <map>
+#include <sstream>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,6 +26,57 @@ inline std::string run_capture(const std::string& command) {
   while (fgets(buf, sizeof buf, pipe)) out += buf;
   if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
   return out;
+}
+
+// The CPU as /proc/cpuinfo names it, for the header of a benchmark's output. "model name" alone
+// can be as vague as "Intel(R) Xeon(R) Processor" on a VM, so family / model / stepping come too,
+// and whether each flag that decides the fast kernels (oneDNN's AVX-512, bf16, AMX) is exposed.
+struct CpuInfo {
+  std::string model = "unknown CPU";
+  std::string family, model_number, stepping;  // as written there (decimal), empty when absent
+  std::map<std::string, bool> flags;           // the flags asked for -> present
+
+  // "Intel(R) Xeon(R) Processor (family 6, model 207, stepping 2); avx512f yes, avx512_bf16 yes, ..."
+  std::string describe() const {
+    std::ostringstream out;
+    out << model;
+    if (!family.empty()) out << " (family " << family << ", model " << model_number << ", stepping " << stepping << ")";
+    const char* separator = "; ";
+    for (const auto& [flag, present] : flags) {
+      out << separator << flag << (present ? " yes" : " no");
+      separator = ", ";
+    }
+    return out.str();
+  }
+};
+
+inline CpuInfo cpu_info(const std::vector<std::string>& wanted_flags = {"avx512f", "avx512_bf16", "amx_bf16",
+                                                                          "amx_tile"}) {
+  CpuInfo info;
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, flags;
+  auto value_of = [](const std::string& l) {
+    const auto colon = l.find(':');
+    return colon == std::string::npos || colon + 2 > l.size() ? std::string() : l.substr(colon + 2);
+  };
+  auto key_of = [](const std::string& l) {
+    const auto colon = l.find(':');
+    if (colon == std::string::npos || colon == 0) return std::string();
+    const auto end = l.find_last_not_of(" \t", colon - 1);
+    return end == std::string::npos ? std::string() : l.substr(0, end + 1);
+  };
+  // The first processor's entries (every core of these VMs reports the same).
+  while (std::getline(in, line)) {
+    if (line.empty() && !flags.empty()) break;
+    const std::string key = key_of(line);
+    if (key == "model name") info.model = value_of(line);
+    else if (key == "cpu family") info.family = value_of(line);
+    else if (key == "model") info.model_number = value_of(line);
+    else if (key == "stepping") info.stepping = value_of(line);
+    else if (key == "flags") flags = " " + value_of(line) + " ";
+  }
+  for (const auto& flag : wanted_flags) info.flags[flag] = flags.find(" " + flag + " ") != std::string::npos;
+  return info;
 }
 
 }  // namespace instseg::bench

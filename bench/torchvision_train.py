@@ -1,62 +1,119 @@
 """torchvision's side of bench/train_bench.cpp: the same Mask R-CNN training step (losses,
 backward, SGD with momentum 0.9 and weight decay 1e-4, or AdamW with torch's defaults) on the
-weights and batches the C++ program wrote. Prints {"seconds": [per iteration, the first one a warm-up]} as JSON.
+weights and batches the C++ program wrote, fp32, timed per phase.
 
-usage: /usr/bin/python3 bench/torchvision_train.py WEIGHTS BATCHES THREADS DEPTH NORM SIZE
-                        RPN_POST_NMS_TRAIN BOX_BATCH_PER_IMAGE sgd|adamw
+Phases per iteration, as train_bench times its own:
+  data       unpacking the pre-made batch (already in memory, loaded from BATCHES before the
+             loop) into the list of images and list of target dicts torchvision takes. No image is
+             generated or read here: instseg made the batches. Resizing, normalising and padding
+             happen inside the model's forward (GeneralizedRCNNTransform), as on our side.
+  forward    model(images, targets) and the sum of its loss dict
+  backward   total.backward()
+  optimizer  optimizer.zero_grad() + optimizer.step()
+Prints one JSON object: {"phases": {phase: [seconds per iteration, the first a warm-up]},
+"losses": [per iteration], "trainable_parameters": N, "parameter_tensors": N, "model": "..."}.
+
+The backbone is built as maskrcnn_resnet50_fpn builds it: torchvision's _resnet_fpn_extractor
+freezes all but the last `trainable_layers` ResNet stages (the same function, not a copy); with an
+FPN narrower than torchvision's fixed 256 the frozen body gets a BackboneWithFPN of that width.
+
+usage: /usr/bin/python3 bench/torchvision_train.py WEIGHTS BATCHES --threads T --depth D
+           --norm batch|frozen --size S --rpn-post-nms N --box-batch N --optimizer sgd|adamw
+           --trainable-layers N --lr LR
 """
+import argparse
 import json
-import sys
 import time
 
 import torch
 from torch import nn
 import torchvision
 from torchvision.models.detection import MaskRCNN
-from torchvision.models.detection.backbone_utils import BackboneWithFPN
+from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import misc
 
 
-def main():
-    weights, batches, threads, depth, norm, size, post_nms, box_batch, optimizer_kind = sys.argv[1:10]
-    torch.set_num_threads(int(threads))
-    norm_layer = {"batch": nn.BatchNorm2d, "frozen": misc.FrozenBatchNorm2d}[norm]
-    state = torch.load(weights)
-    # The widths (torchvision's or narrower) come from the checkpoint's shapes.
+def parse_args():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("weights")
+    parser.add_argument("batches")
+    parser.add_argument("--threads", type=int, required=True)
+    parser.add_argument("--depth", type=int, required=True)
+    parser.add_argument("--norm", choices=["batch", "frozen"], required=True)
+    parser.add_argument("--size", type=int, required=True)
+    parser.add_argument("--rpn-post-nms", type=int, required=True)
+    parser.add_argument("--box-batch", type=int, required=True)
+    parser.add_argument("--optimizer", choices=["sgd", "adamw"], required=True)
+    parser.add_argument("--trainable-layers", type=int, required=True)
+    parser.add_argument("--lr", type=float, required=True)
+    return parser.parse_args()
+
+
+def build_model(args, state):
+    norm_layer = {"batch": nn.BatchNorm2d, "frozen": misc.FrozenBatchNorm2d}[args.norm]
+    # The widths (torchvision's or narrower) and the class count come from the checkpoint's shapes.
     fpn = state["backbone.fpn.layer_blocks.0.0.weight"].shape[0]
     box = state["roi_heads.box_predictor.cls_score.weight"].shape[1]
     mask = state["roi_heads.mask_head.0.0.weight"].shape[0]
     classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
-    body = getattr(torchvision.models, f"resnet{depth}")(weights=None, norm_layer=norm_layer)
-    expansion = 1 if int(depth) < 50 else 4
-    in_channels = [64 * expansion * 2 ** i for i in range(4)]
-    backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, in_channels, fpn)
-    model = MaskRCNN(backbone, num_classes=None, min_size=int(size), max_size=int(size),
-                     rpn_post_nms_top_n_train=int(post_nms), box_batch_size_per_image=int(box_batch),
+    body = getattr(torchvision.models, f"resnet{args.depth}")(weights=None, norm_layer=norm_layer)
+    backbone = _resnet_fpn_extractor(body, args.trainable_layers)  # freezes body's early stages in place
+    if fpn != backbone.out_channels:
+        in_channels = [body.inplanes // 8 * 2 ** i for i in range(4)]
+        backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, in_channels, fpn)
+    model = MaskRCNN(backbone, num_classes=None, min_size=args.size, max_size=args.size,
+                     rpn_post_nms_top_n_train=args.rpn_post_nms, box_batch_size_per_image=args.box_batch,
                      box_head=TwoMLPHead(fpn * 7 * 7, box), box_predictor=FastRCNNPredictor(box, classes),
                      mask_head=MaskRCNNHeads(fpn, [mask] * 4, 1),
                      mask_predictor=MaskRCNNPredictor(mask, mask, classes))
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(state, strict=True)  # a key either side lacks, or a shape, fails here
+    description = (f"ResNet-{args.depth}-FPN {fpn}, box head {box}, mask head {mask}, {classes} classes, "
+                   f"rpn post-NMS train {model.rpn._post_nms_top_n['training']}, "
+                   f"{model.roi_heads.fg_bg_sampler.batch_size_per_image} RoIs per image")
+    return model, description
+
+
+def main():
+    args = parse_args()
+    torch.set_num_threads(args.threads)
+    model, description = build_model(args, torch.load(args.weights))
     model.train()
-    if optimizer_kind == "adamw":
-        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-2)
+    params = [p for p in model.parameters() if p.requires_grad]  # as torchvision's reference train.py
+    if args.optimizer == "adamw":
+        optimizer = torch.optim.AdamW(params, lr=args.lr, weight_decay=1e-2)
     else:
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
-    seconds = []
-    for batch in torch.load(batches):
+        optimizer = torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    phases = {"data": [], "forward": [], "backward": [], "optimizer": []}
+    losses_seen = []
+    for batch in torch.load(args.batches):
+        t0 = time.perf_counter()
+        images = list(batch["images"])
         targets = [{"boxes": b, "labels": l, "masks": m}
                    for b, l, m in zip(batch["boxes"], batch["labels"], batch["masks"])]
-        start = time.perf_counter()
-        losses = model(list(batch["images"]), targets)
+        t1 = time.perf_counter()
+        losses = model(images, targets)
         total = sum(losses.values())
+        t2 = time.perf_counter()
         optimizer.zero_grad()
+        t3 = time.perf_counter()
         total.backward()
+        t4 = time.perf_counter()
         optimizer.step()
-        total.item()
-        seconds.append(time.perf_counter() - start)
-    print(json.dumps({"seconds": seconds}))
+        t5 = time.perf_counter()
+        phases["data"].append(t1 - t0)
+        phases["forward"].append(t2 - t1)
+        phases["backward"].append(t4 - t3)
+        phases["optimizer"].append((t3 - t2) + (t5 - t4))
+        losses_seen.append(total.item())
+    print(json.dumps({
+        "phases": phases,
+        "losses": losses_seen,
+        "trainable_parameters": sum(p.numel() for p in params),
+        "parameter_tensors": len(params),
+        "model": description,
+    }))
 
 
 if __name__ == "__main__":
