@@ -131,9 +131,7 @@ void write_measured_frozen_statistics(instseg::ModelConfig config, int64_t num_c
   instseg::save_state_dict(path, kept);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
+int run(int argc, char** argv) {
   instseg::keep_freed_memory_in_process();  // as the instseg program does
   CLI::App app{"instseg vs torchvision training speed"};
   instseg::ModelConfig model_config;
@@ -446,4 +444,17 @@ int main(int argc, char** argv) {
     }
   }
   return 0;
+}
+
+}  // namespace
+
+// Errors (a failed torchvision side, an unreadable --weights) end the run with their message, after
+// the temporary folder is removed (an uncaught exception would skip that).
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "train_bench: %s\n", e.what());
+    return 1;
+  }
 }
