@@ -124,26 +124,35 @@ class ModelSnapshot {
   std::vector<at::Tensor> grads_;
 };
 
-// Seconds of the fastest of `repeats` forward+backward passes after `warmup` untimed ones.
-double time_passes(MaskRcnnImpl& model, const data::Batch& batch, const StepSettings& settings,
-                   const StepMeasureOptions& options) {
+// Seconds of one forward+backward pass in `settings`.
+double time_pass(MaskRcnnImpl& model, const data::Batch& batch, const StepSettings& settings) {
   using Clock = std::chrono::steady_clock;
   apply_step_settings(model, settings);
+  const auto start = Clock::now();
+  // The same draws for every candidate: each times the same proposals and samples.
+  at::Generator generator = at::detail::createCPUGenerator(0x5e771);
+  torch::Tensor total = torch::zeros({}, torch::kFloat);
+  {
+    ops::Bf16AutocastScope autocast(settings.bf16);
+    for (const auto& [name, value] : model.losses(batch.images, batch.targets, generator)) total = total + value;
+  }
+  total.backward();
+  for (auto& p : model.parameters()) p.mutable_grad() = at::Tensor();
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+// Each candidate's fastest timed pass. The candidates take turns, round after round, so that a
+// burst of load from elsewhere on a shared machine slows one round of all of them rather than
+// every pass of one.
+std::vector<double> time_candidates(MaskRcnnImpl& model, const data::Batch& batch,
+                                    const std::vector<StepSettings>& candidates, const StepMeasureOptions& options) {
   model.train();
-  double best = std::numeric_limits<double>::infinity();
-  for (int i = 0; i < options.warmup + options.repeats; ++i) {
-    const auto start = Clock::now();
-    // The same draws for every candidate: each times the same proposals and samples.
-    at::Generator generator = at::detail::createCPUGenerator(0x5e771);
-    torch::Tensor total = torch::zeros({}, torch::kFloat);
-    {
-      ops::Bf16AutocastScope autocast(settings.bf16);
-      for (const auto& [name, value] : model.losses(batch.images, batch.targets, generator)) total = total + value;
+  std::vector<double> best(candidates.size(), std::numeric_limits<double>::infinity());
+  for (int round = 0; round < options.warmup + options.repeats; ++round) {
+    for (size_t i = 0; i < candidates.size(); ++i) {
+      const double seconds = time_pass(model, batch, candidates[i]);
+      if (round >= options.warmup) best[i] = std::min(best[i], seconds);
     }
-    total.backward();
-    for (auto& p : model.parameters()) p.mutable_grad() = at::Tensor();
-    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
-    if (i >= options.warmup) best = std::min(best, seconds);
   }
   return best;
 }
@@ -160,7 +169,7 @@ StepChoice measure_step_settings(MaskRcnnImpl& model, const data::Batch& batch, 
     std::vector<double> seconds;
     {
       ModelSnapshot snapshot(model);
-      for (const auto& candidate : candidates) seconds.push_back(time_passes(model, batch, candidate, options));
+      seconds = time_candidates(model, batch, candidates, options);
     }
     if (comm != nullptr && comm->world_size() > 1) {
       std::vector<at::Tensor> summed = {torch::tensor(seconds, torch::kFloat64)};

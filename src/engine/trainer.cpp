@@ -166,6 +166,8 @@ void choose_step_settings(const TrainConfig& config, const TrainingData& data, d
     choice.chosen.bf16 = config.optim.precision == "bf16" ||
                          (config.optim.precision == "auto" && ops::cpu_has_native_bf16());
     choice.chosen.channels_last = config.optim.memory_format == "channels_last";
+  } else if (const auto candidates = step_candidates(config.optim, ops::cpu_has_native_bf16()); candidates.size() == 1) {
+    choice.chosen = candidates.front();
   } else {
     loader_options.prefetch_batches = 0;
     loader_options.hflip_prob = 0.0;

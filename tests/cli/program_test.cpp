@@ -92,7 +92,8 @@ TEST(Program, HelpOfTheProgramAndEachCommandExitsZeroAndNamesTheOptions) {
   for (const char* key : {"model.preset v1|v2", "model.backbone.depth 18|34|50|101",
                           "model.backbone.norm frozen_batch_norm|batch_norm|group_norm|none",
                           "model.roi_heads.detections_per_img", "model.transform.min_size",
-                          "optim.precision fp32|bf16|auto", "--set model.backbone.depth=18"}) {
+                          "optim.precision fp32|bf16|auto", "optim.memory_format contiguous|channels_last|auto",
+                          "--set model.backbone.depth=18"}) {
     EXPECT_THAT(helps["train"], HasSubstr(key));
   }
   EXPECT_THAT(helps["train"], ::testing::Not(HasSubstr("model.variant v1|v2")));

@@ -56,12 +56,13 @@ StepChoice choose_fastest(const std::vector<StepSettings>& candidates,
                           const std::function<double(const StepSettings&)>& seconds);
 
 struct StepMeasureOptions {
-  int warmup = 1;   // untimed passes per candidate: oneDNN builds its primitives on the first
-  int repeats = 2;  // timed passes per candidate; the fastest counts (the machine is noisy)
+  int warmup = 1;   // untimed rounds: oneDNN builds its primitives on a candidate's first pass
+  int repeats = 2;  // timed rounds; each candidate's fastest pass counts (the machine is noisy)
 };
 
 // optim's candidates, each timed as forward (losses) + backward passes of `model` in training mode
-// on `batch`, applied to the model at the end (apply_step_settings). Afterwards the weights,
+// on `batch`, in rounds of one pass per candidate (a burst of outside load then slows a round of all
+// of them, not every pass of one); the choice is applied to the model (apply_step_settings). Afterwards the weights,
 // buffers (batch norm statistics), gradients and torch's global RNG are as before: the run
 // trains as if nothing had been timed. In a job of several processes every rank times the
 // candidates and the summed times decide, so every rank chooses alike.
