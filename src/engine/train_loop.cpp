@@ -149,6 +149,7 @@ void TrainLoop::run_step() {
       indices.insert(indices.end(), batch.indices.begin(), batch.indices.end());
       step.images += static_cast<int>(batch.images.size());
       std::map<std::string, torch::Tensor> losses;
+      const auto forward_start = Clock::now();
       {
         ops::Bf16AutocastScope autocast(bf16_);
         at::Generator generator =
@@ -160,6 +161,7 @@ void TrainLoop::run_step() {
         total = total + value;
         loss_sums[name] += value.item<double>();
       }
+      step.forward_seconds += std::chrono::duration<double>(Clock::now() - forward_start).count();
       const double total_value = total.item<double>();
       total_sum += total_value;
       const bool last = micro + 1 == accumulate;
@@ -170,7 +172,9 @@ void TrainLoop::run_step() {
         bad_indices.insert(bad_indices.end(), batch.indices.begin(), batch.indices.end());
         continue;
       }
+      const auto backward_start = Clock::now();
       total.backward();
+      step.backward_seconds += std::chrono::duration<double>(Clock::now() - backward_start).count();
     }
     if (gradient_sync_) {
       gradient_sync_->finish(static_cast<double>(world) * accumulate);
@@ -205,12 +209,14 @@ void TrainLoop::run_step() {
     }
     // The norm is one cheap pass; only a non-finite one needs the element-wise search for a name.
     // The gradients are averaged, so every rank finds the same norm and stops alike.
+    const auto optimizer_start = Clock::now();
     step.grad_norm = optimizer.clip_grad_norm(config.optim.clip_grad_norm);
     if (!std::isfinite(step.grad_norm)) {
       const std::string bad = optimizer.first_non_finite_gradient();
       stop_non_finite(bad.empty() ? "gradient norm (overflow)" : "gradient in " + bad, "images: " + names(indices));
     }
     optimizer.step(step.lr);
+    step.optimizer_seconds = std::chrono::duration<double>(Clock::now() - optimizer_start).count();
   } catch (const std::bad_alloc&) {
     throw TrainingError("out of memory" + at_iteration + " on images: " + names(indices) + "; lower optim.batch_size (" +
                         std::to_string(config.optim.batch_size) + ") or the input size (model.transform.max_size)" +

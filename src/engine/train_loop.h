@@ -80,6 +80,9 @@ struct StepResult {
   double lr = 0.0;
   int images = 0;              // this rank's
   double data_seconds = 0.0;   // waiting for the loader
+  double forward_seconds = 0.0;    // the losses (forward passes), summed over micro-batches
+  double backward_seconds = 0.0;   // the backward passes
+  double optimizer_seconds = 0.0;  // gradient norm, clipping and the update
   double sync_seconds = 0.0;   // waiting for gradient all-reduces after the last backward pass
 };
 
