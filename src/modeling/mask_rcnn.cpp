@@ -104,6 +104,11 @@ MaskPaster MaskRcnnImpl::mask_paster(const Detections& detections, int64_t heigh
   return MaskPaster(detections.masks, detections.boxes, height, width, options_.mask_paste);
 }
 
+void MaskRcnnImpl::set_channels_last_training(bool on) {
+  channels_last_training_ = on;
+  roi_heads_->set_linear_kernel(on ? ops::LinearKernel::kOneDnn : ops::LinearKernel::kLibTorch);
+}
+
 std::map<std::string, torch::Tensor> MaskRcnnImpl::losses(const std::vector<torch::Tensor>& images,
                                                          const std::vector<Targets>& targets,
                                                          std::optional<at::Generator> generator) {

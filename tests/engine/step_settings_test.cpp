@@ -125,8 +125,9 @@ struct TinyStep {
   data::Batch batch;
 };
 
-// The layout changes the kernels, not the arithmetic: losses and gradients are the contiguous
-// ones within float rounding, and not the same bits (which would mean the layout was ignored).
+// The layout (and with it oneDNN's inner products for the box head) changes the kernels, not the
+// arithmetic: losses and gradients are the contiguous ones within float rounding, and not the
+// same bits (which would mean the setting was ignored).
 TEST(StepSettings, ChannelsLastLossesAndGradientsAreTheContiguousOnes) {
   torch::set_num_threads(2);
   TinyStep tiny;
@@ -134,6 +135,7 @@ TEST(StepSettings, ChannelsLastLossesAndGradientsAreTheContiguousOnes) {
   const auto contiguous = tiny.pass(contiguous_grads);
   apply_step_settings(*tiny.model, StepSettings{false, true});
   EXPECT_TRUE(tiny.model->channels_last_training());
+  EXPECT_EQ(tiny.model->roi_heads()->box_predictor->linear_kernel, ops::LinearKernel::kOneDnn);
   const auto channels_last = tiny.pass(channels_last_grads);
   ASSERT_EQ(contiguous.size(), 5u);
   for (const auto& [name, value] : contiguous) {

@@ -86,10 +86,12 @@ class MaskRcnnImpl : public torch::nn::Module {
                                               const std::vector<Targets>& targets,
                                               std::optional<at::Generator> generator = std::nullopt);
   // Whether losses() lays the image batch out channels-last (NHWC): convolutions then keep that
-  // layout through the backbone and heads, their gradients too. Same numbers within float
-  // rounding; which is faster depends on the CPU and precision (engine/step_settings.h measures
-  // it). Off by default; not part of the model's description (options()).
-  void set_channels_last_training(bool on) { channels_last_training_ = on; }
+  // layout through the backbone and heads, their gradients too, and the box head's
+  // fully-connected layers run as oneDNN inner products (RoiHeads::set_linear_kernel): the layouts
+  // oneDNN computes in natively. Same numbers within float rounding; which is faster depends on
+  // the CPU and precision (engine/step_settings.h measures it). Off by default (torchvision's
+  // kernels); not part of the model's description (options()).
+  void set_channels_last_training(bool on);
   bool channels_last_training() const { return channels_last_training_; }
 
   const MaskRcnnOptions& options() const { return options_; }

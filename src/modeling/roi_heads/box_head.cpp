@@ -27,7 +27,8 @@ TwoMlpHeadImpl::TwoMlpHeadImpl(int64_t in_features, int64_t representation_size)
 }
 
 torch::Tensor TwoMlpHeadImpl::forward(const torch::Tensor& x) {
-  return torch::relu(fc7(torch::relu(fc6(x.flatten(1)))));
+  const auto h = torch::relu(ops::linear(x.flatten(1), fc6->weight, fc6->bias, linear_kernel));
+  return torch::relu(ops::linear(h, fc7->weight, fc7->bias, linear_kernel));
 }
 
 ConvFcHeadImpl::ConvFcHeadImpl(std::array<int64_t, 3> input,
@@ -57,7 +58,7 @@ torch::Tensor ConvFcHeadImpl::forward(const torch::Tensor& x) {
   auto y = x;
   for (auto& conv : convs_) y = conv->forward(y);  // [R, C, S, S]
   y = y.flatten(1);
-  for (auto& fc : fcs_) y = torch::relu(fc(y));
+  for (auto& fc : fcs_) y = torch::relu(ops::linear(y, fc->weight, fc->bias, linear_kernel));
   return y;
 }
 

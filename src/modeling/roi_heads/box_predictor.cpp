@@ -12,7 +12,8 @@ FastRcnnPredictorImpl::FastRcnnPredictorImpl(int64_t in_features, int64_t num_cl
 std::pair<torch::Tensor, torch::Tensor> FastRcnnPredictorImpl::forward(const torch::Tensor& x) {
   const auto flat = x.flatten(1);  // [R, F]
   // In the parameters' precision: detections and losses are computed from these (ops/mixed_precision.h).
-  return {cls_score(flat).to(cls_score->weight.scalar_type()), bbox_pred(flat).to(bbox_pred->weight.scalar_type())};
+  return {ops::linear(flat, cls_score->weight, cls_score->bias, linear_kernel).to(cls_score->weight.scalar_type()),
+          ops::linear(flat, bbox_pred->weight, bbox_pred->bias, linear_kernel).to(bbox_pred->weight.scalar_type())};
 }
 
 }  // namespace instseg

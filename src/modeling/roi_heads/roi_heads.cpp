@@ -121,6 +121,12 @@ RoiHeadsImpl::RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOpt
   mask_predictor = register_module("mask_predictor", MaskRcnnPredictor(mask_channels, mask_channels, num_classes));
 }
 
+void RoiHeadsImpl::set_linear_kernel(ops::LinearKernel kernel) {
+  if (auto* head = box_head.ptr()->as<TwoMlpHead>()) head->linear_kernel = kernel;
+  if (auto* head = box_head.ptr()->as<ConvFcHead>()) head->linear_kernel = kernel;
+  box_predictor->linear_kernel = kernel;
+}
+
 std::pair<torch::Tensor, torch::Tensor> RoiHeadsImpl::predict_boxes(
     const FeatureMaps& features, const std::vector<torch::Tensor>& proposals,
     const std::vector<std::array<int64_t, 2>>& image_sizes) {

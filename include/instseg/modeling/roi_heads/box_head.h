@@ -11,6 +11,7 @@
 
 #include "instseg/modeling/layers/conv_norm_act.h"
 #include "instseg/modeling/layers/norm.h"
+#include "instseg/ops/linear.h"
 
 namespace instseg {
 
@@ -34,6 +35,7 @@ class TwoMlpHeadImpl : public torch::nn::Module {
   torch::Tensor forward(const torch::Tensor& x);
 
   torch::nn::Linear fc6{nullptr}, fc7{nullptr};
+  ops::LinearKernel linear_kernel = ops::LinearKernel::kLibTorch;  // RoiHeads::set_linear_kernel
 };
 TORCH_MODULE(TwoMlpHead);
 
@@ -47,6 +49,8 @@ class ConvFcHeadImpl : public torch::nn::Module {
                  const std::vector<int64_t>& fc_features, NormKind norm);
   // x: [R, C, S, S] -> [R, fc_features.back()]
   torch::Tensor forward(const torch::Tensor& x);
+
+  ops::LinearKernel linear_kernel = ops::LinearKernel::kLibTorch;  // RoiHeads::set_linear_kernel
 
  private:
   std::vector<ConvNormAct> convs_;

@@ -6,6 +6,8 @@
 
 #include <utility>
 
+#include "instseg/ops/linear.h"
+
 namespace instseg {
 
 // torchvision's FastRCNNPredictor: class logits and class-specific box deltas from the box
@@ -17,6 +19,7 @@ class FastRcnnPredictorImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x);
 
   torch::nn::Linear cls_score{nullptr}, bbox_pred{nullptr};
+  ops::LinearKernel linear_kernel = ops::LinearKernel::kLibTorch;  // RoiHeads::set_linear_kernel
 };
 TORCH_MODULE(FastRcnnPredictor);
 

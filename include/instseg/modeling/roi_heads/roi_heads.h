@@ -103,6 +103,10 @@ class RoiHeadsImpl : public torch::nn::Module {
   // forward() and inspect() run it outside training; losses() never does.
   void prepare_inference(ops::InferencePrecision precision);
   void drop_prepared_inference() { fused_.reset(); }
+  // The kernels of the box head's and box predictor's fully-connected layers (ops/linear.h):
+  // kLibTorch (the default, torchvision's) or kOneDnn, which MaskRcnn::set_channels_last_training
+  // picks with the channels-last layout.
+  void set_linear_kernel(ops::LinearKernel kernel);
 
   // Box branch: pooled 7x7 features -> (class_logits [R, C], box_deltas [R, 4C]).
   std::pair<torch::Tensor, torch::Tensor> predict_boxes(
