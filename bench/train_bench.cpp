@@ -269,7 +269,7 @@ int run(int argc, char** argv) {
     model->train();
     // As the trainer: fixed words give themselves, "auto" times the open candidates on the first
     // batch (weights, statistics and RNG left as they were) and applies the fastest layout.
-    choice = instseg::measure_step_settings(*model, batches[0], step_config, nullptr);
+    choice = instseg::measure_step_settings(*model, [&] { return batches[0]; }, step_config, nullptr);
     const bool bf16 = choice.chosen.bf16;
     // One iteration, its phases' seconds appended to `times` (when given).
     auto step = [&](const instseg::data::Batch& batch, PhaseTimes* times) {

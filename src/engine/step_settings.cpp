@@ -90,13 +90,12 @@ void apply_step_settings(MaskRcnnImpl& model, const StepSettings& settings) {
 namespace {
 
 // What a timed pass changes and the run must not see: batch norm's running statistics, the
-// gradients, torch's global RNG and the mode.
+// gradients, torch's global RNG and the mode (the layout is the choice's, applied afterwards).
 class ModelSnapshot {
  public:
   explicit ModelSnapshot(MaskRcnnImpl& model)
       : model_(model),
         training_(model.is_training()),
-        channels_last_(model.channels_last_training()),
         rng_(at::detail::getDefaultCPUGenerator().get_state()) {
     for (const auto& buffer : model.buffers()) buffers_.push_back(buffer.clone());
     for (const auto& p : model.parameters()) grads_.push_back(p.grad().defined() ? p.grad().clone() : at::Tensor());
@@ -108,7 +107,6 @@ class ModelSnapshot {
     i = 0;
     for (auto& p : model_.parameters()) p.mutable_grad() = grads_[i++];
     model_.train(training_);
-    model_.set_channels_last_training(channels_last_);
     at::Generator global = at::detail::getDefaultCPUGenerator();
     global.set_state(rng_);
   }
@@ -118,7 +116,6 @@ class ModelSnapshot {
  private:
   MaskRcnnImpl& model_;
   bool training_;
-  bool channels_last_;
   at::Tensor rng_;
   std::vector<at::Tensor> buffers_;
   std::vector<at::Tensor> grads_;
@@ -159,7 +156,8 @@ std::vector<double> time_candidates(MaskRcnnImpl& model, const data::Batch& batc
 
 }  // namespace
 
-StepChoice measure_step_settings(MaskRcnnImpl& model, const data::Batch& batch, const OptimConfig& optim,
+StepChoice measure_step_settings(MaskRcnnImpl& model, const std::function<data::Batch()>& make_batch,
+                                 const OptimConfig& optim,
                                  dist::Communicator* comm, StepMeasureOptions options) {
   const auto candidates = step_candidates(optim, ops::cpu_has_native_bf16());
   StepChoice choice;
@@ -169,7 +167,7 @@ StepChoice measure_step_settings(MaskRcnnImpl& model, const data::Batch& batch, 
     std::vector<double> seconds;
     {
       ModelSnapshot snapshot(model);
-      seconds = time_candidates(model, batch, candidates, options);
+      seconds = time_candidates(model, make_batch(), candidates, options);
     }
     if (comm != nullptr && comm->world_size() > 1) {
       std::vector<at::Tensor> summed = {torch::tensor(seconds, torch::kFloat64)};

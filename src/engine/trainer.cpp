@@ -166,13 +166,11 @@ void choose_step_settings(const TrainConfig& config, const TrainingData& data, d
     choice.chosen.bf16 = config.optim.precision == "bf16" ||
                          (config.optim.precision == "auto" && ops::cpu_has_native_bf16());
     choice.chosen.channels_last = config.optim.memory_format == "channels_last";
-  } else if (const auto candidates = step_candidates(config.optim, ops::cpu_has_native_bf16()); candidates.size() == 1) {
-    choice.chosen = candidates.front();
   } else {
     loader_options.prefetch_batches = 0;
     loader_options.hflip_prob = 0.0;
-    data::DataLoader probe(data.train_set(), loader_options);
-    choice = measure_step_settings(model, probe.next(), config.optim, &comm);
+    auto probe_batch = [&] { return data::DataLoader(data.train_set(), loader_options).next(); };
+    choice = measure_step_settings(model, probe_batch, config.optim, &comm);
   }
   apply_step_settings(model, choice.chosen);
   state.step_settings = choice.chosen.name();

@@ -171,7 +171,7 @@ TEST(StepSettings, MeasuringLeavesTheModelAsItFoundItAndAppliesTheChoice) {
 
   OptimConfig optim;
   optim.memory_format = "auto";
-  const StepChoice choice = measure_step_settings(*tiny.model, tiny.batch, optim, nullptr, {0, 1});
+  const StepChoice choice = measure_step_settings(*tiny.model, [&] { return tiny.batch; }, optim, nullptr, {0, 1});
   ASSERT_EQ(choice.trials.size(), 2u);
   const auto& faster = choice.trials[0].seconds <= choice.trials[1].seconds ? choice.trials[0] : choice.trials[1];
   EXPECT_EQ(choice.chosen, faster.settings);

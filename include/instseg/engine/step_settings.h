@@ -61,12 +61,13 @@ struct StepMeasureOptions {
 };
 
 // optim's candidates, each timed as forward (losses) + backward passes of `model` in training mode
-// on `batch`, in rounds of one pass per candidate (a burst of outside load then slows a round of all
+// on the batch `make_batch` gives (called only when there is more than one candidate), in rounds of one pass per candidate (a burst of outside load then slows a round of all
 // of them, not every pass of one); the choice is applied to the model (apply_step_settings). Afterwards the weights,
 // buffers (batch norm statistics), gradients and torch's global RNG are as before: the run
 // trains as if nothing had been timed. In a job of several processes every rank times the
 // candidates and the summed times decide, so every rank chooses alike.
-StepChoice measure_step_settings(MaskRcnnImpl& model, const data::Batch& batch, const OptimConfig& optim,
+StepChoice measure_step_settings(MaskRcnnImpl& model, const std::function<data::Batch()>& make_batch,
+                                 const OptimConfig& optim,
                                  dist::Communicator* comm = nullptr, StepMeasureOptions options = {});
 
 // The model's part of `settings` (its layout); the bf16 part is the step's autocast scope.
