@@ -5,22 +5,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "layer_gradients.h"
+
 #include "instseg/ops/mixed_precision.h"
 
 namespace instseg::ops {
 namespace {
-
-struct Grads {
-  torch::Tensor y, dx, dw, db;
-};
-
-template <typename F>
-Grads run(F&& op, const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0, const torch::Tensor& dy) {
-  auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
-  auto y = op(x, w, b);
-  y.backward(dy);
-  return {y.detach(), x.grad(), w.grad(), b.grad()};
-}
 
 double relative(const torch::Tensor& a, const torch::Tensor& b) {
   return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
@@ -33,9 +23,9 @@ TEST(Linear, OneDnnPathEqualsLibTorchsLinearWithGradients) {
   const auto x = torch::randn({300, 1568}), w = torch::randn({160, 1568}) * 0.02, b = torch::randn({160});
   const auto dy = torch::randn({300, 160});
   ASSERT_TRUE(linear_uses_onednn(x, w));
-  const auto ours = run([](auto& x, auto& w, auto& b) { return linear(x, w, b, LinearKernel::kOneDnn); }, x, w, b, dy);
+  const auto ours = testing::layer_gradients([](auto& x, auto& w, auto& b) { return linear(x, w, b, LinearKernel::kOneDnn); }, x, w, b, dy);
   const auto reference =
-      run([](auto& x, auto& w, auto& b) { return torch::nn::functional::linear(x, w, b); }, x, w, b, dy);
+      testing::layer_gradients([](auto& x, auto& w, auto& b) { return torch::nn::functional::linear(x, w, b); }, x, w, b, dy);
   EXPECT_TRUE(ours.y.is_contiguous() && !ours.y.is_mkldnn());
   EXPECT_LT(relative(ours.y, reference.y), 1e-5);
   EXPECT_LT(relative(ours.dx, reference.dx), 1e-5);

@@ -5,20 +5,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include "layer_gradients.h"
+
 namespace instseg::ops {
 namespace {
-
-struct Grads {
-  torch::Tensor y, dx, dw, db;
-};
-
-template <typename F>
-Grads run(F&& op, const torch::Tensor& x0, const torch::Tensor& w0, const torch::Tensor& b0, const torch::Tensor& dy) {
-  auto x = x0.clone().requires_grad_(true), w = w0.clone().requires_grad_(true), b = b0.clone().requires_grad_(true);
-  auto y = op(x, w, b);
-  y.backward(dy);
-  return {y.detach(), x.grad(), w.grad(), b.grad()};
-}
 
 void expect_equal_to_conv_transpose(torch::ScalarType dtype, double tolerance) {
   torch::manual_seed(3);
@@ -26,8 +16,8 @@ void expect_equal_to_conv_transpose(torch::ScalarType dtype, double tolerance) {
   // Mask-head shapes: RoIs x channels x 14 x 14 (non-square here to catch a swapped axis).
   const auto x = torch::randn({5, 6, 7, 9}, options), w = torch::randn({6, 4, 2, 2}, options);
   const auto b = torch::randn({4}, options), dy = torch::randn({5, 4, 14, 18}, options);
-  const auto ours = run([](auto& x, auto& w, auto& b) { return upsample_conv2x2(x, w, b); }, x, w, b, dy);
-  const auto reference = run([](auto& x, auto& w, auto& b) { return torch::conv_transpose2d(x, w, b, 2); }, x, w, b, dy);
+  const auto ours = testing::layer_gradients([](auto& x, auto& w, auto& b) { return upsample_conv2x2(x, w, b); }, x, w, b, dy);
+  const auto reference = testing::layer_gradients([](auto& x, auto& w, auto& b) { return torch::conv_transpose2d(x, w, b, 2); }, x, w, b, dy);
   for (const auto& [name, a, r] : {std::tuple{"output", ours.y, reference.y}, std::tuple{"grad x", ours.dx, reference.dx},
                                    std::tuple{"grad weight", ours.dw, reference.dw},
                                    std::tuple{"grad bias", ours.db, reference.db}}) {
