@@ -5,6 +5,7 @@
 
 #include "instseg/common/stage_profile.h"
 #include "instseg/errors.h"
+#include "instseg/modeling/layers/conv_norm_act.h"
 #include "instseg/modeling/roi_heads/paste_masks.h"
 #include "instseg/modeling/roi_heads/training_samples.h"
 
@@ -106,6 +107,12 @@ MaskPaster MaskRcnnImpl::mask_paster(const Detections& detections, int64_t heigh
 
 void MaskRcnnImpl::set_channels_last_training(bool on) {
   channels_last_training_ = on;
+  backbone_->body->set_fast_training(on);
+  for (auto& module : modules(/*include_self=*/false)) {
+    if (auto* block = module->as<ConvNormActImpl>()) {
+      block->set_conv_kernel(on ? ops::ConvKernel::kWinograd : ops::ConvKernel::kLibTorch);
+    }
+  }
   roi_heads_->set_linear_kernel(on ? ops::LinearKernel::kOneDnn : ops::LinearKernel::kLibTorch);
 }
 

@@ -136,6 +136,7 @@ TEST(StepSettings, ChannelsLastLossesAndGradientsAreTheContiguousOnes) {
   apply_step_settings(*tiny.model, StepSettings{false, true});
   EXPECT_TRUE(tiny.model->channels_last_training());
   EXPECT_EQ(tiny.model->roi_heads()->box_predictor->linear_kernel, ops::LinearKernel::kOneDnn);
+  EXPECT_TRUE(tiny.model->backbone()->body->fast_training());
   const auto channels_last = tiny.pass(channels_last_grads);
   ASSERT_EQ(contiguous.size(), 5u);
   for (const auto& [name, value] : contiguous) {

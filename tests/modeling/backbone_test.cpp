@@ -1,6 +1,7 @@
 // ResNet body and ResNet-FPN backbone against torchvision 0.14 on the same weights and images.
 #include "instseg/modeling/backbone/resnet_fpn.h"
 
+#include <ATen/CPUGeneratorImpl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -32,6 +33,56 @@ TEST_P(ResNetDepth, LayerOutputsMatchTorchvision) {
     EXPECT_LT(relative_max_diff(outputs[i], expected), 1e-4) << "layer" << i + 1;
   }
   EXPECT_EQ(outputs[3].size(1), net->out_channels()[3]);
+}
+
+// Training with Winograd kernels and frozen norm folded into the convolutions (set_fast_training,
+// what channels-last training steps use): outputs as close to torchvision's as the plain path;
+// and in double (Winograd is fp32 only, so this checks the folding)
+// precision, where no ReLU flips on rounding, the outputs and every convolution weight's gradient
+// are the unfolded ones.
+TEST_P(ResNetDepth, FoldedFrozenNormGivesTheUnfoldedOutputsAndGradients) {
+  const int depth = GetParam();
+  if (depth == 34) GTEST_SKIP() << "basic blocks: 18 covers them";
+  auto ref = load_stage("resnet" + std::to_string(depth));
+  ResNet net(ResNetOptions{depth, NormKind::kFrozenBatchNorm});
+  assign_state(*net, ref, "state.");
+  net->set_fast_training(true);
+  EXPECT_TRUE(net->fast_training());
+  {
+    torch::NoGradGuard no_grad;
+    const auto outputs = net->forward(ref.at("input"));
+    for (size_t i = 0; i < 4; ++i) {
+      EXPECT_LT(relative_max_diff(outputs[i], ref.at("layer" + std::to_string(i + 1))), 1e-4) << "layer" << i + 1;
+    }
+  }
+
+  net->to(torch::kFloat64);
+  const auto input = ref.at("input").to(torch::kFloat64);
+  const auto pass = [&](bool fold, std::vector<torch::Tensor>& grads) {
+    net->set_fast_training(fold);
+    const auto outputs = net->forward(input);
+    auto generator = at::detail::createCPUGenerator(5);
+    torch::Tensor loss = torch::zeros({}, torch::kFloat64);
+    for (const auto& out : outputs) {
+      loss = loss + (out * at::randn(out.sizes(), generator, torch::kFloat64)).sum();
+    }
+    loss.backward();
+    for (auto& p : net->parameters()) {
+      grads.push_back(p.grad().clone());
+      p.mutable_grad() = torch::Tensor();
+    }
+    return outputs;
+  };
+  std::vector<torch::Tensor> plain_grads, folded_grads;
+  const auto plain = pass(false, plain_grads);
+  const auto folded = pass(true, folded_grads);
+  for (size_t i = 0; i < 4; ++i) EXPECT_LT(relative_max_diff(folded[i], plain[i]), 1e-12) << "layer" << i + 1;
+  EXPECT_FALSE(folded[3].equal(plain[3])) << "the same bits: nothing was folded";
+  ASSERT_EQ(folded_grads.size(), plain_grads.size());
+  ASSERT_GE(plain_grads.size(), 20u);  // ResNet-18 has 20 convolutions
+  for (size_t i = 0; i < plain_grads.size(); ++i) {
+    EXPECT_LT(relative_max_diff(folded_grads[i], plain_grads[i]), 1e-10) << "parameter " << i;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Depths, ResNetDepth, ::testing::Values(18, 34, 101));

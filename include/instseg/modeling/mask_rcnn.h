@@ -88,7 +88,9 @@ class MaskRcnnImpl : public torch::nn::Module {
   // Whether losses() lays the image batch out channels-last (NHWC): convolutions then keep that
   // layout through the backbone and heads, their gradients too, and the box head's
   // fully-connected layers run as oneDNN inner products (RoiHeads::set_linear_kernel): the layouts
-  // oneDNN computes in natively. Same numbers within float rounding; which is faster depends on
+  // oneDNN computes in natively. 3x3 stride-1 convolutions run oneDNN's Winograd kernels
+  // (ResNetImpl::set_fast_training, ConvNormActImpl::set_conv_kernel), and frozen batch norm is
+  // folded into the convolution before it. Same numbers within float rounding; which is faster depends on
   // the CPU and precision (engine/step_settings.h measures it). Off by default (torchvision's
   // kernels); not part of the model's description (options()).
   void set_channels_last_training(bool on);

@@ -7,6 +7,7 @@
 
 #include "instseg/errors.h"
 #include "instseg/modeling/layers/conv_norm_act.h"
+#include "instseg/ops/conv2d.h"
 
 namespace instseg {
 namespace {
@@ -19,10 +20,36 @@ nn::Conv2d conv(int64_t in, int64_t out, int64_t kernel, int64_t stride) {
       nn::Conv2dOptions(in, out, kernel).stride(stride).padding(kernel / 2).bias(false));
 }
 
+// conv then norm. With `fast` (ResNetImpl::set_fast_training): the convolution through
+// ops::conv2d's Winograd kernels where they serve, and a frozen norm folded into it, its scale in
+// the weights and its shift as bias: the same numbers within rounding and two passes over the
+// activations (forward and backward) fewer. The weights are scaled on every call, so gradients
+// still reach conv.weight.
+torch::Tensor conv_norm(nn::Conv2dImpl& conv, nn::AnyModule& norm, const torch::Tensor& x, bool fast) {
+  if (!fast) return norm.forward<torch::Tensor>(conv.forward(x));
+  const auto& o = conv.options;
+  const auto run = [&](const torch::Tensor& weight, const torch::Tensor& bias) {
+    return ops::conv2d(x, weight, bias, (*o.stride())[0], (*c10::get<torch::ExpandingArray<2>>(o.padding()))[0],
+                       (*o.dilation())[0], o.groups(), ops::ConvKernel::kWinograd);
+  };
+  auto* frozen = norm.ptr()->as<FrozenBatchNorm2dImpl>();
+  if (frozen == nullptr) return norm.forward<torch::Tensor>(run(conv.weight, conv.bias));
+  const auto [scale, shift] = frozen->scale_and_shift();
+  return run(conv.weight * scale.view({-1, 1, 1, 1}), shift);
+}
+
+// ReLUs below run in place: nothing keeps the tensor they overwrite (a convolution keeps its
+// input, not its output; batch norm its input and statistics), and a new activation-sized buffer
+// per ReLU costs an allocation and its page faults.
+
 // Shared by both block kinds: the shortcut projection when shape changes, and the closing ReLU.
 class BlockBase : public nn::Module {
+ public:
+  void set_fast(bool fast) { fast_ = fast; }
+
  protected:
   ConvNormAct downsample_{nullptr};
+  bool fast_ = false;
 
   // torchvision's downsample: "0" conv1x1 (carrying the stride), "1" norm, no activation.
   void make_downsample(int64_t in, int64_t out, int64_t stride, NormKind norm) {
@@ -32,7 +59,9 @@ class BlockBase : public nn::Module {
         ConvNormAct(ConvNormActOptions(in, out, 1).stride(stride).norm(norm).relu(false)));
   }
   torch::Tensor finish(const torch::Tensor& residual, const torch::Tensor& x) {
-    return torch::relu(residual + (downsample_ ? downsample_->forward(x) : x));
+    if (!downsample_) return (residual + x).relu_();
+    auto& conv = *downsample_->ptr<nn::Conv2dImpl>(0);
+    return (residual + conv_norm(conv, downsample_->begin()[1], x, fast_)).relu_();
   }
 };
 
@@ -49,8 +78,8 @@ class BasicBlockImpl : public BlockBase {
     make_downsample(in, planes, stride, norm);
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = torch::relu(bn1_.forward<torch::Tensor>(conv1_(x)));
-    y = bn2_.forward<torch::Tensor>(conv2_(y));
+    auto y = conv_norm(*conv1_, bn1_, x, fast_).relu_();
+    y = conv_norm(*conv2_, bn2_, y, fast_);
     return finish(y, x);
   }
 
@@ -77,9 +106,9 @@ class BottleneckImpl : public BlockBase {
     make_downsample(in, out, stride, norm);
   }
   torch::Tensor forward(const torch::Tensor& x) {
-    auto y = torch::relu(bn1_.forward<torch::Tensor>(conv1_(x)));
-    y = torch::relu(bn2_.forward<torch::Tensor>(conv2_(y)));
-    y = bn3_.forward<torch::Tensor>(conv3_(y));
+    auto y = conv_norm(*conv1_, bn1_, x, fast_).relu_();
+    y = conv_norm(*conv2_, bn2_, y, fast_).relu_();
+    y = conv_norm(*conv3_, bn3_, y, fast_);
     return finish(y, x);
   }
 
@@ -143,8 +172,15 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
   }
 }
 
+void ResNetImpl::set_fast_training(bool on) {
+  fast_training_ = on;
+  for (auto& layer : layers_) {
+    for (auto& block : layer->children()) block->as<BlockBase>()->set_fast(on);
+  }
+}
+
 std::vector<torch::Tensor> ResNetImpl::forward(const torch::Tensor& x) {
-  auto y = torch::relu(bn1_.forward<torch::Tensor>(conv1_(x)));        // [N, 64, H/2, W/2]
+  auto y = conv_norm(*conv1_, bn1_, x, fast_training_).relu_();  // [N, 64, H/2, W/2]
   y = torch::max_pool2d(y, /*kernel_size=*/3, /*stride=*/2, /*padding=*/1);  // [N, 64, H/4, W/4]
   std::vector<torch::Tensor> outputs;
   for (auto& layer : layers_) {

@@ -26,6 +26,15 @@ ConvNormActImpl::ConvNormActImpl(const ConvNormActOptions& o) {
   if (o.relu()) push_back(nn::ReLU());
 }
 
-torch::Tensor ConvNormActImpl::forward(torch::Tensor x) { return nn::SequentialImpl::forward(std::move(x)); }
+torch::Tensor ConvNormActImpl::forward(torch::Tensor x) {
+  if (conv_kernel_ == ops::ConvKernel::kLibTorch) return nn::SequentialImpl::forward(std::move(x));
+  auto it = begin();
+  const auto& conv = *it->get<nn::Conv2d>();
+  const auto& o = conv.options;
+  x = ops::conv2d(x, conv.weight, conv.bias, (*o.stride())[0], (*c10::get<torch::ExpandingArray<2>>(o.padding()))[0],
+                  (*o.dilation())[0], o.groups(), conv_kernel_);
+  for (++it; it != end(); ++it) x = it->forward<torch::Tensor>(x);
+  return x;
+}
 
 }  // namespace instseg

@@ -14,10 +14,14 @@ FrozenBatchNorm2dImpl::FrozenBatchNorm2dImpl(int64_t num_features, double eps) :
   running_var = register_buffer("running_var", torch::ones({num_features}));
 }
 
-torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
-  // Folded into one scale and shift, in torchvision's order of operations so results match bitwise.
+std::pair<torch::Tensor, torch::Tensor> FrozenBatchNorm2dImpl::scale_and_shift() const {
+  // In torchvision's order of operations, so that forward() matches it bitwise.
   const auto scale = weight * (running_var + eps_).rsqrt();  // [C]
-  const auto shift = bias - running_mean * scale;            // [C]
+  return {scale, bias - running_mean * scale};
+}
+
+torch::Tensor FrozenBatchNorm2dImpl::forward(const torch::Tensor& x) {
+  const auto [scale, shift] = scale_and_shift();
   return x * scale.view({1, -1, 1, 1}) + shift.view({1, -1, 1, 1});
 }
 

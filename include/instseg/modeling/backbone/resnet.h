@@ -32,8 +32,17 @@ class ResNetImpl : public torch::nn::Module {
   std::vector<int64_t> out_channels() const;
   const ResNetOptions& options() const { return options_; }
 
+  // With `on`, for training steps: 3x3 stride-1 convolutions through oneDNN's Winograd kernels
+  // where they serve (ops::conv2d), and each convolution followed by frozen batch norm as one
+  // convolution with the norm folded into its weights and bias (the norm would be two more passes
+  // over every activation and its gradient). Within float rounding of the plain arithmetic; off by
+  // default (torchvision's). Inference folds once at load instead (prepare_inference).
+  void set_fast_training(bool on);
+  bool fast_training() const { return fast_training_; }
+
  private:
   ResNetOptions options_;
+  bool fast_training_ = false;
   torch::nn::Conv2d conv1_{nullptr};
   torch::nn::AnyModule bn1_;
   std::vector<torch::nn::Sequential> layers_;

@@ -9,6 +9,7 @@
 #include <torch/types.h>
 
 #include "instseg/modeling/layers/norm.h"
+#include "instseg/ops/conv2d.h"
 
 namespace instseg {
 
@@ -40,6 +41,14 @@ class ConvNormActImpl : public torch::nn::SequentialImpl {
   // x: [N, in, H, W] -> [N, out, H', W'] (H' = H / stride for odd kernels)
   // A concrete signature, so that a block nests in another Sequential (the RPN head's conv).
   torch::Tensor forward(torch::Tensor x);
+
+  // The convolution's kernels (ops::conv2d): kLibTorch by default; MaskRcnnImpl's channels-last
+  // training steps set kWinograd.
+  void set_conv_kernel(ops::ConvKernel kernel) { conv_kernel_ = kernel; }
+  ops::ConvKernel conv_kernel() const { return conv_kernel_; }
+
+ private:
+  ops::ConvKernel conv_kernel_ = ops::ConvKernel::kLibTorch;
 };
 TORCH_MODULE(ConvNormAct);
 

@@ -8,6 +8,7 @@
 #include <torch/types.h>
 
 #include <string>
+#include <utility>
 
 namespace instseg {
 
@@ -33,6 +34,10 @@ class FrozenBatchNorm2dImpl : public torch::nn::Module {
   explicit FrozenBatchNorm2dImpl(int64_t num_features, double eps = 1e-5);
   // x: [N, C, H, W] -> [N, C, H, W]
   torch::Tensor forward(const torch::Tensor& x);
+  // forward(x) is x * scale + shift per channel: {scale, shift}, each [C]. A convolution followed
+  // by this layer equals one convolution with weights scaled per output channel and `shift` as
+  // its bias (ResNetImpl::set_fold_frozen_norm).
+  std::pair<torch::Tensor, torch::Tensor> scale_and_shift() const;
 
   torch::Tensor weight, bias, running_mean, running_var;  // [C] each
   double eps() const { return eps_; }
