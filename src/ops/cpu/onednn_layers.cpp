@@ -42,6 +42,9 @@ struct ShapeEntry {
   typename Primitive::primitive_desc pd;
   Primitive primitive;
   memory weights;  // in pd.weights_desc()
+  // src and dst in oneDNN's 16-channel blocks (its Winograd kernels' layout), reordered from and
+  // to channels-last around the primitive.
+  bool blocked = false;
 };
 
 // The weights, reordered once per layout a primitive asks for.
@@ -136,8 +139,25 @@ struct FusedConv2d::Impl {
     if (options.relu) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
     dnnl::primitive_attr attr;
     attr.set_post_ops(post);
-    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
     if (shapes.size() >= kShapesKept) shapes.erase(shapes.begin());
+    // Winograd F(4x4, 3x3) for fp32 3x3 stride-1 convolutions without a residual add (the
+    // bottlenecks' middle convolutions, the FPN's outputs, the RPN and mask heads): 2-2.7x oneDNN's
+    // direct kernels on these shapes, worth the two reorders (docs/benchmarks.md). AVX-512 CPUs
+    // only; elsewhere creating it fails and the direct kernel serves.
+    if (options.winograd && types.compute == Dt::f32 && !sum && kernel_h == 3 && kernel_w == 3 && s == 1 && d == 1 &&
+        p == 1 && in_channels % 16 == 0 && out_channels % 16 == 0) {
+      try {
+        dnnl::convolution_forward::desc wino(
+            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
+            memory::desc(src_dims, Dt::f32, Tag::nChw16c), w_md, b_md,
+            memory::desc({n, out_channels, oh, ow}, Dt::f32, Tag::nChw16c), {s, s}, {d - 1, d - 1}, pad_l, pad_r);
+        dnnl::convolution_forward::primitive_desc pd(wino, attr, engine);
+        shapes.push_back({src_dims, sum, pd, dnnl::convolution_forward(pd), weights.get(pd.weights_desc()), true});
+        return shapes.back();
+      } catch (const dnnl::error&) {
+      }
+    }
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
     shapes.push_back({src_dims, sum, pd, dnnl::convolution_forward(pd), weights.get(pd.weights_desc())});
     return shapes.back();
   }
@@ -162,10 +182,24 @@ struct FusedConv2d::Impl {
     } else {
       dst = at::empty(dims, src.options().dtype(types.dst_scalar).memory_format(at::MemoryFormat::ChannelsLast));
     }
-    memory src_mem(e.pd.src_desc(), engine, src.data_ptr());
     memory bias_mem(e.pd.bias_desc(), engine, bias.data_ptr());
-    memory dst_mem(dst_md, engine, dst.data_ptr());
     dnnl::stream stream(engine);
+    if (e.blocked) {
+      memory user_src(memory::desc(src_dims, Dt::f32, Tag::nhwc), engine, src.data_ptr());
+      memory src_mem(e.pd.src_desc(), engine);
+      memory dst_mem(dst_md, engine);
+      memory user_dst(memory::desc(dims, Dt::f32, Tag::nhwc), engine, dst.data_ptr());
+      dnnl::reorder(user_src, src_mem).execute(stream, user_src, src_mem);
+      e.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem},
+                                   {DNNL_ARG_WEIGHTS, e.weights},
+                                   {DNNL_ARG_BIAS, bias_mem},
+                                   {DNNL_ARG_DST, dst_mem}});
+      dnnl::reorder(dst_mem, user_dst).execute(stream, dst_mem, user_dst);
+      stream.wait();
+      return dst;
+    }
+    memory src_mem(e.pd.src_desc(), engine, src.data_ptr());
+    memory dst_mem(dst_md, engine, dst.data_ptr());
     e.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem},
                                  {DNNL_ARG_WEIGHTS, e.weights},
                                  {DNNL_ARG_BIAS, bias_mem},
