@@ -180,15 +180,19 @@ class WinogradConvFunction : public torch::autograd::Function<WinogradConvFuncti
   }
 };
 
-// Whether this CPU's oneDNN has Winograd kernels for the shape (AVX-512 only; channel counts it
-// blocks by 16): asked by creating the forward primitive descriptor, which oneDNN caches.
-bool onednn_has_winograd(int64_t c, int64_t o) {
-  try {
-    WinogradShape{1, c, 16, 16, o, 1, true}.forward(cpu_engine());
-    return true;
-  } catch (const dnnl::error&) {
-    return false;
-  }
+// Whether this CPU's oneDNN has Winograd kernels (AVX-512 only): asked once per process by
+// creating a forward primitive descriptor, since the answer depends on the CPU alone (channel
+// counts are checked by the caller).
+bool onednn_has_winograd() {
+  static const bool available = [] {
+    try {
+      WinogradShape{1, 32, 16, 16, 32, 1, true}.forward(cpu_engine());
+      return true;
+    } catch (const dnnl::error&) {
+      return false;
+    }
+  }();
+  return available;
 }
 
 }  // namespace
@@ -198,7 +202,7 @@ bool conv2d_uses_winograd(const torch::Tensor& x, const torch::Tensor& weight, i
   return x.dim() == 4 && weight.dim() == 4 && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
          weight.scalar_type() == torch::kFloat && !at::autocast::is_cpu_enabled() && stride == 1 && dilation == 1 &&
          groups == 1 && padding == 1 && weight.size(2) == 3 && weight.size(3) == 3 && x.size(0) > 0 && x.size(1) % 16 == 0 &&
-         weight.size(0) % 16 == 0 && onednn_has_winograd(x.size(1), weight.size(0));
+         weight.size(0) % 16 == 0 && onednn_has_winograd();
 }
 
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride,
@@ -207,7 +211,12 @@ torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const 
     return torch::conv2d(x, weight, bias, stride, padding, dilation, groups);
   }
   // An autograd function takes no undefined tensors: an empty one stands for "no bias".
-  return WinogradConvFunction::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), padding);
+  try {
+    return WinogradConvFunction::apply(x, weight, bias.defined() ? bias : at::empty({0}, weight.options()), padding);
+  } catch (const dnnl::error&) {
+    // A shape this CPU's Winograd kernels refuse (the probe above asked about one shape only).
+    return torch::conv2d(x, weight, bias, stride, padding, dilation, groups);
+  }
 }
 
 }  // namespace instseg::ops

@@ -40,9 +40,11 @@ TEST_P(ResNetDepth, LayerOutputsMatchTorchvision) {
 // and in double (Winograd is fp32 only, so this checks the folding)
 // precision, where no ReLU flips on rounding, the outputs and every convolution weight's gradient
 // are the unfolded ones.
-TEST_P(ResNetDepth, FoldedFrozenNormGivesTheUnfoldedOutputsAndGradients) {
+// Basic blocks (18) and bottlenecks (101).
+class FastTrainingDepth : public ::testing::TestWithParam<int> {};
+
+TEST_P(FastTrainingDepth, FoldedFrozenNormGivesTheUnfoldedOutputsAndGradients) {
   const int depth = GetParam();
-  if (depth == 34) GTEST_SKIP() << "basic blocks: 18 covers them";
   auto ref = load_stage("resnet" + std::to_string(depth));
   ResNet net(ResNetOptions{depth, NormKind::kFrozenBatchNorm});
   assign_state(*net, ref, "state.");
@@ -86,6 +88,7 @@ TEST_P(ResNetDepth, FoldedFrozenNormGivesTheUnfoldedOutputsAndGradients) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Depths, ResNetDepth, ::testing::Values(18, 34, 101));
+INSTANTIATE_TEST_SUITE_P(Depths, FastTrainingDepth, ::testing::Values(18, 101));
 
 // maskrcnn_resnet50_fpn (v1) on two tiny_coco images resized to min_size 320: every body level
 // and every FPN map, the whole backbone in one pass.
