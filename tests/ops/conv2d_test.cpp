@@ -12,9 +12,7 @@
 namespace instseg::ops {
 namespace {
 
-double relative(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
-}
+using testing::relative;
 
 // An FPN-like convolution (32 -> 48 channels, a map whose sides are not multiples of Winograd's
 // 4-pixel tiles), channels-last as in training steps and contiguous.

@@ -6,13 +6,12 @@
 #include <torch/torch.h>
 
 #include "instseg/ops/conv2d.h"
+#include "layer_gradients.h"
 
 namespace instseg::ops {
 namespace {
 
-double relative(const torch::Tensor& a, const torch::Tensor& b) {
-  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
-}
+using testing::relative;
 
 // A map whose sides are not multiples of Winograd's 4-pixel tiles, with bias and ReLU.
 TEST(FusedConv2d, WinogradAndDirectKernelsEqualLibTorchsConv) {

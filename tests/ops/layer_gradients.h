@@ -1,9 +1,15 @@
 #pragma once
 // The output and the three gradients of a layer y = op(x, w, b) for a given dy, from fresh leaf
-// copies of x, w and b: what the ops tests compare between our kernels and LibTorch's.
+// copies of x, w and b, and how far one tensor is from another: what the ops tests compare
+// between our kernels and LibTorch's.
 #include <torch/torch.h>
 
 namespace instseg::ops::testing {
+
+// max |a - b| relative to max |b|: how far our kernel's tensor is from LibTorch's.
+inline double relative(const torch::Tensor& a, const torch::Tensor& b) {
+  return (a - b).abs().max().item<double>() / b.abs().max().item<double>();
+}
 
 struct LayerGradients {
   torch::Tensor y, dx, dw, db;
