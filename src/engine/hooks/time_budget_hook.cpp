@@ -27,9 +27,12 @@ class TimeBudgetHook : public HookBase {
   }
 
   // Steps slow down as the RPN finds more objects (more mask-head RoIs), so the fit may run long:
-  // stop anyway when only the final validation's share of the limit is left.
+  // stop anyway when only the final validation's share of the limit is left. The first step of an
+  // invocation always runs: a limit used up by the set-up (the step-settings probe on a loaded
+  // machine) would otherwise leave a checkpoint without optimizer state and a validation of an
+  // untrained model. Every rank skips the same step, so no collective is missed.
   void before_step(TrainLoop& loop) override {
-    if (limit_seconds_ <= 0) return;
+    if (limit_seconds_ <= 0 || loop.iteration == loop.first) return;
     const bool late = loop.elapsed_seconds() > limit_seconds_ - validation_reserve_;
     if (decided_by_rank0(loop, late ? 1 : 0) != 0) loop.stop_by_time_limit();
   }
