@@ -6,6 +6,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
@@ -42,9 +43,6 @@ struct ShapeEntry {
   typename Primitive::primitive_desc pd;
   Primitive primitive;
   memory weights;  // in pd.weights_desc()
-  // src and dst in oneDNN's 16-channel blocks (its Winograd kernels' layout), reordered from and
-  // to channels-last around the primitive.
-  bool blocked = false;
 };
 
 // The weights, reordered once per layout a primitive asks for.
@@ -70,6 +68,38 @@ class PackedWeights {
   at::Tensor plain_;  // in the compute dtype
   memory::desc plain_desc_;
   std::vector<memory> packed_;
+};
+
+// Winograd convolutions run on pieces of the map whose blocked input is at most this large:
+// oneDNN's Winograd kernels take a scratchpad of transformed tiles (~300 MB for one 256-channel
+// 200x304 map, growing with the image) and their 16-channel-blocked layout needs a copy of the
+// input and output. Per piece those stay bounded whatever the image size (and the copies stay in
+// cache), at the cost of reading two extra input rows per strip.
+constexpr int64_t kWinogradPieceBytes = int64_t{8} << 20;
+
+// One Winograd primitive, for pieces of one shape: `images` images of `in_rows` input rows,
+// padded above and below by `pad_top` / `pad_bottom` (1 at the map's edges, 0 inside it).
+struct WinogradPart {
+  int64_t images, in_rows, pad_top, pad_bottom;
+  dnnl::convolution_forward::primitive_desc pd;
+  dnnl::convolution_forward primitive;
+  memory weights;  // in pd.weights_desc()
+};
+
+// Output rows [out_row, out_row + rows) of images [image, image + part.images), computed from
+// input rows [in_row, in_row + part.in_rows).
+struct WinogradPiece {
+  int64_t image, in_row, out_row, rows;
+  size_t part;
+};
+
+// How one input shape is convolved: its pieces in order. No parts: oneDNN refused the shape, and
+// the direct kernel serves it.
+struct WinogradPlan {
+  memory::dims src_dims;
+  std::vector<WinogradPart> parts;
+  std::vector<WinogradPiece> pieces;
+  int64_t src_bytes = 0, dst_bytes = 0;  // the largest part's blocked input and output
 };
 
 at::Tensor as_compute(const at::Tensor& x, at::ScalarType dtype, at::MemoryFormat format) {
@@ -99,6 +129,7 @@ struct FusedConv2d::Impl {
   mutable std::mutex mutex;
   mutable PackedWeights weights;
   mutable std::vector<ShapeEntry<dnnl::convolution_forward>> shapes;
+  mutable std::vector<WinogradPlan> winograd_plans;
 
   Impl(const at::Tensor& w, const at::Tensor& b, FusedConvOptions o)
       : options(o),
@@ -140,26 +171,117 @@ struct FusedConv2d::Impl {
     dnnl::primitive_attr attr;
     attr.set_post_ops(post);
     if (shapes.size() >= kShapesKept) shapes.erase(shapes.begin());
-    // Winograd F(4x4, 3x3) for fp32 3x3 stride-1 convolutions without a residual add (the
-    // bottlenecks' middle convolutions, the FPN's outputs, the RPN and mask heads): 2-2.7x oneDNN's
-    // direct kernels on these shapes, worth the two reorders (docs/benchmarks.md). AVX-512 CPUs
-    // only; elsewhere creating it fails and the direct kernel serves.
-    if (options.winograd && types.compute == Dt::f32 && !sum && kernel_h == 3 && kernel_w == 3 && s == 1 && d == 1 &&
-        p == 1 && in_channels % 16 == 0 && out_channels % 16 == 0) {
-      try {
-        dnnl::convolution_forward::desc wino(
-            dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd,
-            memory::desc(src_dims, Dt::f32, Tag::nChw16c), w_md, b_md,
-            memory::desc({n, out_channels, oh, ow}, Dt::f32, Tag::nChw16c), {s, s}, {d - 1, d - 1}, pad_l, pad_r);
-        dnnl::convolution_forward::primitive_desc pd(wino, attr, engine);
-        shapes.push_back({src_dims, sum, pd, dnnl::convolution_forward(pd), weights.get(pd.weights_desc()), true});
-        return shapes.back();
-      } catch (const dnnl::error&) {
-      }
-    }
     dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
     shapes.push_back({src_dims, sum, pd, dnnl::convolution_forward(pd), weights.get(pd.weights_desc())});
     return shapes.back();
+  }
+
+  // Winograd F(4x4, 3x3) for fp32 3x3 stride-1 convolutions without a residual add (the
+  // bottlenecks' middle convolutions, the FPN's outputs, the RPN and mask heads): 2-2.7x oneDNN's
+  // direct kernels on these shapes, worth the reorders to and from its blocked layout
+  // (docs/benchmarks.md). AVX-512 CPUs only; elsewhere creating it fails and the direct kernel
+  // serves. Not above 256 channels: oneDNN's Winograd weight layout for 512 channels changes with
+  // the map size, so every new image size paid a weight transform of ~4x a direct convolution's
+  // time per layer, for a gain on layer4's small maps that did not show end to end.
+  bool winograd_serves(bool sum) const {
+    constexpr int64_t kWinogradMaxChannels = 256;
+    return options.winograd && types.compute == Dt::f32 && !sum && kernel_h == 3 && kernel_w == 3 &&
+           options.stride == 1 && options.dilation == 1 && options.padding == 1 && in_channels % 16 == 0 &&
+           out_channels % 16 == 0 && in_channels <= kWinogradMaxChannels && out_channels <= kWinogradMaxChannels;
+  }
+
+  // The pieces of a [N, C, H, W] input: the whole batch when it fits kWinogradPieceBytes, else
+  // groups of whole images, else each image in strips of rows (a multiple of Winograd's 4-row
+  // output tiles, so the tiles are the ones the whole map would have).
+  const WinogradPlan& winograd_plan(const memory::dims& src_dims) const {
+    for (const auto& plan : winograd_plans) {
+      if (plan.src_dims == src_dims) return plan;
+    }
+    if (winograd_plans.size() >= kShapesKept) winograd_plans.erase(winograd_plans.begin());
+    winograd_plans.push_back({src_dims, {}, {}});
+    WinogradPlan& plan = winograd_plans.back();
+    const int64_t n = src_dims[0], h = src_dims[2], w = src_dims[3];
+    const int64_t row_bytes = w * in_channels * static_cast<int64_t>(sizeof(float));
+    const int64_t image_bytes = h * row_bytes;
+    try {
+      if (n * image_bytes <= kWinogradPieceBytes || image_bytes <= kWinogradPieceBytes) {
+        const int64_t per_piece = std::max<int64_t>(1, std::min(n, kWinogradPieceBytes / image_bytes));
+        for (int64_t image = 0; image < n; image += per_piece) {
+          const int64_t images = std::min(per_piece, n - image);
+          plan.pieces.push_back({image, 0, 0, h, winograd_part(plan, images, h, 1, 1, w)});
+        }
+      } else {
+        const int64_t strip = std::max<int64_t>(4, (kWinogradPieceBytes / row_bytes - 2) / 4 * 4);
+        for (int64_t image = 0; image < n; ++image) {
+          for (int64_t row = 0; row < h; row += strip) {
+            const int64_t end = std::min(h, row + strip);
+            const int64_t in_row = std::max<int64_t>(0, row - 1), in_end = std::min(h, end + 1);
+            plan.pieces.push_back(
+                {image, in_row, row, end - row,
+                 winograd_part(plan, 1, in_end - in_row, row == 0 ? 1 : 0, end == h ? 1 : 0, w)});
+          }
+        }
+      }
+    } catch (const dnnl::error&) {
+      plan.parts.clear();
+      plan.pieces.clear();
+    }
+    return plan;
+  }
+
+  size_t winograd_part(WinogradPlan& plan, int64_t images, int64_t in_rows, int64_t pad_top, int64_t pad_bottom,
+                       int64_t w) const {
+    for (size_t i = 0; i < plan.parts.size(); ++i) {
+      const auto& p = plan.parts[i];
+      if (p.images == images && p.in_rows == in_rows && p.pad_top == pad_top && p.pad_bottom == pad_bottom) return i;
+    }
+    const int64_t out_rows = in_rows + pad_top + pad_bottom - 2;
+    const memory::desc src_md({images, in_channels, in_rows, w}, Dt::f32, Tag::nChw16c);
+    const memory::desc dst_md({images, out_channels, out_rows, w}, Dt::f32, Tag::nChw16c);
+    dnnl::convolution_forward::desc desc(
+        dnnl::prop_kind::forward_inference, dnnl::algorithm::convolution_winograd, src_md,
+        memory::desc({out_channels, in_channels, 3, 3}, Dt::f32, Tag::any), memory::desc({out_channels}, Dt::f32, Tag::a),
+        dst_md, {1, 1}, {0, 0}, {pad_top, 1}, {pad_bottom, 1});
+    dnnl::post_ops post;
+    if (options.relu) post.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+    dnnl::primitive_attr attr;
+    attr.set_post_ops(post);
+    dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
+    plan.parts.push_back({images, in_rows, pad_top, pad_bottom, pd, dnnl::convolution_forward(pd),
+                          weights.get(pd.weights_desc())});
+    plan.src_bytes = std::max(plan.src_bytes, static_cast<int64_t>(pd.src_desc().get_size()));
+    plan.dst_bytes = std::max(plan.dst_bytes, static_cast<int64_t>(pd.dst_desc().get_size()));
+    return plan.parts.size() - 1;
+  }
+
+  // Each piece: its rows reordered from channels-last into the blocked buffer, convolved, and its
+  // output rows reordered into the channels-last result (an image's rows are contiguous there).
+  at::Tensor run_winograd(const WinogradPlan& plan, const at::Tensor& src) const {
+    const int64_t n = src.size(0), h = src.size(2), w = src.size(3);
+    auto dst = at::empty({n, out_channels, h, w}, src.options().memory_format(at::MemoryFormat::ChannelsLast));
+    auto src_buffer = at::empty({plan.src_bytes}, src.options().dtype(at::kByte));
+    auto dst_buffer = at::empty({plan.dst_bytes}, src.options().dtype(at::kByte));
+    const auto* src_data = src.data_ptr<float>();
+    auto* dst_data = dst.data_ptr<float>();
+    dnnl::stream stream(engine);
+    for (const auto& piece : plan.pieces) {
+      const auto& part = plan.parts[piece.part];
+      memory user_src(memory::desc({part.images, in_channels, part.in_rows, w}, Dt::f32, Tag::nhwc), engine,
+                      const_cast<float*>(src_data + (piece.image * h + piece.in_row) * w * in_channels));
+      memory user_dst(memory::desc({part.images, out_channels, piece.rows, w}, Dt::f32, Tag::nhwc), engine,
+                      dst_data + (piece.image * h + piece.out_row) * w * out_channels);
+      memory blocked_src(part.pd.src_desc(), engine, src_buffer.data_ptr());
+      memory blocked_dst(part.pd.dst_desc(), engine, dst_buffer.data_ptr());
+      memory bias_mem(part.pd.bias_desc(), engine, bias.data_ptr());
+      dnnl::reorder(user_src, blocked_src).execute(stream, user_src, blocked_src);
+      part.primitive.execute(stream, {{DNNL_ARG_SRC, blocked_src},
+                                      {DNNL_ARG_WEIGHTS, part.weights},
+                                      {DNNL_ARG_BIAS, bias_mem},
+                                      {DNNL_ARG_DST, blocked_dst}});
+      dnnl::reorder(blocked_dst, user_dst).execute(stream, blocked_dst, user_dst);
+    }
+    stream.wait();
+    return dst;
   }
 
   at::Tensor run(const at::Tensor& x, at::Tensor accumulate) const {
@@ -169,6 +291,10 @@ struct FusedConv2d::Impl {
     const memory::dims src_dims{src.size(0), src.size(1), src.size(2), src.size(3)};
     const bool sum = accumulate.defined();
     std::lock_guard<std::mutex> lock(mutex);
+    if (winograd_serves(sum)) {
+      const auto& plan = winograd_plan(src_dims);
+      if (!plan.parts.empty()) return run_winograd(plan, src);
+    }
     const auto& e = entry(src_dims, sum);
     const auto dst_md = e.pd.dst_desc();
     const auto dims = dst_md.dims();
@@ -184,20 +310,6 @@ struct FusedConv2d::Impl {
     }
     memory bias_mem(e.pd.bias_desc(), engine, bias.data_ptr());
     dnnl::stream stream(engine);
-    if (e.blocked) {
-      memory user_src(memory::desc(src_dims, Dt::f32, Tag::nhwc), engine, src.data_ptr());
-      memory src_mem(e.pd.src_desc(), engine);
-      memory dst_mem(dst_md, engine);
-      memory user_dst(memory::desc(dims, Dt::f32, Tag::nhwc), engine, dst.data_ptr());
-      dnnl::reorder(user_src, src_mem).execute(stream, user_src, src_mem);
-      e.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem},
-                                   {DNNL_ARG_WEIGHTS, e.weights},
-                                   {DNNL_ARG_BIAS, bias_mem},
-                                   {DNNL_ARG_DST, dst_mem}});
-      dnnl::reorder(dst_mem, user_dst).execute(stream, dst_mem, user_dst);
-      stream.wait();
-      return dst;
-    }
     memory src_mem(e.pd.src_desc(), engine, src.data_ptr());
     memory dst_mem(dst_md, engine, dst.data_ptr());
     e.primitive.execute(stream, {{DNNL_ARG_SRC, src_mem},
