@@ -57,8 +57,12 @@ void Optimizer::adamw_update(const std::string& name, torch::Tensor& p, double l
   const double t = step.item<double>();
   const double bias_correction1 = 1 - std::pow(options_.beta1, t);
   const double bias_correction2_sqrt = std::sqrt(1 - std::pow(options_.beta2, t));
-  const auto grad = p.grad().contiguous();
-  if (!p.is_contiguous() || !p.device().is_cpu()) {
+  // The one-pass loop below walks the four tensors' memory in order, so it serves any dense
+  // parameter (channels-last convolution weights included) once its gradient and moments share the
+  // parameter's strides: a gradient in another layout is copied into the parameter's, and moments
+  // restored in another layout are converted once. Anything else takes the tensor operations.
+  if (!p.device().is_cpu() || !p.is_non_overlapping_and_dense()) {
+    const auto grad = p.grad();
     p.mul_(1 - lr * options_.weight_decay);
     exp_avg.mul_(options_.beta1).add_(grad, 1 - options_.beta1);
     exp_avg_sq.mul_(options_.beta2).addcmul_(grad, grad, 1 - options_.beta2);
@@ -66,6 +70,12 @@ void Optimizer::adamw_update(const std::string& name, torch::Tensor& p, double l
     p.addcdiv_(exp_avg, denominator, -lr / bias_correction1);
     return;
   }
+  const auto in_layout_of_p = [&](const torch::Tensor& t) {
+    return t.strides() == p.strides() ? t : torch::empty_like(p).copy_(t);
+  };
+  exp_avg = in_layout_of_p(exp_avg);
+  exp_avg_sq = in_layout_of_p(exp_avg_sq);
+  const auto grad = in_layout_of_p(p.grad());
   // The same arithmetic in one pass over memory instead of eight tensor ops: the update of the
   // demo's 12M parameters is memory-bound, and this cuts its share of a training step.
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "adamw_update", [&] {

@@ -107,6 +107,16 @@ MaskPaster MaskRcnnImpl::mask_paster(const Detections& detections, int64_t heigh
 
 void MaskRcnnImpl::set_channels_last_training(bool on) {
   channels_last_training_ = on;
+  // Convolution weights in the activations' layout: LibTorch's oneDNN convolutions otherwise copy
+  // each weight into channels-last twice per step (forward and backward), and autograd copies each
+  // gradient back into the weight's layout. The values do not change.
+  {
+    torch::NoGradGuard no_grad;
+    const auto format = on ? at::MemoryFormat::ChannelsLast : at::MemoryFormat::Contiguous;
+    for (auto& p : parameters()) {
+      if (p.dim() == 4 && !p.is_contiguous(format)) p.set_data(p.contiguous(format));
+    }
+  }
   backbone_->body->set_fast_training(on);
   for (auto& module : modules(/*include_self=*/false)) {
     if (auto* block = module->as<ConvNormActImpl>()) {

@@ -80,8 +80,8 @@ at::Tensor from_blocked(const at::Tensor& from, const memory::desc& desc, const 
 
 at::Tensor weights_into(const at::Tensor& weight, const memory::desc& desc, const dnnl::engine& engine, dnnl::stream& stream) {
   auto out = storage_for(desc);
-  const auto plain = weight.contiguous();
-  memory src(memory::desc({plain.size(0), plain.size(1), 3, 3}, Dt::f32, Tag::oihw), engine, plain.data_ptr());
+  const auto plain = dense(weight);  // OIHW, or OHWI for channels-last weights (the same tags)
+  memory src(plain_desc(plain), engine, plain.data_ptr());
   memory dst(desc, engine, out.data_ptr());
   dnnl::reorder(src, dst).execute(stream, src, dst);
   return out;
@@ -168,9 +168,9 @@ class WinogradConvFunction : public torch::autograd::Function<WinogradConvFuncti
         args.emplace(DNNL_ARG_DIFF_BIAS, memory(shape.bias_desc(), engine, grad_b.data_ptr()));
       }
       dnnl::convolution_backward_weights(pd).execute(stream, args);
-      grad_w = at::empty({weight.size(0), shape.c, 3, 3}, at::kFloat);
+      grad_w = at::empty_like(dense(weight));  // the weight's layout: autograd keeps it without a copy
       memory from(pd.diff_weights_desc(), engine, diff_wei.data_ptr());
-      memory to(memory::desc({weight.size(0), shape.c, 3, 3}, Dt::f32, Tag::oihw), engine, grad_w.data_ptr());
+      memory to(plain_desc(grad_w), engine, grad_w.data_ptr());
       dnnl::reorder(from, to).execute(stream, from, to);
       if (!ctx->needs_input_grad(1)) grad_w = at::Tensor();
       if (!ctx->needs_input_grad(2)) grad_b = at::Tensor();

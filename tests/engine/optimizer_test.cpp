@@ -84,26 +84,33 @@ TEST(Optimizer, AdamWMatchesTorchOptimAdamW) { run_case("adamw", "default"); }
 TEST(Optimizer, AdamWOtherBetasWithoutDecayMatchTorchOptimAdamW) { run_case("adamw", "betas_no_decay"); }
 TEST(Optimizer, AdamWClippedGradientsMatchTorchOptimAdamW) { run_case("adamw", "clipped"); }
 
-// A non-contiguous parameter takes AdamW's tensor-op path, a contiguous one the one-pass loop:
-// both must give the same update.
-TEST(Optimizer, AdamWTensorOpPathEqualsOnePassPath) {
+// AdamW's one-pass loop serves any dense parameter: contiguous, or transposed like a channels-last
+// convolution weight, with its gradient in its own layout or in another (copied into the
+// parameter's). All give the same update.
+TEST(Optimizer, AdamWUpdateIsTheSameInEveryLayout) {
   torch::manual_seed(5);
   const auto start = torch::randn({6, 5}, torch::kFloat64), grad = torch::randn({6, 5}, torch::kFloat64);
-  torch::nn::Module contiguous_module, strided_module;
+  torch::nn::Module contiguous_module, strided_module, mixed_module;
   auto contiguous = contiguous_module.register_parameter("p", start.clone());
   auto strided = strided_module.register_parameter("p", start.t().contiguous().t());  // same values, transposed strides
+  auto mixed = mixed_module.register_parameter("p", start.t().contiguous().t());
   ASSERT_FALSE(strided.is_contiguous());
+  ASSERT_TRUE(strided.is_non_overlapping_and_dense());
   OptimizerOptions options;
   options.kind = OptimizerOptions::Kind::kAdamW;
   options.weight_decay = 0.01;
-  Optimizer a(contiguous_module, options), b(strided_module, options);
+  Optimizer a(contiguous_module, options), b(strided_module, options), c(mixed_module, options);
   for (int step = 0; step < 3; ++step) {
     contiguous.mutable_grad() = grad * (step + 1);
     strided.mutable_grad() = (grad * (step + 1)).t().contiguous().t();
+    mixed.mutable_grad() = grad * (step + 1);  // contiguous, unlike its parameter
     a.step(0.1);
     b.step(0.1);
+    c.step(0.1);
   }
-  expect_close(strided, contiguous, "non-contiguous parameter");
+  expect_close(strided, contiguous, "transposed parameter and gradient");
+  expect_close(mixed, contiguous, "transposed parameter, contiguous gradient");
+  EXPECT_EQ(b.state().at("exp_avg").at("p").strides(), strided.strides());
   EXPECT_FALSE(torch::equal(contiguous, start)) << "no update happened";
 }
 

@@ -25,8 +25,10 @@ TEST(Conv2d, WinogradPathEqualsLibTorchsConvWithGradients) {
   for (const auto format : {at::MemoryFormat::ChannelsLast, at::MemoryFormat::Contiguous}) {
     const auto x = torch::randn({2, 32, 19, 22}).relu().contiguous(format);
     const auto dy = torch::randn({2, 48, 19, 22}).contiguous(format);
+    // The weight in the activations' layout, as MaskRcnn::set_channels_last_training lays it out.
     const auto ours = testing::layer_gradients(
-        [](auto& x, auto& w, auto& b) { return conv2d(x, w, b, 1, 1, 1, 1, ConvKernel::kWinograd); }, x, w, b, dy);
+        [](auto& x, auto& w, auto& b) { return conv2d(x, w, b, 1, 1, 1, 1, ConvKernel::kWinograd); }, x,
+        w.contiguous(format), b, dy);
     const auto reference =
         testing::layer_gradients([](auto& x, auto& w, auto& b) { return torch::conv2d(x, w, b, 1, 1); }, x, w, b, dy);
     EXPECT_EQ(ours.y.sizes(), reference.y.sizes());
@@ -34,6 +36,7 @@ TEST(Conv2d, WinogradPathEqualsLibTorchsConvWithGradients) {
     EXPECT_LT(relative(ours.y, reference.y), 1e-5);
     EXPECT_LT(relative(ours.dx, reference.dx), 1e-5);
     EXPECT_LT(relative(ours.dw, reference.dw), 1e-5);
+    EXPECT_TRUE(ours.dw.is_contiguous(format)) << "the weight gradient is not in the weight's layout";
     EXPECT_LT(relative(ours.db, reference.db), 1e-5);
     EXPECT_FALSE(torch::equal(ours.y, reference.y)) << "the same bits: Winograd was not used";
     // Without a bias, and with a weight-only gradient (a frozen stage's output feeding a trained one).
