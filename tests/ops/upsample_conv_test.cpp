@@ -1,5 +1,6 @@
 // upsample_conv2x2 against LibTorch's own transposed convolution (the kernel torchvision's
-// nn.ConvTranspose2d runs): outputs and all three gradients, in double and in float.
+// nn.ConvTranspose2d runs): outputs and all three gradients, in double and in float, for contiguous
+// and channels-last inputs.
 #include "instseg/ops/upsample_conv.h"
 
 #include <gtest/gtest.h>
@@ -10,14 +11,15 @@
 namespace instseg::ops {
 namespace {
 
-void expect_equal_to_conv_transpose(torch::ScalarType dtype, double tolerance) {
+void expect_equal_to_conv_transpose(torch::ScalarType dtype, double tolerance, at::MemoryFormat format) {
   torch::manual_seed(3);
   const auto options = torch::TensorOptions().dtype(dtype);
   // Mask-head shapes: RoIs x channels x 14 x 14 (non-square here to catch a swapped axis).
-  const auto x = torch::randn({5, 6, 7, 9}, options), w = torch::randn({6, 4, 2, 2}, options);
-  const auto b = torch::randn({4}, options), dy = torch::randn({5, 4, 14, 18}, options);
+  const auto x = torch::randn({5, 6, 7, 9}, options).contiguous(format), w = torch::randn({6, 4, 2, 2}, options);
+  const auto b = torch::randn({4}, options), dy = torch::randn({5, 4, 14, 18}, options).contiguous(format);
   const auto ours = testing::layer_gradients([](auto& x, auto& w, auto& b) { return upsample_conv2x2(x, w, b); }, x, w, b, dy);
   const auto reference = testing::layer_gradients([](auto& x, auto& w, auto& b) { return torch::conv_transpose2d(x, w, b, 2); }, x, w, b, dy);
+  EXPECT_TRUE(ours.y.is_contiguous(format)) << "the output is not in the input's layout";
   for (const auto& [name, a, r] : {std::tuple{"output", ours.y, reference.y}, std::tuple{"grad x", ours.dx, reference.dx},
                                    std::tuple{"grad weight", ours.dw, reference.dw},
                                    std::tuple{"grad bias", ours.db, reference.db}}) {
@@ -28,11 +30,17 @@ void expect_equal_to_conv_transpose(torch::ScalarType dtype, double tolerance) {
 }
 
 TEST(UpsampleConv, EqualsConvTranspose2dForwardAndBackwardInDouble) {
-  expect_equal_to_conv_transpose(torch::kFloat64, 1e-13);
+  expect_equal_to_conv_transpose(torch::kFloat64, 1e-13, at::MemoryFormat::Contiguous);
 }
 
 TEST(UpsampleConv, EqualsConvTranspose2dForwardAndBackwardInFloat) {
-  expect_equal_to_conv_transpose(torch::kFloat32, 1e-5);
+  expect_equal_to_conv_transpose(torch::kFloat32, 1e-5, at::MemoryFormat::Contiguous);
+}
+
+// Channels-last inputs (training with that step setting) take the blocks-of-2x2 path.
+TEST(UpsampleConv, ChannelsLastEqualsConvTranspose2dForwardAndBackward) {
+  expect_equal_to_conv_transpose(torch::kFloat64, 1e-13, at::MemoryFormat::ChannelsLast);
+  expect_equal_to_conv_transpose(torch::kFloat32, 1e-5, at::MemoryFormat::ChannelsLast);
 }
 
 TEST(UpsampleConv, WithoutBiasAndEmptyBatch) {
