@@ -86,7 +86,8 @@ class MaskRcnnImpl : public torch::nn::Module {
                                               const std::vector<Targets>& targets,
                                               std::optional<at::Generator> generator = std::nullopt);
   // Whether losses() lays the image batch out channels-last (NHWC): convolutions then keep that
-  // layout through the backbone and heads, their gradients too, and the box head's
+  // layout through the backbone and heads, their gradients too (and the 4-d weights are stored
+  // channels-last, so no step copies them into that layout), and the box head's
   // fully-connected layers run as oneDNN inner products (RoiHeads::set_linear_kernel): the layouts
   // oneDNN computes in natively. 3x3 stride-1 convolutions run oneDNN's Winograd kernels
   // (ResNetImpl::set_fast_training, ConvNormActImpl::set_conv_kernel), and frozen batch norm is
