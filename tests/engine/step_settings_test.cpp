@@ -137,7 +137,17 @@ TEST(StepSettings, ChannelsLastLossesAndGradientsAreTheContiguousOnes) {
   EXPECT_TRUE(tiny.model->channels_last_training());
   EXPECT_EQ(tiny.model->roi_heads()->box_predictor->linear_kernel, ops::LinearKernel::kOneDnn);
   EXPECT_TRUE(tiny.model->backbone()->body->fast_training());
+  // The convolution weights follow the activations' layout (no per-step copy into it), and their
+  // gradients arrive in it.
+  for (const auto& p : tiny.model->named_parameters()) {
+    if (p.value().dim() == 4) EXPECT_TRUE(p.value().is_contiguous(at::MemoryFormat::ChannelsLast)) << p.key();
+  }
   const auto channels_last = tiny.pass(channels_last_grads);
+  for (const auto& p : tiny.model->named_parameters()) {
+    if (p.value().dim() == 4 && p.value().grad().defined()) {
+      EXPECT_TRUE(p.value().grad().is_contiguous(at::MemoryFormat::ChannelsLast)) << p.key() << "'s gradient";
+    }
+  }
   ASSERT_EQ(contiguous.size(), 5u);
   for (const auto& [name, value] : contiguous) {
     EXPECT_NEAR(channels_last.at(name), value, 1e-5 * std::abs(value) + 1e-6) << name;
@@ -152,6 +162,8 @@ TEST(StepSettings, ChannelsLastLossesAndGradientsAreTheContiguousOnes) {
     differs = std::max(differs, diff);
   }
   EXPECT_GT(differs, 0.0) << "channels-last gave the contiguous bits: the layout was not applied";
+  apply_step_settings(*tiny.model, StepSettings{false, false});
+  for (const auto& p : tiny.model->named_parameters()) EXPECT_TRUE(p.value().is_contiguous()) << p.key();
 }
 
 // Timing the candidates trains nothing: weights, batch norm statistics, gradients, the global RNG
