@@ -15,27 +15,36 @@ namespace {
 
 using testing::relative;
 
-// A map whose sides are not multiples of Winograd's 4-pixel tiles, with bias and ReLU.
-TEST(FusedConv2d, WinogradAndDirectKernelsEqualLibTorchsConv) {
-  torch::manual_seed(9);
-  const auto x = torch::randn({1, 32, 21, 30}).contiguous(at::MemoryFormat::ChannelsLast);
-  const auto w = torch::randn({48, 32, 3, 3}) * 0.1, b = torch::randn({48});
-  const auto reference = torch::conv2d(x, w, b, 1, 1).relu();
+// A 3x3 convolution with bias and ReLU through FusedConv2d's Winograd and direct kernels: both
+// channels-last and equal to LibTorch's, and not the same bits (which would mean Winograd was not
+// used) where the CPU has Winograd kernels.
+void expect_winograd_and_direct_equal_libtorch(const at::Tensor& x, const at::Tensor& w, const at::Tensor& b) {
   FusedConvOptions options;
   options.padding = 1;
   options.relu = true;
   const auto winograd = FusedConv2d(w, b, options).forward(x);
   options.winograd = false;
   const auto direct = FusedConv2d(w, b, options).forward(x);
-  EXPECT_TRUE(winograd.is_contiguous(at::MemoryFormat::ChannelsLast));
-  EXPECT_LT(relative(direct, reference), 1e-5);
-  EXPECT_LT(relative(winograd, reference), 1e-5);
+  const auto reference = torch::conv2d(x, w, b, 1, 1).relu();
+  EXPECT_TRUE(winograd.is_contiguous(at::MemoryFormat::ChannelsLast)) << x.sizes();
+  EXPECT_LT(relative(winograd, reference), 1e-5) << x.sizes();
+  EXPECT_LT(relative(direct, reference), 1e-5) << x.sizes();
   if (conv2d_uses_winograd(x, w, 1, 1, 1, 1)) {
-    EXPECT_FALSE(torch::equal(winograd, direct)) << "the same bits: Winograd was not used";
+    EXPECT_FALSE(torch::equal(winograd, direct)) << x.sizes() << ": the same bits, Winograd was not used";
   }
+}
+
+// A map whose sides are not multiples of Winograd's 4-pixel tiles.
+TEST(FusedConv2d, WinogradAndDirectKernelsEqualLibTorchsConv) {
+  torch::manual_seed(9);
+  const auto x = torch::randn({1, 32, 21, 30}).contiguous(at::MemoryFormat::ChannelsLast);
+  const auto w = torch::randn({48, 32, 3, 3}) * 0.1, b = torch::randn({48});
+  expect_winograd_and_direct_equal_libtorch(x, w, b);
   // With a residual add (the bottlenecks' last convolution) the direct kernel serves.
+  FusedConvOptions options;
+  options.padding = 1;
+  options.relu = true;
   const auto addend = torch::randn({1, 48, 21, 30}).contiguous(at::MemoryFormat::ChannelsLast);
-  options.winograd = true;
   const auto summed = FusedConv2d(w, b, options).forward_add(x, addend.clone());
   EXPECT_LT(relative(summed, (torch::conv2d(x, w, b, 1, 1) + addend).relu()), 1e-5);
 
@@ -51,25 +60,12 @@ TEST(FusedConv2d, WinogradAndDirectKernelsEqualLibTorchsConv) {
 
 // Maps too large for one Winograd call run in pieces (docs/inference_speed.md): a 400x400 image in
 // two strips of rows (the inner edges padded by the neighbouring rows, not by zeros), and a batch
-// of five in groups of whole images. Each equals LibTorch's convolution, through Winograd.
+// of five in groups of whole images.
 TEST(FusedConv2d, WinogradInStripsAndImageGroupsEqualsLibTorchsConv) {
   torch::manual_seed(10);
   const auto w = torch::randn({32, 16, 3, 3}) * 0.1, b = torch::randn({32});
   for (const auto& shape : {std::vector<int64_t>{1, 16, 400, 400}, std::vector<int64_t>{5, 16, 200, 200}}) {
-    const auto x = torch::randn(shape).contiguous(at::MemoryFormat::ChannelsLast);
-    FusedConvOptions options;
-    options.padding = 1;
-    options.relu = true;
-    const auto winograd = FusedConv2d(w, b, options).forward(x);
-    options.winograd = false;
-    const auto direct = FusedConv2d(w, b, options).forward(x);
-    const auto reference = torch::conv2d(x, w, b, 1, 1).relu();
-    EXPECT_TRUE(winograd.is_contiguous(at::MemoryFormat::ChannelsLast));
-    EXPECT_LT(relative(winograd, reference), 1e-5) << x.sizes();
-    EXPECT_LT(relative(direct, reference), 1e-5) << x.sizes();
-    if (conv2d_uses_winograd(x, w, 1, 1, 1, 1)) {
-      EXPECT_FALSE(torch::equal(winograd, direct)) << "the same bits: Winograd was not used";
-    }
+    expect_winograd_and_direct_equal_libtorch(torch::randn(shape).contiguous(at::MemoryFormat::ChannelsLast), w, b);
   }
 }
 

@@ -190,9 +190,9 @@ struct FusedConv2d::Impl {
            out_channels % 16 == 0 && in_channels <= kWinogradMaxChannels && out_channels <= kWinogradMaxChannels;
   }
 
-  // The pieces of a [N, C, H, W] input: the whole batch when it fits kWinogradPieceBytes, else
-  // groups of whole images, else each image in strips of rows (a multiple of Winograd's 4-row
-  // output tiles, so the tiles are the ones the whole map would have).
+  // The pieces of a [N, C, H, W] input: groups of as many whole images as fit kWinogradPieceBytes
+  // (the whole batch when it fits), else each image in strips of rows (a multiple of Winograd's
+  // 4-row output tiles, so the tiles are the ones the whole map would have).
   const WinogradPlan& winograd_plan(const memory::dims& src_dims) const {
     for (const auto& plan : winograd_plans) {
       if (plan.src_dims == src_dims) return plan;
@@ -204,7 +204,7 @@ struct FusedConv2d::Impl {
     const int64_t row_bytes = w * in_channels * static_cast<int64_t>(sizeof(float));
     const int64_t image_bytes = h * row_bytes;
     try {
-      if (n * image_bytes <= kWinogradPieceBytes || image_bytes <= kWinogradPieceBytes) {
+      if (image_bytes <= kWinogradPieceBytes) {
         const int64_t per_piece = std::max<int64_t>(1, std::min(n, kWinogradPieceBytes / image_bytes));
         for (int64_t image = 0; image < n; image += per_piece) {
           const int64_t images = std::min(per_piece, n - image);
@@ -263,6 +263,7 @@ struct FusedConv2d::Impl {
     auto dst_buffer = at::empty({plan.dst_bytes}, src.options().dtype(at::kByte));
     const auto* src_data = src.data_ptr<float>();
     auto* dst_data = dst.data_ptr<float>();
+    memory bias_mem(plan.parts.front().pd.bias_desc(), engine, bias.data_ptr());  // the same in every part
     dnnl::stream stream(engine);
     for (const auto& piece : plan.pieces) {
       const auto& part = plan.parts[piece.part];
@@ -272,7 +273,6 @@ struct FusedConv2d::Impl {
                       dst_data + (piece.image * h + piece.out_row) * w * out_channels);
       memory blocked_src(part.pd.src_desc(), engine, src_buffer.data_ptr());
       memory blocked_dst(part.pd.dst_desc(), engine, dst_buffer.data_ptr());
-      memory bias_mem(part.pd.bias_desc(), engine, bias.data_ptr());
       dnnl::reorder(user_src, blocked_src).execute(stream, user_src, blocked_src);
       part.primitive.execute(stream, {{DNNL_ARG_SRC, blocked_src},
                                       {DNNL_ARG_WEIGHTS, part.weights},
