@@ -31,6 +31,7 @@ import torchvision
 from torchvision.models.detection import MaskRCNN
 from torchvision.models.detection.backbone_utils import BackboneWithFPN, _resnet_fpn_extractor
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
+from torchvision.models.detection.anchor_utils import AnchorGenerator
 from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
 from torchvision.ops import misc
 
@@ -48,6 +49,7 @@ def parse_args():
     parser.add_argument("--optimizer", choices=["sgd", "adamw"], required=True)
     parser.add_argument("--trainable-layers", type=int, required=True)
     parser.add_argument("--lr", type=float, required=True)
+    parser.add_argument("--returned-layers", default="1,2,3,4", help="ResNet stages feeding the FPN, e.g. 1,2,3")
     return parser.parse_args()
 
 
@@ -59,11 +61,16 @@ def build_model(args, state):
     mask = state["roi_heads.mask_head.0.0.weight"].shape[0]
     classes = state["roi_heads.box_predictor.cls_score.weight"].shape[0]
     body = getattr(torchvision.models, f"resnet{args.depth}")(weights=None, norm_layer=norm_layer)
-    backbone = _resnet_fpn_extractor(body, args.trainable_layers)  # freezes body's early stages in place
+    returned = [int(i) for i in args.returned_layers.split(",")]
+    # freezes body's early stages in place
+    backbone = _resnet_fpn_extractor(body, args.trainable_layers, returned_layers=returned)
     if fpn != backbone.out_channels:
-        in_channels = [body.inplanes // 8 * 2 ** i for i in range(4)]
-        backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, in_channels, fpn)
-    model = MaskRCNN(backbone, num_classes=None, min_size=args.size, max_size=args.size,
+        in_channels = [body.inplanes // 8 * 2 ** (i - 1) for i in returned]
+        backbone = BackboneWithFPN(body, {f"layer{i}": str(k) for k, i in enumerate(returned)}, in_channels, fpn)
+    # One anchor size per map (the returned layers' and "pool"), torchvision's sizes from 32 up.
+    levels = len(returned) + 1
+    anchors = AnchorGenerator(tuple((32 << k,) for k in range(levels)), ((0.5, 1.0, 2.0),) * levels)
+    model = MaskRCNN(backbone, num_classes=None, min_size=args.size, max_size=args.size, rpn_anchor_generator=anchors,
                      rpn_post_nms_top_n_train=args.rpn_post_nms, box_batch_size_per_image=args.box_batch,
                      box_head=TwoMLPHead(fpn * 7 * 7, box), box_predictor=FastRCNNPredictor(box, classes),
                      mask_head=MaskRCNNHeads(fpn, [mask] * 4, 1),

@@ -155,6 +155,10 @@ int run(int argc, char** argv) {
       ->check(CLI::Range(0, 5))
       ->capture_default_str();
   app.add_option("--fpn-channels", o.backbone.out_channels, "FPN width")->capture_default_str();
+  app.add_option("--returned-layers", o.backbone.returned_layers,
+                 "ResNet stages feeding the FPN (torchvision's returned_layers; anchors 32 px up, one size per map)")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--box-features", o.roi_heads.representation_size, "Box head width")->capture_default_str();
   app.add_option("--mask-channels", o.roi_heads.mask_channels, "Mask head width")->capture_default_str();
   app.add_option("--box-batch", o.roi_heads.batch_size_per_image, "RoIs sampled per image (torchvision: 512)")
@@ -201,6 +205,16 @@ int run(int argc, char** argv) {
   }
   o.transform.min_size = {size};
   o.transform.max_size = size;
+  std::string returned_layers;  // torchvision_train.py's form, "1,2,3"
+  o.anchors.sizes.clear();
+  o.anchors.aspect_ratios.clear();
+  for (size_t k = 0; k <= o.backbone.returned_layers.size(); ++k) {
+    o.anchors.sizes.push_back({static_cast<double>(32 << k)});
+    o.anchors.aspect_ratios.push_back({0.5, 1.0, 2.0});
+    if (k < o.backbone.returned_layers.size()) {
+      returned_layers += (k ? "," : "") + std::to_string(o.backbone.returned_layers[k]);
+    }
+  }
   o.backbone.norm = norm == "batch"   ? instseg::NormKind::kBatchNorm
                     : norm == "group" ? instseg::NormKind::kGroupNorm
                                       : instseg::NormKind::kFrozenBatchNorm;
@@ -375,7 +389,7 @@ int run(int argc, char** argv) {
         " --threads " + std::to_string(threads) + " --depth " + std::to_string(o.backbone.depth) + " --norm " + norm +
         " --size " + std::to_string(size) + " --rpn-post-nms " + std::to_string(o.rpn.post_nms_top_n_train) +
         " --box-batch " + std::to_string(o.roi_heads.batch_size_per_image) + " --optimizer " + optimizer_kind + " --lr " + exact(lr) +
-        " --trainable-layers " + std::to_string(o.backbone.trainable_layers);
+        " --trainable-layers " + std::to_string(o.backbone.trainable_layers) + " --returned-layers " + returned_layers;
     const auto answer = nlohmann::json::parse(run_capture(command));
     theirs = answer["phases"].get<PhaseTimes>();
     for (auto& [phase, values] : theirs) values.erase(values.begin());  // warm-up

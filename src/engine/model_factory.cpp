@@ -100,6 +100,18 @@ MaskRcnnOptions recognise(const StateDict& state, const std::string& weights) {
   return options;
 }
 
+// A checkpoint alone describes only a body that feeds layer1..layer4 to the FPN: other
+// returned_layers need anchor sizes, one list per level, that only the model's description holds.
+void require_four_levels(const StateDict& state, const std::string& weights) {
+  if (!has_key(state, "backbone.body.layer4.0.conv1.weight") || has_key(state, "backbone.fpn.inner_blocks.4.0.weight") ||
+      !has_key(state, "backbone.fpn.inner_blocks.3.0.weight")) {
+    throw CheckpointError(weights + ": its backbone does not feed layer1..layer4 to a 4-level FPN "
+                          "('backbone.body.layer4.*' or 'backbone.fpn.inner_blocks.3.*' is missing): a model with other "
+                          "model.backbone.returned_layers, whose anchor sizes the file does not hold; load it with the "
+                          "config.json of its run beside it");
+  }
+}
+
 void apply(const ModelOverrides& overrides, MaskRcnnOptions& options) {
   if (overrides.min_size) options.transform.min_size = {*overrides.min_size};
   if (overrides.max_size) options.transform.max_size = *overrides.max_size;
@@ -136,6 +148,7 @@ std::string read_text(const fs::path& path) {
 MaskRcnn load_mask_rcnn(const std::string& weights, const ModelOverrides& overrides) {
   const StateDict state = upgrade_torchvision_keys(read_state_dict(weights));
   MaskRcnnOptions options = recognise(state, weights);
+  require_four_levels(state, weights);
   apply(overrides, options);
   MaskRcnn model = build_and_load(options, state, weights, weights);
   prepare(overrides, *model);
@@ -162,6 +175,7 @@ LoadedModel load_model(const std::string& path, const ModelOverrides& overrides)
     throw ConfigError(path + ": a run folder without config.json");
   } else {
     options = recognise(state, loaded.weights);
+    require_four_levels(state, loaded.weights);
   }
   apply(overrides, options);
   loaded.model = build_and_load(options, state, loaded.weights,

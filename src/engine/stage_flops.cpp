@@ -38,12 +38,13 @@ double linear_flops(int64_t in_features, int64_t out_features) {
 
 struct Body {
   double flops = 0.0;
-  std::vector<int64_t> channels;                // layer1..layer4 outputs
+  std::vector<int64_t> channels;                // the outputs of the stages the FPN reads
   std::vector<std::array<int64_t, 2>> sizes;  // their [H, W]
 };
 
-// torchvision's ResNet v1.5 (stride on the 3x3 convolution of a bottleneck).
-Body resnet_body(int depth, int64_t height, int64_t width) {
+// torchvision's ResNet v1.5 (stride on the 3x3 convolution of a bottleneck), up to the last of
+// `returned` (1-based stages), whose outputs it lists.
+Body resnet_body(int depth, const std::vector<int>& returned, int64_t height, int64_t width) {
   if (depth != 18 && depth != 34 && depth != 50 && depth != 101) {
     throw std::invalid_argument("resnet_body_flops: depth " + std::to_string(depth) + " (18, 34, 50, 101)");
   }
@@ -57,7 +58,7 @@ Body resnet_body(int depth, int64_t height, int64_t width) {
   h = conv_out(h, 3, 2, 1), w = conv_out(w, 3, 2, 1);  // maxpool
   int64_t in = 64;
   const int64_t expansion = bottleneck ? 4 : 1;
-  for (int layer = 0; layer < 4; ++layer) {
+  for (int layer = 0; layer < returned.back(); ++layer) {
     const int64_t width_l = 64 << layer;
     const int64_t out = width_l * expansion;
     for (int b = 0; b < blocks[layer]; ++b) {
@@ -74,13 +75,20 @@ Body resnet_body(int depth, int64_t height, int64_t width) {
       if (stride != 1 || in != out) body.flops += conv_flops(1, in, out, oh, ow);  // downsample
       in = out, h = oh, w = ow;
     }
-    body.channels.push_back(out);
-    body.sizes.push_back({h, w});
+    if (std::find(returned.begin(), returned.end(), layer + 1) != returned.end()) {
+      body.channels.push_back(out);
+      body.sizes.push_back({h, w});
+    }
   }
   return body;
 }
 
-// The FPN's levels "0".."3" (layer1..layer4's sizes) and "pool" (max pool 1x1 stride 2 of "3").
+Body resnet_body(const BackboneOptions& backbone, std::array<int64_t, 2> input_size) {
+  return resnet_body(backbone.depth, backbone.returned_layers, input_size[0], input_size[1]);
+}
+
+// The FPN's levels "0".."3" (the returned stages' sizes) and "pool" (max pool 1x1 stride 2 of the
+// last).
 std::vector<std::array<int64_t, 2>> fpn_level_sizes(const Body& body) {
   auto sizes = body.sizes;
   sizes.push_back({conv_out(sizes.back()[0], 1, 2, 0), conv_out(sizes.back()[1], 1, 2, 0)});
@@ -128,18 +136,20 @@ std::array<int64_t, 2> padded_input_size(const MaskRcnnOptions& options, int64_t
 }
 
 int64_t max_proposals(const MaskRcnnOptions& options, std::array<int64_t, 2> input_size) {
-  const Body body = resnet_body(options.backbone.depth, input_size[0], input_size[1]);
+  const Body body = resnet_body(options.backbone, input_size);
   const int64_t a = anchors_per_location(options);
   int64_t candidates = 0;
   for (const auto& s : fpn_level_sizes(body)) candidates += std::min(options.rpn.pre_nms_top_n_test, a * s[0] * s[1]);
   return std::min(options.rpn.post_nms_top_n_test, candidates);
 }
 
-double resnet_body_flops(int depth, int64_t height, int64_t width) { return resnet_body(depth, height, width).flops; }
+double resnet_body_flops(int depth, int64_t height, int64_t width) {
+  return resnet_body(depth, {1, 2, 3, 4}, height, width).flops;
+}
 
 StageFlops stage_flops(const MaskRcnnOptions& options, std::array<int64_t, 2> input_size, int64_t proposals,
                        int64_t detections, bool fused) {
-  const Body body = resnet_body(options.backbone.depth, input_size[0], input_size[1]);
+  const Body body = resnet_body(options.backbone, input_size);
   const int64_t c = options.backbone.out_channels;
   const auto levels = fpn_level_sizes(body);
   StageFlops f;
@@ -154,7 +164,7 @@ StageFlops stage_flops(const MaskRcnnOptions& options, std::array<int64_t, 2> in
   }
   f.add("backbone.fpn", fpn);
 
-  // Shared over the five levels: conv_depth 3x3 convolutions, then objectness (A) and deltas (4A).
+  // Shared over the levels: conv_depth 3x3 convolutions, then objectness (A) and deltas (4A).
   const int64_t a = anchors_per_location(options);
   double rpn = 0.0;
   for (const auto& [h, w] : levels) {

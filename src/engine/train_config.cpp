@@ -80,6 +80,7 @@ void add_model_fields(std::map<std::string, Field>& f, MaskRcnnOptions& o) {
   f.emplace("model.backbone.trainable_layers", field(b.trainable_layers));
   f.emplace("model.backbone.fpn_norm", enum_field(b.fpn_norm, "model.backbone.fpn_norm", &norm_kind_named, &to_string));
   f.emplace("model.backbone.out_channels", field(b.out_channels));
+  f.emplace("model.backbone.returned_layers", field(b.returned_layers));
   auto& t = o.transform;
   f.emplace("model.transform.min_size", field(t.min_size));
   f.emplace("model.transform.max_size", field(t.max_size));

@@ -28,8 +28,7 @@ namespace {
 using json = nlohmann::json;
 using namespace infer;  // the RoIAlign grid of inference_points.h
 
-// The box pooler's maps (RoiHeads' MultiScaleRoiAlign: "0".."3", 7x7 bins, 2x2 samples per bin).
-const std::vector<std::string> kPooledLevels{"0", "1", "2", "3"};
+// The box pooler's 7x7 bins take 2x2 samples each (RoiHeads' MultiScaleRoiAlign).
 constexpr int64_t kSamplingRatio = 2;
 constexpr double kCanonicalScale = 224, kCanonicalLevel = 4;  // map_box_levels' defaults
 
@@ -97,7 +96,8 @@ class InferenceView {
     resized_ = padded_(cv::Rect(0, 0, int(stages_.size[1]), int(stages_.size[0]))).clone();
     for (const auto& f : stages_.features) level_names_.push_back(f.name);
     // The box pooler's level range, from the maps' scales as MultiScaleRoiAlign finds them.
-    for (const auto& name : kPooledLevels) pool_scales_.push_back(infer_feature_scale(feature_size(name), stages_.size));
+    pooled_levels_ = pooled_level_names(model_->options().backbone.levels());
+    for (const auto& name : pooled_levels_) pool_scales_.push_back(infer_feature_scale(feature_size(name), stages_.size));
     k_min_ = std::lround(-std::log2(pool_scales_.front()));
     k_max_ = std::lround(-std::log2(pool_scales_.back()));
   }
@@ -313,19 +313,19 @@ class InferenceView {
     const int64_t drawn = std::min<int64_t>(100, proposals.size(0));
     Canvas canvas = level_boxes(proposals, stages_.rpn.steps[0].scores, levels, drawn);
     std::vector<std::pair<std::string, cv::Scalar>> legend;
-    const auto counts = torch::bincount(levels, {}, int64_t(kPooledLevels.size()));
+    const auto counts = torch::bincount(levels, {}, int64_t(pooled_levels_.size()));
     json count_per_level = json::object();
-    for (size_t l = 0; l < kPooledLevels.size(); ++l) {
+    for (size_t l = 0; l < pooled_levels_.size(); ++l) {
       const int64_t n = counts[l].item<int64_t>();
-      legend.push_back({"'" + kPooledLevels[l] + "' (k=" + std::to_string(k_min_ + int64_t(l)) + ", scale 1/" +
+      legend.push_back({"'" + pooled_levels_[l] + "' (k=" + std::to_string(k_min_ + int64_t(l)) + ", scale 1/" +
                             std::to_string(int64_t(std::lround(1 / pool_scales_[l]))) + "): " + std::to_string(n) + " RoIs",
                         palette(int(l))});
-      count_per_level[kPooledLevels[l]] = n;
+      count_per_level[pooled_levels_[l]] = n;
     }
     draw_legend(canvas.picture, legend);
     // A few RoIs with the formula's numbers: the best proposal of each level, then the best ones.
     std::vector<int64_t> examples;
-    for (size_t l = 0; l < kPooledLevels.size(); ++l) {
+    for (size_t l = 0; l < pooled_levels_.size(); ++l) {
       const auto at = torch::nonzero(levels == int64_t(l));
       if (at.numel()) examples.push_back(at[0][0].item<int64_t>());
     }
@@ -344,7 +344,7 @@ class InferenceView {
                       {"log2_sqrt_area_over_224", term},
                       {"k_unclamped", std::floor(kCanonicalLevel + term + 1e-6)},
                       {"k", k[i].item<int64_t>()},
-                      {"level", kPooledLevels[levels[i].item<int64_t>()]}});
+                      {"level", pooled_levels_[levels[i].item<int64_t>()]}});
     }
     json numbers = {{"formula", "k = clamp(floor(4 + log2(sqrt(area) / 224) + 1e-6), k_min, k_max); level = k - k_min"},
                     {"canonical_scale", kCanonicalScale},
@@ -381,7 +381,7 @@ class InferenceView {
     const int64_t k = map_box_levels(roi.unsqueeze(0), k_min_, k_max_)[0].item<int64_t>();
     const size_t level = size_t(k - k_min_);
     const double scale = pool_scales_[level];
-    const std::string& name = kPooledLevels[level];
+    const std::string& name = pooled_levels_[level];
     torch::Tensor feature;
     for (const auto& f : stages_.features) {
       if (f.name == name) feature = f.tensor[0].to(torch::kFloat);  // [C, H, W]
@@ -600,6 +600,7 @@ class InferenceView {
   Stages stages_;
   cv::Mat padded_, resized_;
   std::vector<std::string> level_names_;
+  std::vector<std::string> pooled_levels_;  // the box pooler's maps, "0".."<levels - 1>"
   std::vector<double> pool_scales_;
   int64_t k_min_ = 0, k_max_ = 0;
 };

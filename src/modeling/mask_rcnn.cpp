@@ -32,6 +32,12 @@ void MaskRcnnOptions::validate() const {
   anchors.validate();
   rpn.validate();
   roi_heads.validate();
+  // One anchor level per FPN map: the returned layers' and "pool".
+  if (static_cast<int64_t>(anchors.sizes.size()) != backbone.levels() + 1) {
+    throw ConfigError("anchors.sizes has " + std::to_string(anchors.sizes.size()) + " levels; the backbone's " +
+                      std::to_string(backbone.levels()) + " returned_layers and \"pool\" make " +
+                      std::to_string(backbone.levels() + 1) + " feature maps, one anchor level each");
+  }
   // The box head's convolutions are as wide as the FPN (box_head.h).
   if (roi_heads.head_norm == NormKind::kGroupNorm && roi_heads.box_head == BoxHeadKind::kConvFc &&
       backbone.out_channels % 32 != 0) {
@@ -47,7 +53,7 @@ MaskRcnnImpl::MaskRcnnImpl(MaskRcnnOptions options)
   const int64_t channels = backbone_->out_channels();
   rpn_ = register_module("rpn", RegionProposalNetwork(channels, options_.anchors, options_.rpn));
   roi_heads_ = register_module("roi_heads",
-                               RoiHeads(channels, options_.num_classes, options_.roi_heads));
+                               RoiHeads(channels, options_.num_classes, options_.roi_heads, options_.backbone.levels()));
 }
 
 std::vector<Detections> MaskRcnnImpl::predict(const std::vector<torch::Tensor>& images, StageProfile* profile) {

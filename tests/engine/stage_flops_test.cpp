@@ -56,6 +56,19 @@ TEST(StageFlops, V1StagesMatchTorchvisionLayerHooks) {
   expect_stages_match_hooks(small_input(MaskRcnnOptions::v1()), "flops_v1.pt");
 }
 
+TEST(StageFlops, V1WithoutLayer4MatchesTorchvisionLayerHooks) {
+  MaskRcnnOptions options = small_input(MaskRcnnOptions::v1());
+  options.backbone.returned_layers = {1, 2, 3};
+  options.anchors.sizes.pop_back();
+  options.anchors.aspect_ratios.pop_back();
+  expect_stages_match_hooks(options, "flops_v1_3levels.pt");
+  // What the hooks count: no layer4 in the body, one FPN level fewer.
+  const StageFlops full = stage_flops(small_input(MaskRcnnOptions::v1()), {320, 448}, 1000, 100);
+  const StageFlops fewer = stage_flops(options, {320, 448}, 1000, 100);
+  EXPECT_LT(fewer.of("backbone.body"), full.of("backbone.body"));
+  EXPECT_LT(fewer.of("backbone.fpn"), full.of("backbone.fpn"));
+}
+
 TEST(StageFlops, V2StagesMatchTorchvisionLayerHooks) {
   expect_stages_match_hooks(small_input(MaskRcnnOptions::v2()), "flops_v2.pt");
 }

@@ -225,7 +225,9 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   c.apply_override("run.progress=false");
   c.apply_override("run.stop_after=7");
   c.apply_override("model.backbone.out_channels=64");
-  c.apply_override("model.anchors.aspect_ratios=[[0.5,1],[0.5,1],[0.5,1],[0.5,1],[0.25,4]]");
+  c.apply_override("model.backbone.returned_layers=[2,3,4]");
+  c.apply_override("model.anchors.aspect_ratios=[[0.5,1],[0.5,1],[0.5,1],[0.25,4]]");
+  c.apply_override("model.anchors.sizes=[[32],[64],[128],[256]]");
   c.apply_override("data.horizontal_flip=false");
   c.apply_override("optim.accumulate=4");
   c.apply_override("run.distributed_timeout_seconds=30");
@@ -248,7 +250,8 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
   EXPECT_EQ(back.to_json(), text);
   EXPECT_EQ(back.data.kind, "synthetic");
   EXPECT_EQ(back.model.options.transform.min_size, (std::vector<int64_t>{128, 160}));
-  EXPECT_EQ(back.model.options.anchors.aspect_ratios[4], (std::vector<double>{0.25, 4}));
+  EXPECT_EQ(back.model.options.anchors.aspect_ratios[3], (std::vector<double>{0.25, 4}));
+  EXPECT_EQ(back.model.options.backbone.returned_layers, (std::vector<int>{2, 3, 4}));
   EXPECT_EQ(back.model.options.roi_heads.box_head, BoxHeadKind::kConvFc);
   EXPECT_DOUBLE_EQ(back.optim.lr, 0.0125);
   EXPECT_EQ(back.optim.warmup_factor, c.optim.warmup_factor);  // doubles survive exactly
@@ -266,8 +269,8 @@ TEST(TrainConfig, ToJsonRoundTripsEveryKey) {
     TrainConfig d;
     EXPECT_NO_THROW(d.apply_override(key + "=" + value.dump())) << key;
   }
-  // DataConfig 18 + model.preset, model.weights + MaskRcnnOptions 38 + OptimConfig 17 + RunConfig 9
-  EXPECT_EQ(keys.size(), 84u);
+  // DataConfig 18 + model.preset, model.weights + MaskRcnnOptions 39 + OptimConfig 17 + RunConfig 9
+  EXPECT_EQ(keys.size(), 85u);
 }
 
 // The model section is MaskRcnnOptions: a preset, then every key set, in whatever order they come.

@@ -37,6 +37,13 @@ TEST(MaskRcnnOptions, EveryValidateMessageStartsWithTheOptionPath) {
       {"backbone.fpn_norm", [](O& o) { o.backbone.fpn_norm = NormKind::kFrozenBatchNorm; }},
       {"backbone.out_channels", [](O& o) { o.backbone.out_channels = 0; }},
       {"backbone.out_channels", [](O& o) { o.backbone.fpn_norm = NormKind::kGroupNorm, o.backbone.out_channels = 48; }},
+      {"backbone.returned_layers", [](O& o) { o.backbone.returned_layers = {}; }},
+      {"backbone.returned_layers", [](O& o) { o.backbone.returned_layers = {3, 2}; }},
+      {"backbone.returned_layers", [](O& o) { o.backbone.returned_layers = {0, 1}; }},
+      {"backbone.returned_layers", [](O& o) { o.backbone.returned_layers = {3, 5}; }},
+      {"backbone.returned_layers", [](O& o) { o.backbone.returned_layers = {2, 2}; }},
+      // Three returned layers and "pool" are four maps, the default anchors five levels.
+      {"anchors.sizes", [](O& o) { o.backbone.returned_layers = {1, 2, 3}; }},
       {"transform.min_size", [](O& o) { o.transform.min_size = {}; }},
       {"transform.min_size", [](O& o) { o.transform.min_size = {800, 0}; }},
       {"transform.max_size", [](O& o) { o.transform.max_size = 0; }},
@@ -86,6 +93,16 @@ TEST(MaskRcnnOptions, EveryValidateMessageStartsWithTheOptionPath) {
                                           ::testing::StartsWith(c.path + "[")))
         << c.path;
   }
+  // Fewer returned layers with one anchor level fewer per layer dropped: a valid model.
+  MaskRcnnOptions three_levels;
+  three_levels.backbone.returned_layers = {2, 4};
+  three_levels.anchors.sizes.resize(3);
+  three_levels.anchors.aspect_ratios.resize(3);
+  EXPECT_EQ(message_of(three_levels), "(accepted)");
+  three_levels.backbone.returned_layers = {1, 2, 3, 4};
+  EXPECT_EQ(message_of(three_levels),
+            "anchors.sizes has 3 levels; the backbone's 4 returned_layers and \"pool\" make 5 feature maps, one "
+            "anchor level each");
   // Values print as written, integers without decimals.
   MaskRcnnOptions options;
   options.rpn.post_nms_top_n_test = 0;

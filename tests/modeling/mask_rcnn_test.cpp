@@ -10,6 +10,9 @@
 namespace instseg {
 namespace {
 
+using testing::expect_matches_reference;
+using testing::input_image;
+
 MaskRcnn make_model(const std::string& variant, int64_t min_size, int64_t max_size) {
   MaskRcnnOptions options = variant == "v2" ? MaskRcnnOptions::v2() : MaskRcnnOptions::v1();
   options.transform.min_size = {min_size};
@@ -38,59 +41,6 @@ TEST_P(MaskRcnnParity, StateDictKeysAndShapesMatchTorchvision) {
   }
   for (const auto& [key, value] : ours) EXPECT_TRUE(weights.count(key)) << "torchvision has no " << key;
 }
-
-// Every detection against torchvision's (tests/reference/end_to_end.py): paired by label and best
-// box IoU, each pair within the tolerances below, a detection on one side only explained by the
-// 100-detection cut (rcnn_reference.h). Every mask twice: its 28x28 probabilities (what the RoI
-// heads hand to the paste) by max |difference|, and the pasted mask binarised at 0.5 (as the
-// COCO output thresholds it) pixel by pixel, both as saved for every detection.
-struct Tolerance {
-  double iou_loss, score, box_mask, pasted_pixels;
-};
-// Measured (LibTorch 1.13, v1 and v2, 300 detections each): 1 - IoU <= 6e-6, |score difference|
-// <= 9e-6, 28x28 probabilities <= 6e-6, pasted masks: at most 1 pixel differs in any mask. The
-// bounds leave >10x room for another summation order and stay far below what a fault moves: a
-// one-pixel shift of the paste changed 1228-7174 pixels of a mask, autocast-free or NMS faults
-// move IoUs and scores by > 0.1, a 1% scaling of the probabilities moves them by up to 0.01.
-constexpr Tolerance kTolerance{1e-4, 1e-4, 1e-4, 4};
-
-void expect_matches_reference(const Detections& ours, const MaskPaster& paster, const testing::TensorDict& ref,
-                              int image) {
-  const auto key = [&](const char* name) { return std::string(name) + "_" + std::to_string(image); };
-  const std::string where = "image " + std::to_string(image);
-  const auto& boxes = ref.at(key("boxes"));
-  ASSERT_EQ(boxes.size(0), 100) << "the reference should be cut at 100 detections";
-  testing::expect_same_detections(ours.boxes, ours.scores, ours.labels, boxes, ref.at(key("scores")),
-                                  ref.at(key("labels")), kTolerance.iou_loss, kTolerance.score, where);
-
-  const auto& box_masks = ref.at(key("box_masks"));  // [100, 1, 28, 28]
-  const int64_t height = paster.height(), width = paster.width();
-  const auto bits = testing::unpack_bits(ref.at(key("mask_bits")), height, width);  // [100, H, W]
-  ASSERT_EQ(ours.masks.sizes(), (std::vector<int64_t>{ours.boxes.size(0), 1, 28, 28}));
-  const auto p = testing::pair_detections(ours.boxes, ours.scores, ours.labels, boxes, ref.at(key("scores")),
-                                          ref.at(key("labels")));
-  double worst_probs = 0, worst_pixels = 0;
-  int64_t foreground = 0;
-  for (const auto& [mine, theirs] : p.pairs) {
-    worst_probs = std::max(worst_probs, testing::max_abs_diff(ours.masks[mine], box_masks[theirs]));
-    const MaskRegion region = paster.paste(mine);
-    auto pasted = torch::zeros({height, width}, torch::kBool);
-    using torch::indexing::Slice;
-    pasted.index({Slice(region.y, region.y + region.probs.size(0)), Slice(region.x, region.x + region.probs.size(1))})
-        .copy_(region.probs > 0.5);
-    const int64_t differing = (pasted != bits[theirs]).sum().item<int64_t>();
-    worst_pixels = std::max<double>(worst_pixels, differing);
-    foreground += bits[theirs].sum().item<int64_t>();
-  }
-  EXPECT_LE(worst_probs, kTolerance.box_mask) << where << ": max |28x28 probability difference|";
-  EXPECT_LE(worst_pixels, kTolerance.pasted_pixels) << where << ": most pixels differing in one pasted mask";
-  // Not a trivial comparison: the masks are far from flat and cover many pixels.
-  EXPECT_GT(box_masks.std().item<double>(), 0.1) << where;
-  EXPECT_GT(foreground, 100 * 200) << where;
-}
-
-// uint8 [3, H, W] as torchvision's input: image.float() / 255.
-torch::Tensor input_image(const torch::Tensor& image) { return image.to(torch::kFloat) / 255; }
 
 // The same comparison for predict's fused path (MaskRcnn::prepare_inference in fp32): folded norms,
 // oneDNN kernels, channels-last features and per-class mask logits must stay within the same

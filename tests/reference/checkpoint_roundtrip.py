@@ -64,6 +64,7 @@ def build_resnet18_fpn(state, config, score_thresh):
     defaults). resnet_fpn_backbone("resnet18") builds the same modules, but only with 256 FPN channels."""
     import torchvision
     from torchvision.models.detection import MaskRCNN
+    from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.backbone_utils import BackboneWithFPN
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor, TwoMLPHead
     from torchvision.models.detection.mask_rcnn import MaskRCNNHeads, MaskRCNNPredictor
@@ -77,8 +78,13 @@ def build_resnet18_fpn(state, config, score_thresh):
     if model["num_classes"] != classes:
         fail(f"config.json says model.num_classes {model['num_classes']}, the weights hold {classes}")
     body = torchvision.models.resnet18(weights=None, norm_layer=torch.nn.BatchNorm2d)
-    backbone = BackboneWithFPN(body, {f"layer{i}": str(i - 1) for i in range(1, 5)}, [64, 128, 256, 512], fpn)
-    return MaskRCNN(backbone, num_classes=None, min_size=model["transform"]["min_size"][-1],
+    # The stages feeding the FPN (model.backbone.returned_layers) and one anchor list per map.
+    returned = model["backbone"]["returned_layers"]
+    backbone = BackboneWithFPN(body, {f"layer{i}": str(k) for k, i in enumerate(returned)},
+                               [64 << (i - 1) for i in returned], fpn)
+    anchors = AnchorGenerator(tuple(tuple(s) for s in model["anchors"]["sizes"]),
+                              tuple(tuple(r) for r in model["anchors"]["aspect_ratios"]))
+    return MaskRCNN(backbone, num_classes=None, min_size=model["transform"]["min_size"][-1], rpn_anchor_generator=anchors,
                     max_size=model["transform"]["max_size"], box_score_thresh=score_thresh,
                     rpn_post_nms_top_n_test=model["rpn"]["post_nms_top_n_test"],
                     box_detections_per_img=model["roi_heads"]["detections_per_img"],

@@ -7,7 +7,8 @@ Forward hooks on every Conv2d, ConvTranspose2d and Linear add 2 * multiply-adds 
 (Conv2d: 2 * Cin/groups * Cout * KH * KW * Hout * Wout per image; ConvTranspose2d: 2 * Cin *
 Cout/groups * KH * KW * Hin * Win; Linear: 2 * in * out per row) to the stage that owns the
 layer, for one 300x400 image at min_size 320 / max_size 512 (a 320x448 batch), random init,
-score threshold 0 so that the mask head runs on 100 detections. Writes flops_v1.pt and flops_v2.pt:
+score threshold 0 so that the mask head runs on 100 detections. Writes flops_v1.pt, flops_v2.pt and
+flops_v1_3levels.pt (v1 without layer4: returned_layers [1, 2, 3], 4 anchor sizes):
 {stage: float64 tensor, "input_h", "input_w", "proposals", "detections"}. The stage names are
 instseg's module-path stages (common/stage_profile.h): box.head holds box_head + box_predictor,
 mask.predictor conv5_mask + all 91 classes' logits.
@@ -19,7 +20,11 @@ import os
 import sys
 
 import torch
-from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from torchvision.models import resnet50
+from torchvision.models.detection import MaskRCNN, maskrcnn_resnet50_fpn, maskrcnn_resnet50_fpn_v2
+from torchvision.models.detection.anchor_utils import AnchorGenerator
+from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
+from torchvision.ops.misc import FrozenBatchNorm2d
 
 STAGES = [
     ("backbone.body.", "backbone.body"),
@@ -80,6 +85,15 @@ def count(build, out_path):
     torch.save(result, out_path)
 
 
+def v1_without_layer4(weights, weights_backbone, **kwargs):
+    """v1 with the FPN fed by layer1..layer3 (returned_layers): no layer4, one anchor size per map."""
+    del weights, weights_backbone
+    body = _resnet_fpn_extractor(resnet50(norm_layer=FrozenBatchNorm2d), 3, returned_layers=[1, 2, 3])
+    anchors = AnchorGenerator(((32,), (64,), (128,), (256,)), ((0.5, 1.0, 2.0),) * 4)
+    return MaskRCNN(body, num_classes=91, rpn_anchor_generator=anchors, **kwargs)
+
+
 out_dir = sys.argv[1]
+count(v1_without_layer4, os.path.join(out_dir, "flops_v1_3levels.pt"))
 count(maskrcnn_resnet50_fpn, os.path.join(out_dir, "flops_v1.pt"))
 count(maskrcnn_resnet50_fpn_v2, os.path.join(out_dir, "flops_v2.pt"))

@@ -44,7 +44,8 @@ std::shared_ptr<const FusedResnetFpn> FusedResnetFpn::build(ResnetFpnImpl& backb
     return ok ? detail::fuse_conv(body.conv(conv), n, relu, precision, /*float_output=*/false) : ops::FusedConv2d();
   };
   fused->stem_ = fuse("conv1", "bn1", true);
-  for (int stage = 1; stage <= 4; ++stage) {
+  fused->returned_layers_ = backbone.options().returned_layers;
+  for (int stage = 1; stage <= fused->returned_layers_.back(); ++stage) {
     std::vector<Block> blocks;
     for (int b = 0;; ++b) {
       const std::string prefix = "layer" + std::to_string(stage) + "." + std::to_string(b) + ".";
@@ -63,7 +64,7 @@ std::shared_ptr<const FusedResnetFpn> FusedResnetFpn::build(ResnetFpnImpl& backb
     fused->layers_.push_back(std::move(blocks));
   }
   const Modules fpn(*backbone.fpn);
-  for (size_t i = 0; i < fused->layers_.size(); ++i) {
+  for (size_t i = 0; i < fused->returned_layers_.size(); ++i) {
     const std::string index = std::to_string(i);
     for (const auto& [list, out, float_output] :
          {std::make_tuple("inner_blocks.", &fused->inner_, false), std::make_tuple("layer_blocks.", &fused->outer_, true)}) {
@@ -83,20 +84,22 @@ FeatureMaps FusedResnetFpn::forward(const at::Tensor& images, StageProfile* prof
   StageTimer body_timer(profile, "backbone.body");
   auto y = stem_.forward(images);
   y = at::max_pool2d(y, /*kernel_size=*/{3, 3}, /*stride=*/{2, 2}, /*padding=*/{1, 1});
-  std::vector<at::Tensor> levels;
+  std::vector<at::Tensor> stages;
   for (const auto& blocks : layers_) {
     for (const auto& block : blocks) {
       auto shortcut = block.downsample.defined() ? block.downsample.forward(y) : y;
       // The last convolution adds into the shortcut's memory: the block's input, read by then, or
       // the downsample's output; never a level handed out.
-      if (!levels.empty() && shortcut.is_same(levels.back())) shortcut = shortcut.clone();
+      if (!stages.empty() && shortcut.is_same(stages.back())) shortcut = shortcut.clone();
       shortcut = shortcut.contiguous(at::MemoryFormat::ChannelsLast);
       auto z = y;
       for (size_t c = 0; c + 1 < block.convs.size(); ++c) z = block.convs[c].forward(z);
       y = block.convs.back().forward_add(z, std::move(shortcut));
     }
-    levels.push_back(y);
+    stages.push_back(y);
   }
+  std::vector<at::Tensor> levels;
+  for (const int l : returned_layers_) levels.push_back(stages[l - 1]);
   body_timer.stop();
 
   StageTimer fpn_timer(profile, "backbone.fpn");

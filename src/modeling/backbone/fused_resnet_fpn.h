@@ -30,7 +30,8 @@ class FusedResnetFpn {
     ops::FusedConv2d downsample;          // undefined: the block's input is the shortcut
   };
   ops::FusedConv2d stem_;
-  std::vector<std::vector<Block>> layers_;
+  std::vector<std::vector<Block>> layers_;  // layer1..layer<stages>
+  std::vector<int> returned_layers_;        // the stages (1-based) feeding the FPN
   std::vector<ops::FusedConv2d> inner_, outer_;  // FPN laterals and 3x3 outputs
 };
 

@@ -136,6 +136,7 @@ void ResNetOptions::validate() const {
   if (norm == NormKind::kNone) {
     throw ConfigError("backbone.norm must be frozen_batch_norm, batch_norm or group_norm, got none");
   }
+  if (stages < 1 || stages > 4) throw ConfigError("ResNet stages must be in [1, 4], got " + std::to_string(stages));
 }
 
 ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
@@ -148,7 +149,7 @@ ResNetImpl::ResNetImpl(ResNetOptions options) : options_(options) {
   const bool bottleneck = uses_bottleneck(options_.depth);
   const auto& blocks = blocks_per_stage().at(options_.depth);
   int64_t in = 64;
-  for (int stage = 0; stage < 4; ++stage) {
+  for (int stage = 0; stage < options_.stages; ++stage) {
     const int64_t planes = int64_t{64} << stage;
     nn::Sequential layer;
     for (int b = 0; b < blocks[stage]; ++b) {
@@ -192,7 +193,9 @@ std::vector<torch::Tensor> ResNetImpl::forward(const torch::Tensor& x) {
 
 std::vector<int64_t> ResNetImpl::out_channels() const {
   const int64_t expansion = uses_bottleneck(options_.depth) ? 4 : 1;
-  return {64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion};
+  std::vector<int64_t> channels{64 * expansion, 128 * expansion, 256 * expansion, 512 * expansion};
+  channels.resize(options_.stages);
+  return channels;
 }
 
 }  // namespace instseg

@@ -31,6 +31,12 @@ double infer_feature_scale(std::array<int64_t, 2> feature_size, std::array<int64
   return scales[0];
 }
 
+std::vector<std::string> pooled_level_names(int64_t levels) {
+  std::vector<std::string> names;
+  for (int64_t l = 0; l < levels; ++l) names.push_back(std::to_string(l));
+  return names;
+}
+
 MultiScaleRoiAlign::MultiScaleRoiAlign(std::vector<std::string> feature_names, int64_t output_size,
                                        int64_t sampling_ratio)
     : feature_names_(std::move(feature_names)),

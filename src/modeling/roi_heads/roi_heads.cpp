@@ -106,10 +106,11 @@ std::vector<Detections> postprocess_detections(const torch::Tensor& class_logits
   return out;
 }
 
-RoiHeadsImpl::RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOptions options)
+RoiHeadsImpl::RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOptions options,
+                           int64_t feature_levels)
     : options_(options),
-      box_roi_pool_({"0", "1", "2", "3"}, kBoxPoolSize),
-      mask_roi_pool_({"0", "1", "2", "3"}, kMaskPoolSize) {
+      box_roi_pool_(pooled_level_names(feature_levels), kBoxPoolSize),
+      mask_roi_pool_(pooled_level_names(feature_levels), kMaskPoolSize) {
   options_.validate();
   box_head = make_box_head(options_.box_head, options_.head_norm, in_channels, kBoxPoolSize,
                            options_.representation_size);

@@ -15,6 +15,7 @@ namespace instseg {
 struct ResNetOptions {
   int depth = 50;                           // 18, 34 (basic blocks), 50, 101 (bottleneck blocks)
   NormKind norm = NormKind::kFrozenBatchNorm;  // torchvision's pretrained detection backbones
+  int stages = 4;  // layer1..layer<stages> are built (a detector that uses only the first ones)
   void validate() const;                    // throws ConfigError naming backbone.depth / .norm
 };
 
@@ -25,10 +26,11 @@ class ResNetImpl : public torch::nn::Module {
  public:
   explicit ResNetImpl(ResNetOptions options);
 
-  // x: [N, 3, H, W] -> outputs of layer1..layer4, [N, C_i, ~H / 2^(i+2), ~W / 2^(i+2)]
+  // x: [N, 3, H, W] -> outputs of layer1..layer<stages>, [N, C_i, ~H / 2^(i+2), ~W / 2^(i+2)]
   std::vector<torch::Tensor> forward(const torch::Tensor& x);
 
-  // Channels of the four outputs: {256, 512, 1024, 2048} (bottleneck) or {64, ..., 512} (basic).
+  // Channels of the outputs: {256, 512, 1024, 2048} (bottleneck) or {64, ..., 512} (basic), the
+  // first `stages` of them.
   std::vector<int64_t> out_channels() const;
   const ResNetOptions& options() const { return options_; }
 

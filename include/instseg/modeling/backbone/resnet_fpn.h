@@ -4,6 +4,7 @@
 #include <torch/types.h>
 
 #include <memory>
+#include <vector>
 
 #include "instseg/modeling/backbone/fpn.h"
 #include "instseg/modeling/layers/norm.h"
@@ -22,17 +23,25 @@ struct BackboneOptions {
   int trainable_layers = 3;     // torchvision's trainable_backbone_layers: layer4..layer2 train
   NormKind fpn_norm = NormKind::kNone;  // kNone for v1, kBatchNorm for v2 (set by the variant)
   int64_t out_channels = 256;   // FPN channels, shared by every level
+  // The ResNet stages whose outputs feed the FPN, increasing (torchvision's returned_layers). The
+  // body ends at the last one: with {1, 2, 3} there is no layer4 (nor its keys), the FPN has
+  // levels "0".."2" and "pool", and anchors.sizes needs one entry per level (4).
+  std::vector<int> returned_layers{1, 2, 3, 4};
   void validate() const;        // throws ConfigError naming the backbone.* field
+  // FPN levels before "pool": one per returned layer.
+  int64_t levels() const { return static_cast<int64_t>(returned_layers.size()); }
 };
 
-// ResNet body + FPN (torchvision's BackboneWithFPN over layer1..layer4 with LastLevelMaxPool).
-// Children `body` and `fpn` match torchvision's "backbone.body.*" / "backbone.fpn.*" keys.
+// ResNet body + FPN (torchvision's BackboneWithFPN over the returned layers with
+// LastLevelMaxPool). Children `body` and `fpn` match torchvision's "backbone.body.*" /
+// "backbone.fpn.*" keys.
 class ResnetFpnImpl : public torch::nn::Module {
  public:
   explicit ResnetFpnImpl(BackboneOptions options);
 
   // images: [N, 3, H, W] (H, W multiples of 32) -> "0".."3" at strides 4..32 and "pool" at 64,
-  // each [N, out_channels, H / stride, W / stride].
+  // each [N, out_channels, H / stride, W / stride] (the default returned_layers; with {1, 2, 3}:
+  // "0".."2" and "pool" at 32).
   // With `profile`, adds the body's and the FPN's times (backbone.body, backbone.fpn).
   FeatureMaps forward(const torch::Tensor& images, StageProfile* profile = nullptr);
 

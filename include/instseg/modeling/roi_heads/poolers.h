@@ -19,6 +19,9 @@ torch::Tensor map_box_levels(const torch::Tensor& boxes, int64_t k_min, int64_t 
 // to agree between height and width. A 200x336 map of an 800x1344 image gives 0.25.
 double infer_feature_scale(std::array<int64_t, 2> feature_size, std::array<int64_t, 2> image_size);
 
+// The names of the FPN maps RoIs are pooled from, "0".."<levels - 1>" (every level but "pool").
+std::vector<std::string> pooled_level_names(int64_t levels);
+
 // torchvision's MultiScaleRoIAlign: each box is pooled from the one FPN level that suits its
 // size. Holds no parameters.
 class MultiScaleRoiAlign {

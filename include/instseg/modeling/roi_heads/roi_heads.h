@@ -74,7 +74,9 @@ struct FusedRoiHeads;
 
 class RoiHeadsImpl : public torch::nn::Module {
  public:
-  RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOptions options);
+  // The poolers read FPN maps "0".."<feature_levels - 1>" (torchvision's MultiScaleRoIAlign over
+  // the maps present; "pool" never).
+  RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOptions options, int64_t feature_levels = 4);
 
   // Inference. features: FPN maps "0".."3"; proposals [R_i, 4] per image and image_sizes
   // (height, width) in the resized images' pixels. Returns per image boxes, scores, labels and
