@@ -38,19 +38,19 @@ using testing::tiny_train_config;
 
 // The learning check (DemoRecipeLearnsInAFewHundredIterations): the demo's recipe, fp32, 2 threads,
 // for 120 iterations of batch 8 (960 images) with a 60-iteration warm-up (the demo's 100 is sized
-// for its thousands), scored on 20 validation images. Measured 2026-11-29 on an "Intel(R) Xeon(R)
-// Processor" with AVX512-BF16, 76 s wall when idle, with the per-micro-batch generators of
-// (run.seed, iteration, block): box AP 0.1624, mask AP 0.1641; logged loss 2.884 at iteration 20,
-// 1.925 and 1.915 at 100 and 120. The draws alone move these numbers: torch's global generator gave
-// 0.2178 / 0.2180 on the same machine, another stream key of the same scheme 0.212 / 0.212. Another
-// CPU's kernels round differently and so take another trajectory, which can move AP as much; the
-// floor is therefore 0.7x the lowest of these (far above an untrained model's AP of ~1e-4), and the
-// loss must drop by at least 0.85x the measured drop (that varied little: 1.0 +- 0.05).
+// for its thousands), scored on 20 validation images. Measured 2026-11-30 on an "Intel(R) Xeon(R)
+// Processor" (family 6 model 207) with the recipe's returned_layers [1, 2, 3], 56 s wall: box AP
+// 0.3275, mask AP 0.2944; logged loss 2.924 at iteration 20, 1.811 and 1.804 at 100 and 120 (the
+// recipe with layer4, measured the day before: 0.1624 / 0.1641, loss 2.884 -> 1.925, 1.915). The
+// draws alone moved the older recipe's APs by up to 0.74x (0.162 vs 0.218 from two random
+// streams), and another CPU's kernels round differently and so take another trajectory: the floor
+// is 0.55x the measured AP (far above an untrained model's ~1e-4), and the loss must drop by at
+// least 0.85x the measured drop (that varied little: 1.0 +- 0.05).
 constexpr int kDemoCheckIterations = 120;
 constexpr int kDemoCheckWarmup = 60;
-constexpr double kDemoCheckMinBoxAp = 0.7 * 0.1624;
-constexpr double kDemoCheckMinMaskAp = 0.7 * 0.1641;
-constexpr double kDemoCheckMinLossDrop = 0.85 * (2.884 - 0.5 * (1.925 + 1.915));  // first log - mean of the last two
+constexpr double kDemoCheckMinBoxAp = 0.55 * 0.3275;
+constexpr double kDemoCheckMinMaskAp = 0.55 * 0.2944;
+constexpr double kDemoCheckMinLossDrop = 0.85 * (2.924 - 0.5 * (1.811 + 1.804));  // first log - mean of the last two
 
 std::vector<json> read_log(const std::string& path) {
   std::ifstream in(path);
