@@ -26,20 +26,7 @@ TEST_P(MaskRcnnParity, StateDictKeysAndShapesMatchTorchvision) {
   const std::string variant = GetParam();
   const auto weights = testing::end_to_end_reference("weights_" + variant);
   auto model = make_model(variant, 800, 1333);
-  std::map<std::string, torch::Tensor> ours;
-  for (const auto& p : model->named_parameters()) ours[p.key()] = p.value();
-  for (const auto& b : model->named_buffers()) {
-    if (!testing::is_batch_counter(b.key())) ours[b.key()] = b.value();
-  }
-  for (const auto& [key, value] : weights) {
-    const auto it = ours.find(key);
-    if (it == ours.end()) {
-      ADD_FAILURE() << "model has no " << key;
-    } else {
-      EXPECT_EQ(it->second.sizes(), value.sizes()) << key;
-    }
-  }
-  for (const auto& [key, value] : ours) EXPECT_TRUE(weights.count(key)) << "torchvision has no " << key;
+  testing::expect_same_keys_and_shapes(*model, weights);
 }
 
 // The same comparison for predict's fused path (MaskRcnn::prepare_inference in fp32): folded norms,

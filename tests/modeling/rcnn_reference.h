@@ -30,6 +30,25 @@ inline bool is_batch_counter(const std::string& key) {
   return key.size() >= 19 && key.compare(key.size() - 19, 19, "num_batches_tracked") == 0;
 }
 
+// The module's parameters and buffers (num_batches_tracked excepted) are exactly `state`'s keys,
+// with the same shapes: each key either side lacks and each shape that differs is a failure.
+inline void expect_same_keys_and_shapes(const torch::nn::Module& module, const TensorDict& state) {
+  TensorDict ours;
+  for (const auto& p : module.named_parameters()) ours[p.key()] = p.value();
+  for (const auto& b : module.named_buffers()) {
+    if (!is_batch_counter(b.key())) ours[b.key()] = b.value();
+  }
+  for (const auto& [key, value] : state) {
+    const auto it = ours.find(key);
+    if (it == ours.end()) {
+      ADD_FAILURE() << "model has no " << key;
+    } else {
+      EXPECT_EQ(it->second.sizes(), value.sizes()) << key;
+    }
+  }
+  for (const auto& [key, value] : ours) EXPECT_TRUE(state.count(key)) << "torchvision has no " << key;
+}
+
 // Copies state[prefix + name] into every parameter and buffer of `module` (num_batches_tracked
 // excepted). Fails the test on a missing key or a shape mismatch; returns the number copied.
 inline int copy_state_counted(torch::nn::Module& module, const TensorDict& state,

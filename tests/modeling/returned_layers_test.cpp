@@ -52,20 +52,7 @@ MaskRcnn loaded_model(const testing::TensorDict& weights) {
 TEST(ReturnedLayers, StateDictKeysAndShapesMatchTorchvision) {
   const auto weights = reference("weights");
   auto model = make_model();
-  std::map<std::string, torch::Tensor> ours;
-  for (const auto& p : model->named_parameters()) ours[p.key()] = p.value();
-  for (const auto& b : model->named_buffers()) {
-    if (!testing::is_batch_counter(b.key())) ours[b.key()] = b.value();
-  }
-  for (const auto& [key, value] : weights) {
-    const auto it = ours.find(key);
-    if (it == ours.end()) {
-      ADD_FAILURE() << "model has no " << key;
-    } else {
-      EXPECT_EQ(it->second.sizes(), value.sizes()) << key;
-    }
-  }
-  for (const auto& [key, value] : ours) EXPECT_TRUE(weights.count(key)) << "torchvision has no " << key;
+  testing::expect_same_keys_and_shapes(*model, weights);
   // What the comparison above covers: torchvision's body stops at layer3, its FPN has 3 levels.
   const auto has_prefix = [](const auto& dict, const std::string& prefix) {
     for (const auto& [key, value] : dict) {
