@@ -78,7 +78,7 @@ class RoiHeadsImpl : public torch::nn::Module {
   // the maps present; "pool" never).
   RoiHeadsImpl(int64_t in_channels, int64_t num_classes, RoiHeadsOptions options, int64_t feature_levels = 4);
 
-  // Inference. features: FPN maps "0".."3"; proposals [R_i, 4] per image and image_sizes
+  // Inference. features: the FPN maps (those pooled named above); proposals [R_i, 4] per image and image_sizes
   // (height, width) in the resized images' pixels. Returns per image boxes, scores, labels and
   // masks [K_i, 1, 28, 28]: the predicted class's mask probabilities, not yet pasted.
   // With `profile`, adds box.roi_align, box.head, box.postprocess, mask.roi_align, mask.head and
