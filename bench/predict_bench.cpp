@@ -6,9 +6,12 @@
 // each in its own process (so that each one's peak resident memory is its own): median seconds
 // per image end to end (model time: transform to pasted masks), per-stage times with GFLOP/s
 // against the machine's measured convolution rate (engine/stage_flops.h), peak RSS, ratios.
+// The sides take turns for --rounds rounds (a shared host's speed drifts over minutes, so sides
+// timed minutes apart are not comparable): each round's ratios are printed, and the headline is
+// every side's median over all its rounds' images.
 //
 // usage: predict_bench [--variant v1,v2] [--weights W.pth] [--images N] [--threads T]
-//                      [--precision fp32,bf16] [--json OUT.json]
+//                      [--precision fp32,bf16] [--rounds R] [--json OUT.json]
 //   Without --weights a seeded random-init checkpoint per variant is made with
 //   bench/make_checkpoint.py (in the temp folder, kept). With --weights give its --variant.
 //   Results and the command: docs/benchmarks.md, "Inference (predict)".
@@ -129,11 +132,28 @@ double mean_stage(const json& stages, const std::string& stage) {
   return stages.empty() ? 0.0 : sum / static_cast<double>(stages.size());
 }
 
+const char* const kPerImageKeys[] = {"seconds", "stages", "detections", "proposals", "input_sizes"};
+
 json drop_warm_up(json result) {
-  for (const char* key : {"seconds", "stages", "detections", "proposals", "input_sizes"}) {
+  for (const char* key : kPerImageKeys) {
     if (result.contains(key) && !result[key].empty()) result[key].erase(0);
   }
   return result;
+}
+
+// One more round of a side: its per-image entries appended, the peak RSS the largest, the
+// convolution peak the latest round's.
+void append_round(json& all, const json& round) {
+  if (all.is_null()) {
+    all = round;
+    return;
+  }
+  for (const char* key : kPerImageKeys) {
+    if (!round.contains(key)) continue;
+    for (const auto& v : round[key]) all[key].push_back(v);
+  }
+  all["peak_rss_mb"] = std::max(all["peak_rss_mb"].get<double>(), round["peak_rss_mb"].get<double>());
+  if (round.contains("conv_peak_gflops")) all["conv_peak_gflops"] = round["conv_peak_gflops"];
 }
 
 }  // namespace
@@ -144,6 +164,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> variants = {"v1", "v2"};
   std::vector<std::string> precisions = {"fp32", "bf16"};
   int images = 3;
+  int rounds = 3;
   int threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   int min_size = 800, max_size = 1333;
   bool worker = false;
@@ -152,6 +173,9 @@ int main(int argc, char** argv) {
   app.add_option("--variant", variants, "v1, v2 or v1,v2")->delimiter(',')->capture_default_str();
   app.add_option("--images", images, "Number of tiny_coco val images")->capture_default_str();
   app.add_option("--threads", threads, "Threads for both sides")->capture_default_str();
+  app.add_option("--rounds", rounds, "Rounds in which every side runs once, in turn")
+      ->check(CLI::Range(1, 100))
+      ->capture_default_str();
   app.add_option("--precision", precisions,
                  "instseg's fused path: fp32, bf16 or fp32,bf16 (bf16 is skipped on CPUs without AVX512-BF16)")
       ->delimiter(',')
@@ -189,8 +213,9 @@ int main(int argc, char** argv) {
   all["images"] = paths.size();
   all["min_size"] = min_size;
   all["max_size"] = max_size;
-  std::printf("CPU: %s; threads %d; %zu tiny_coco val images at %d/%d px, one warm-up image first\n", cpu.c_str(),
-              threads, paths.size(), min_size, max_size);
+  all["rounds"] = rounds;
+  std::printf("CPU: %s; threads %d; %zu tiny_coco val images at %d/%d px, one warm-up image first; %d rounds\n",
+              cpu.c_str(), threads, paths.size(), min_size, max_size, rounds);
   for (const std::string& variant : variants) {
     std::string checkpoint = weights;
     if (checkpoint.empty()) {
@@ -211,21 +236,46 @@ int main(int argc, char** argv) {
         std::printf("(instseg bf16 skipped: this CPU has no AVX512-BF16, oneDNN would emulate it)\n");
         continue;
       }
-      const std::string command = "'" + self + "' --worker --weights '" + checkpoint + "' --precision " + precision +
-                                  " --threads " + std::to_string(threads) + " --min-size " + std::to_string(min_size) +
-                                  " --max-size " + std::to_string(max_size) + " --paths " + image_args;
-      Side side{"instseg " + precision, drop_warm_up(json::parse(run_capture(command))), true, 0.0};
-      side.conv_peak = side.result["conv_peak_gflops"].get<double>();
-      sides.push_back(side);
+      sides.push_back({"instseg " + precision, json(), true, 0.0});
     }
+    const size_t instseg_sides = sides.size();
+    sides.push_back({"torchvision installed", json(), false, 0.0});
+    sides.push_back({"torchvision same malloc", json(), false, 0.0});
     const std::string python = "/usr/bin/python3 " + source + "/bench/torchvision_predict.py " + checkpoint + " " +
                                std::to_string(threads) + " " + std::to_string(min_size) + " " +
                                std::to_string(max_size) + " " + image_args;
     // MALLOC_TRIM_THRESHOLD_ = INT_MAX: what keep_freed_memory_in_process sets with mallopt.
     const std::string policy = "MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=" + std::to_string(INT_MAX) + " ";
-    const double fp32_peak = sides.empty() ? 0.0 : sides.front().conv_peak;
-    sides.push_back({"torchvision installed", drop_warm_up(json::parse(run_capture(python))), false, fp32_peak});
-    sides.push_back({"torchvision same malloc", drop_warm_up(json::parse(run_capture(policy + python))), false, fp32_peak});
+    std::vector<std::vector<double>> round_ratios(instseg_sides);
+    std::printf("\n%s: each round's median s/image per side\n", variant.c_str());
+    for (int round = 0; round < rounds; ++round) {
+      std::vector<json> results;
+      for (size_t i = 0; i < instseg_sides; ++i) {
+        const std::string precision = sides[i].name.substr(std::string("instseg ").size());
+        const std::string command = "'" + self + "' --worker --weights '" + checkpoint + "' --precision " + precision +
+                                    " --threads " + std::to_string(threads) + " --min-size " +
+                                    std::to_string(min_size) + " --max-size " + std::to_string(max_size) +
+                                    " --paths " + image_args;
+        results.push_back(drop_warm_up(json::parse(run_capture(command))));
+      }
+      results.push_back(drop_warm_up(json::parse(run_capture(python))));
+      results.push_back(drop_warm_up(json::parse(run_capture(policy + python))));
+      const double same = median(results.back()["seconds"].get<std::vector<double>>());
+      std::printf("  round %d:", round + 1);
+      for (size_t i = 0; i < sides.size(); ++i) {
+        const double s = median(results[i]["seconds"].get<std::vector<double>>());
+        std::printf(" %s %.3f s", sides[i].name.c_str(), s);
+        if (i < instseg_sides) round_ratios[i].push_back(same / s);
+        append_round(sides[i].result, results[i]);
+      }
+      std::printf("\n");
+      std::fflush(stdout);
+    }
+    for (size_t i = 0; i < instseg_sides; ++i) sides[i].conv_peak = sides[i].result["conv_peak_gflops"].get<double>();
+    const double fp32_peak = instseg_sides == 0 ? 0.0 : sides.front().conv_peak;
+    for (size_t i = instseg_sides; i < sides.size(); ++i) sides[i].conv_peak = fp32_peak;
+    std::vector<std::array<int64_t, 2>> round_sizes;
+    for (int round = 0; round < rounds; ++round) round_sizes.insert(round_sizes.end(), sizes.begin(), sizes.end());
 
     const double reference = median(sides.back().result["seconds"].get<std::vector<double>>());
     const double installed = median(sides[sides.size() - 2].result["seconds"].get<std::vector<double>>());
@@ -243,12 +293,18 @@ int main(int argc, char** argv) {
       j["conv_peak_gflops"] = side.conv_peak;
       variant_json[side.name] = j;
     }
+    for (size_t i = 0; i < instseg_sides; ++i) {
+      std::printf("  %s, torchvision same malloc / this side per round:", sides[i].name.c_str());
+      for (const double r : round_ratios[i]) std::printf(" %.2fx", r);
+      std::printf(" (median %.2fx)\n", median(round_ratios[i]));
+      variant_json[sides[i].name]["round_ratios"] = round_ratios[i];
+    }
     std::printf("  per stage: mean ms/image | GFLOP/s | %% of that precision's measured conv peak\n");
     std::printf("  %-16s %8s", "stage", "GFLOP");
     for (const Side& side : sides) std::printf(" | %-24s", side.name.c_str());
     std::printf("\n");
     std::vector<instseg::StageFlops> flops;
-    for (const Side& side : sides) flops.push_back(side_flops(options, sizes, side.result, side.fused));
+    for (const Side& side : sides) flops.push_back(side_flops(options, round_sizes, side.result, side.fused));
     for (const char* stage : kStages) {
       std::printf("  %-16s %8.1f", stage, flops.front().of(stage) / 1e9);
       for (size_t i = 0; i < sides.size(); ++i) {

@@ -77,30 +77,34 @@ class PackedWeights {
 // cache), at the cost of reading two extra input rows per strip.
 constexpr int64_t kWinogradPieceBytes = int64_t{8} << 20;
 
-// One Winograd primitive, for pieces of one shape: `images` images of `in_rows` input rows,
-// padded above and below by `pad_top` / `pad_bottom` (1 at the map's edges, 0 inside it).
+// One Winograd primitive, for pieces of one shape: `images` images of `in_rows` input rows of
+// `width` columns, padded above and below by `pad_top` / `pad_bottom` (1 at the map's edges, 0
+// inside it).
 struct WinogradPart {
-  int64_t images, in_rows, pad_top, pad_bottom;
+  int64_t images, in_rows, pad_top, pad_bottom, width;
   dnnl::convolution_forward::primitive_desc pd;
   dnnl::convolution_forward primitive;
   memory weights;  // in pd.weights_desc()
 };
 
-// Output rows [out_row, out_row + rows) of images [image, image + part.images), computed from
-// input rows [in_row, in_row + part.in_rows).
+// Output rows [out_row, out_row + rows) of images [image, image + images), computed from input
+// rows [in_row, in_row + in_rows) by the layer's part `part`.
 struct WinogradPiece {
   int64_t image, in_row, out_row, rows;
   size_t part;
 };
 
-// How one input shape is convolved: its pieces in order. No parts: oneDNN refused the shape, and
+// How one input shape is convolved: its pieces in order. No pieces: oneDNN refused the shape, and
 // the direct kernel serves it.
 struct WinogradPlan {
   memory::dims src_dims;
-  std::vector<WinogradPart> parts;
   std::vector<WinogradPiece> pieces;
-  int64_t src_bytes = 0, dst_bytes = 0;  // the largest part's blocked input and output
+  int64_t src_bytes = 0, dst_bytes = 0;  // the largest piece's blocked input and output
 };
+
+// Parts a layer keeps (shared by its plans) before it starts afresh: strips of a few image sizes
+// and the power-of-two groups of small maps stay well below it.
+constexpr size_t kWinogradPartsKept = 48;
 
 at::Tensor as_compute(const at::Tensor& x, at::ScalarType dtype, at::MemoryFormat format) {
   auto y = x.scalar_type() == dtype ? x : x.to(dtype);
@@ -130,6 +134,7 @@ struct FusedConv2d::Impl {
   mutable PackedWeights weights;
   mutable std::vector<ShapeEntry<dnnl::convolution_forward>> shapes;
   mutable std::vector<WinogradPlan> winograd_plans;
+  mutable std::vector<WinogradPart> winograd_parts;
 
   Impl(const at::Tensor& w, const at::Tensor& b, FusedConvOptions o)
       : options(o),
@@ -190,25 +195,36 @@ struct FusedConv2d::Impl {
            out_channels % 16 == 0 && in_channels <= kWinogradMaxChannels && out_channels <= kWinogradMaxChannels;
   }
 
-  // The pieces of a [N, C, H, W] input: groups of as many whole images as fit kWinogradPieceBytes
-  // (the whole batch when it fits), else each image in strips of rows (a multiple of Winograd's
-  // 4-row output tiles, so the tiles are the ones the whole map would have).
+  // The pieces of a [N, C, H, W] input. Maps of at most kWinogradPieceBytes run as groups of
+  // whole images whose sizes are powers of two (17 RoIs: 16 + 1), so the mask head's RoI count,
+  // which changes with every image, maps onto a few primitives; the first time a map size is seen
+  // every power of two up to the batch is made, with the weight layouts oneDNN picks for them
+  // (each a ~30 ms transform for 256 channels): the first image pays for them, not whichever later
+  // image first has a new count. Larger maps run each image in strips of rows (a multiple of
+  // Winograd's 4-row output tiles, so the tiles are the ones the whole map would have).
   const WinogradPlan& winograd_plan(const memory::dims& src_dims) const {
     for (const auto& plan : winograd_plans) {
       if (plan.src_dims == src_dims) return plan;
     }
+    if (winograd_parts.size() > kWinogradPartsKept) {
+      winograd_parts.clear();
+      winograd_plans.clear();
+    }
     if (winograd_plans.size() >= kShapesKept) winograd_plans.erase(winograd_plans.begin());
-    winograd_plans.push_back({src_dims, {}, {}});
+    winograd_plans.push_back({src_dims, {}});
     WinogradPlan& plan = winograd_plans.back();
     const int64_t n = src_dims[0], h = src_dims[2], w = src_dims[3];
     const int64_t row_bytes = w * in_channels * static_cast<int64_t>(sizeof(float));
     const int64_t image_bytes = h * row_bytes;
     try {
       if (image_bytes <= kWinogradPieceBytes) {
-        const int64_t per_piece = std::max<int64_t>(1, std::min(n, kWinogradPieceBytes / image_bytes));
-        for (int64_t image = 0; image < n; image += per_piece) {
-          const int64_t images = std::min(per_piece, n - image);
-          plan.pieces.push_back({image, 0, 0, h, winograd_part(plan, images, h, 1, 1, w)});
+        const int64_t fit = std::min(n, kWinogradPieceBytes / image_bytes);
+        int64_t group = 1;
+        while (group * 2 <= fit) group *= 2;
+        for (int64_t g = group; g >= 1; g /= 2) winograd_part(g, h, 1, 1, w);
+        for (int64_t image = 0; image < n; image += group) {
+          while (group > n - image) group /= 2;
+          plan.pieces.push_back({image, 0, 0, h, winograd_part(group, h, 1, 1, w)});
         }
       } else {
         const int64_t strip = std::max<int64_t>(4, (kWinogradPieceBytes / row_bytes - 2) / 4 * 4);
@@ -218,22 +234,28 @@ struct FusedConv2d::Impl {
             const int64_t in_row = std::max<int64_t>(0, row - 1), in_end = std::min(h, end + 1);
             plan.pieces.push_back(
                 {image, in_row, row, end - row,
-                 winograd_part(plan, 1, in_end - in_row, row == 0 ? 1 : 0, end == h ? 1 : 0, w)});
+                 winograd_part(1, in_end - in_row, row == 0 ? 1 : 0, end == h ? 1 : 0, w)});
           }
         }
       }
     } catch (const dnnl::error&) {
-      plan.parts.clear();
       plan.pieces.clear();
+    }
+    for (const auto& piece : plan.pieces) {
+      const auto& pd = winograd_parts[piece.part].pd;
+      plan.src_bytes = std::max(plan.src_bytes, static_cast<int64_t>(pd.src_desc().get_size()));
+      plan.dst_bytes = std::max(plan.dst_bytes, static_cast<int64_t>(pd.dst_desc().get_size()));
     }
     return plan;
   }
 
-  size_t winograd_part(WinogradPlan& plan, int64_t images, int64_t in_rows, int64_t pad_top, int64_t pad_bottom,
-                       int64_t w) const {
-    for (size_t i = 0; i < plan.parts.size(); ++i) {
-      const auto& p = plan.parts[i];
-      if (p.images == images && p.in_rows == in_rows && p.pad_top == pad_top && p.pad_bottom == pad_bottom) return i;
+  size_t winograd_part(int64_t images, int64_t in_rows, int64_t pad_top, int64_t pad_bottom, int64_t w) const {
+    for (size_t i = 0; i < winograd_parts.size(); ++i) {
+      const auto& p = winograd_parts[i];
+      if (p.images == images && p.in_rows == in_rows && p.pad_top == pad_top && p.pad_bottom == pad_bottom &&
+          p.width == w) {
+        return i;
+      }
     }
     const int64_t out_rows = in_rows + pad_top + pad_bottom - 2;
     const memory::desc src_md({images, in_channels, in_rows, w}, Dt::f32, Tag::nChw16c);
@@ -247,11 +269,9 @@ struct FusedConv2d::Impl {
     dnnl::primitive_attr attr;
     attr.set_post_ops(post);
     dnnl::convolution_forward::primitive_desc pd(desc, attr, engine);
-    plan.parts.push_back({images, in_rows, pad_top, pad_bottom, pd, dnnl::convolution_forward(pd),
-                          weights.get(pd.weights_desc())});
-    plan.src_bytes = std::max(plan.src_bytes, static_cast<int64_t>(pd.src_desc().get_size()));
-    plan.dst_bytes = std::max(plan.dst_bytes, static_cast<int64_t>(pd.dst_desc().get_size()));
-    return plan.parts.size() - 1;
+    winograd_parts.push_back({images, in_rows, pad_top, pad_bottom, w, pd, dnnl::convolution_forward(pd),
+                              weights.get(pd.weights_desc())});
+    return winograd_parts.size() - 1;
   }
 
   // Each piece: its rows reordered from channels-last into the blocked buffer, convolved, and its
@@ -263,10 +283,11 @@ struct FusedConv2d::Impl {
     auto dst_buffer = at::empty({plan.dst_bytes}, src.options().dtype(at::kByte));
     const auto* src_data = src.data_ptr<float>();
     auto* dst_data = dst.data_ptr<float>();
-    memory bias_mem(plan.parts.front().pd.bias_desc(), engine, bias.data_ptr());  // the same in every part
+    memory bias_mem(winograd_parts[plan.pieces.front().part].pd.bias_desc(), engine,
+                    bias.data_ptr());  // the same in every part
     dnnl::stream stream(engine);
     for (const auto& piece : plan.pieces) {
-      const auto& part = plan.parts[piece.part];
+      const auto& part = winograd_parts[piece.part];
       memory user_src(memory::desc({part.images, in_channels, part.in_rows, w}, Dt::f32, Tag::nhwc), engine,
                       const_cast<float*>(src_data + (piece.image * h + piece.in_row) * w * in_channels));
       memory user_dst(memory::desc({part.images, out_channels, piece.rows, w}, Dt::f32, Tag::nhwc), engine,
@@ -293,7 +314,7 @@ struct FusedConv2d::Impl {
     std::lock_guard<std::mutex> lock(mutex);
     if (winograd_serves(sum)) {
       const auto& plan = winograd_plan(src_dims);
-      if (!plan.parts.empty()) return run_winograd(plan, src);
+      if (!plan.pieces.empty()) return run_winograd(plan, src);
     }
     const auto& e = entry(src_dims, sum);
     const auto dst_md = e.pd.dst_desc();
