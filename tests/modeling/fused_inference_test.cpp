@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cmath>
+#include <vector>
+
 #include "instseg/modeling/mask_rcnn.h"
+#include "instseg/structures/detections.h"
 
 namespace instseg {
 namespace {
@@ -35,6 +39,34 @@ double relative_difference(const torch::Tensor& a, const torch::Tensor& b) {
   if (a.numel() == 0 && b.numel() == 0) return 0.0;
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>() /
          std::max(1e-12, b.to(torch::kDouble).abs().max().item<double>());
+}
+
+// For each of `ours`' detections, the index of the reference detection it is: the same label, the
+// closest box among those with the same score to 1e-5. Random weights give many scores equal to
+// the printed digits, and rounding differences between kernels may order such ties differently.
+torch::Tensor match_detections(const Detections& ours, const Detections& reference) {
+  const auto n = ours.scores.size(0);
+  std::vector<int64_t> order;
+  std::vector<bool> used(static_cast<size_t>(reference.scores.size(0)), false);
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t best = -1;
+    double best_distance = 0.0;
+    for (int64_t j = 0; j < reference.scores.size(0); ++j) {
+      if (used[static_cast<size_t>(j)] || reference.labels[j].item<int64_t>() != ours.labels[i].item<int64_t>() ||
+          std::abs(reference.scores[j].item<double>() - ours.scores[i].item<double>()) > 1e-5) {
+        continue;
+      }
+      const double distance = (reference.boxes[j] - ours.boxes[i]).abs().max().item<double>();
+      if (best < 0 || distance < best_distance) {
+        best = j;
+        best_distance = distance;
+      }
+    }
+    if (best < 0) best = i;  // no candidate: compared in place, and the checks below fail
+    used[static_cast<size_t>(best)] = true;
+    order.push_back(best);
+  }
+  return torch::tensor(order, torch::kLong);
 }
 
 class FusedStages : public ::testing::TestWithParam<std::tuple<const char*, int>> {};
@@ -82,7 +114,8 @@ TEST_P(FusedStages, EachStageEqualsItsModuleCode) {
   EXPECT_LT(relative_difference(boxes.second, ref_boxes.second), 1e-4) << "box deltas";
   const auto heads = model->roi_heads()->inspect(reference, proposals, sizes);
   // The masks' tolerance: float rounding of logits as large as the module's, through the sigmoid
-  // (slope <= 1/4). Random weights give logits of hundreds here.
+  // (slope <= 1/4). Random weights give logits of hundreds here; the four Winograd convolutions
+  // of the mask head (whose rounding depends on how oneDNN blocks the RoIs) reach ~1.2e-5 of that.
   std::vector<torch::Tensor> detected;
   for (const auto& d : ref_heads.detections) detected.push_back(d.boxes);
   model->drop_prepared_inference();
@@ -94,9 +127,12 @@ TEST_P(FusedStages, EachStageEqualsItsModuleCode) {
     const auto& r = ref_heads.detections[i];
     ASSERT_EQ(d.labels.sizes(), r.labels.sizes());
     EXPECT_TRUE(torch::equal(d.labels, r.labels));
-    EXPECT_LT(relative_difference(d.boxes, r.boxes), 1e-4);
+    const auto order = match_detections(d, r);
+    EXPECT_LT(relative_difference(d.scores, r.scores.index_select(0, order)), 1e-4);
+    EXPECT_LT(relative_difference(d.boxes, r.boxes.index_select(0, order)), 1e-4);
     if (d.masks.numel() > 0) {
-      EXPECT_LT((d.masks - r.masks).abs().max().item<double>(), 1e-5 * logit_scale / 4) << "mask probabilities";
+      EXPECT_LT((d.masks - r.masks.index_select(0, order)).abs().max().item<double>(), 2e-5 * logit_scale / 4)
+          << "mask probabilities";
     }
   }
 }

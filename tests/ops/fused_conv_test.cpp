@@ -69,5 +69,22 @@ TEST(FusedConv2d, WinogradInStripsAndImageGroupsEqualsLibTorchsConv) {
   }
 }
 
+// One layer fed RoI batches of changing sizes, as the mask head is: each runs as power-of-two
+// groups (17 = 16 + 1) from parts the layer keeps across calls, and each equals LibTorch's.
+TEST(FusedConv2d, WinogradOnChangingRoiCountsEqualsLibTorchsConv) {
+  torch::manual_seed(11);
+  const auto w = torch::randn({64, 64, 3, 3}) * 0.05, b = torch::randn({64});
+  FusedConvOptions options;
+  options.padding = 1;
+  options.relu = true;
+  const FusedConv2d conv(w, b, options);
+  for (const int64_t rois : {17, 40, 5, 17, 1}) {
+    const auto x = torch::randn({rois, 64, 14, 14}).contiguous(at::MemoryFormat::ChannelsLast);
+    const auto y = conv.forward(x);
+    EXPECT_TRUE(y.is_contiguous(at::MemoryFormat::ChannelsLast));
+    EXPECT_LT(relative(y, torch::conv2d(x, w, b, 1, 1).relu()), 1e-5) << rois << " RoIs";
+  }
+}
+
 }  // namespace
 }  // namespace instseg::ops
