@@ -60,7 +60,7 @@ TEST(FusedConv2d, WinogradAndDirectKernelsEqualLibTorchsConv) {
 
 // Maps too large for one Winograd call run in pieces (docs/inference_speed.md): a 400x400 image in
 // two strips of rows (the inner edges padded by the neighbouring rows, not by zeros), and a batch
-// of five in groups of whole images.
+// of five in groups of whole images (2 + 2 + 1: three fit in a piece).
 TEST(FusedConv2d, WinogradInStripsAndImageGroupsEqualsLibTorchsConv) {
   torch::manual_seed(10);
   const auto w = torch::randn({32, 16, 3, 3}) * 0.1, b = torch::randn({32});
