@@ -10,6 +10,8 @@
 #include <oneapi/dnnl/dnnl.hpp>
 #include <unordered_map>
 
+#include "ops/cpu/blocked_copy.h"
+
 namespace instseg::ops {
 namespace {
 
@@ -43,9 +45,14 @@ struct WinogradShape {
 
 dnnl::engine cpu_engine() { return dnnl::engine(dnnl::engine::kind::cpu, 0); }
 
+// NHWC strides (a [N, C, 1, 1] or C = 1 tensor is both: it counts as NCHW).
+bool is_channels_last(const at::Tensor& t) {
+  return t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous();
+}
+
 // A plain tensor's layout as oneDNN names it: NCHW, or NHWC when it is channels-last.
 memory::desc plain_desc(const at::Tensor& t) {
-  const auto tag = t.is_contiguous(at::MemoryFormat::ChannelsLast) && !t.is_contiguous() ? Tag::nhwc : Tag::nchw;
+  const auto tag = is_channels_last(t) ? Tag::nhwc : Tag::nchw;
   return memory::desc({t.size(0), t.size(1), t.size(2), t.size(3)}, Dt::f32, tag);
 }
 
@@ -59,9 +66,15 @@ at::Tensor storage_for(const memory::desc& desc) {
   return at::empty({static_cast<int64_t>(desc.get_size() / sizeof(float))}, at::kFloat);
 }
 
-// Copies `from` (a plain tensor) into a new blocked buffer of `desc`.
+// Copies `from` (a plain tensor) into a new blocked buffer of `desc` (nChw16c, dense); channels-last
+// tensors by the cache-line copy (ops/cpu/blocked_copy.h), NCHW ones by oneDNN's reorder.
 at::Tensor to_blocked(const at::Tensor& from, const memory::desc& desc, const dnnl::engine& engine, dnnl::stream& stream) {
   auto out = storage_for(desc);
+  if (is_channels_last(from)) {
+    cpu::channels_last_to_blocked16(from.data_ptr<float>(), out.data_ptr<float>(), from.size(0),
+                                    from.size(2) * from.size(3), from.size(1));
+    return out;
+  }
   memory src(plain_desc(from), engine, from.data_ptr());
   memory dst(desc, engine, out.data_ptr());
   dnnl::reorder(src, dst).execute(stream, src, dst);
@@ -72,6 +85,11 @@ at::Tensor to_blocked(const at::Tensor& from, const memory::desc& desc, const dn
 at::Tensor from_blocked(const at::Tensor& from, const memory::desc& desc, const at::Tensor& like,
                         const dnnl::engine& engine, dnnl::stream& stream) {
   auto out = at::empty_like(like);
+  if (is_channels_last(out)) {
+    cpu::blocked16_to_channels_last(from.data_ptr<float>(), out.data_ptr<float>(), out.size(0),
+                                    out.size(2) * out.size(3), out.size(1));
+    return out;
+  }
   memory src(desc, engine, from.data_ptr());
   memory dst(plain_desc(out), engine, out.data_ptr());
   dnnl::reorder(src, dst).execute(stream, src, dst);

@@ -5,15 +5,14 @@
 #include "instseg/ops/fused_conv.h"
 
 #include <ATen/ATen.h>
-#include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <cstring>
 #include <mutex>
 #include <oneapi/dnnl/dnnl.hpp>
 #include <vector>
 
 #include "instseg/errors.h"
+#include "ops/cpu/blocked_copy.h"
 
 namespace instseg::ops {
 namespace {
@@ -107,37 +106,6 @@ struct WinogradPlan {
 // Parts a layer keeps (shared by its plans) before it starts afresh: strips of a few image sizes
 // and the power-of-two groups of small maps stay well below it.
 constexpr size_t kWinogradPartsKept = 48;
-
-// Between channels-last and oneDNN's 16-channel blocked layout (nChw16c: [N][C/16][H][W][16]) for
-// `images` images of `pixels` pixels and `channels` (a multiple of 16) channels: each pixel's
-// channels are 64-byte runs, one per block, copied on all cores in ranges of pixels (reading or
-// writing the channels-last side in order): whole cache lines, faster than oneDNN's generic
-// reorder on these shapes (docs/benchmarks.md, "Run 5").
-constexpr int64_t kBlock = 16;
-
-void channels_last_to_blocked(const float* src, float* dst, int64_t images, int64_t pixels, int64_t channels) {
-  const int64_t blocks = channels / kBlock;
-  at::parallel_for(0, images * pixels, 2048, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t image = i / pixels, pixel = i % pixels;
-      const float* from = src + i * channels;
-      float* to = dst + (image * blocks * pixels + pixel) * kBlock;
-      for (int64_t b = 0; b < blocks; ++b) std::memcpy(to + b * pixels * kBlock, from + b * kBlock, kBlock * sizeof(float));
-    }
-  });
-}
-
-void blocked_to_channels_last(const float* src, float* dst, int64_t images, int64_t pixels, int64_t channels) {
-  const int64_t blocks = channels / kBlock;
-  at::parallel_for(0, images * pixels, 2048, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) {
-      const int64_t image = i / pixels, pixel = i % pixels;
-      const float* from = src + (image * blocks * pixels + pixel) * kBlock;
-      float* to = dst + i * channels;
-      for (int64_t b = 0; b < blocks; ++b) std::memcpy(to + b * kBlock, from + b * pixels * kBlock, kBlock * sizeof(float));
-    }
-  });
-}
 
 at::Tensor as_compute(const at::Tensor& x, at::ScalarType dtype, at::MemoryFormat format) {
   auto y = x.scalar_type() == dtype ? x : x.to(dtype);
@@ -323,8 +291,8 @@ struct FusedConv2d::Impl {
     auto* dst_blocked = static_cast<float*>(dst_buffer.data_ptr());
     for (const auto& piece : plan.pieces) {
       const auto& part = winograd_parts[piece.part];
-      channels_last_to_blocked(src_data + (piece.image * h + piece.in_row) * w * in_channels, src_blocked, part.images,
-                               part.in_rows * w, in_channels);
+      cpu::channels_last_to_blocked16(src_data + (piece.image * h + piece.in_row) * w * in_channels, src_blocked,
+                                      part.images, part.in_rows * w, in_channels);
       memory blocked_src(part.pd.src_desc(), engine, src_blocked);
       memory blocked_dst(part.pd.dst_desc(), engine, dst_blocked);
       part.primitive.execute(stream, {{DNNL_ARG_SRC, blocked_src},
@@ -332,8 +300,8 @@ struct FusedConv2d::Impl {
                                       {DNNL_ARG_BIAS, bias_mem},
                                       {DNNL_ARG_DST, blocked_dst}});
       stream.wait();
-      blocked_to_channels_last(dst_blocked, dst_data + (piece.image * h + piece.out_row) * w * out_channels,
-                               part.images, piece.rows * w, out_channels);
+      cpu::blocked16_to_channels_last(dst_blocked, dst_data + (piece.image * h + piece.out_row) * w * out_channels,
+                                      part.images, piece.rows * w, out_channels);
     }
     stream.wait();
     return dst;
