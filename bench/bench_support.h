@@ -1,8 +1,10 @@
 #pragma once
 // Small helpers the benchmark programs share: the median of timings, running the reference
-// (Python) side of a benchmark with its standard output captured, and the CPU a run measured.
+// (Python) side of a benchmark with its standard output captured, the generated benchmark
+// checkpoint, and the CPU a run measured.
 #include <algorithm>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <sstream>
@@ -26,6 +28,20 @@ inline std::string run_capture(const std::string& command) {
   while (fgets(buf, sizeof buf, pipe)) out += buf;
   if (pclose(pipe) != 0) throw std::runtime_error("failed: " + command);
   return out;
+}
+
+// The seeded torchvision checkpoint of bench/make_checkpoint.py for `variant` ("v1" or "v2"),
+// written to the temp folder on first use and kept. The file name carries the recipe
+// ("calibrated": batch-norm statistics measured on tiny_coco train images), so a file made by an
+// older recipe is never picked up in its place.
+inline std::string bench_checkpoint(const std::string& source_dir, const std::string& variant) {
+  const auto path = std::filesystem::temp_directory_path() / ("instseg_bench_" + variant + "_calibrated.pth");
+  if (!std::filesystem::exists(path)) {
+    const auto partial = path.string() + ".partial";
+    run_capture("/usr/bin/python3 " + source_dir + "/bench/make_checkpoint.py " + partial + " " + variant);
+    std::filesystem::rename(partial, path);
+  }
+  return path.string();
 }
 
 // The CPU as /proc/cpuinfo names it, for the header of a benchmark's output. "model name" alone

@@ -13,7 +13,9 @@
 // usage: predict_bench [--variant v1,v2] [--weights W.pth] [--images N] [--threads T]
 //                      [--precision fp32,bf16] [--rounds R] [--json OUT.json]
 //   Without --weights a seeded random-init checkpoint per variant is made with
-//   bench/make_checkpoint.py (in the temp folder, kept). With --weights give its --variant.
+//   bench/make_checkpoint.py (batch-norm statistics measured on tiny_coco train images, so it
+//   runs 1000 proposals and 100 detections like a trained model; in the temp folder, kept).
+//   With --weights give its --variant.
 //   Results and the command: docs/benchmarks.md, "Inference (predict)".
 #include <sys/resource.h>
 #include <torch/torch.h>
@@ -219,10 +221,7 @@ int main(int argc, char** argv) {
   for (const std::string& variant : variants) {
     std::string checkpoint = weights;
     if (checkpoint.empty()) {
-      checkpoint = (fs::temp_directory_path() / ("instseg_bench_" + variant + ".pth")).string();
-      if (!fs::exists(checkpoint)) {
-        run_capture("/usr/bin/python3 " + source + "/bench/make_checkpoint.py " + checkpoint + " " + variant);
-      }
+      checkpoint = instseg::bench::bench_checkpoint(source, variant);
     }
     instseg::ModelOverrides describe;
     describe.fused = false;

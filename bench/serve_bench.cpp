@@ -528,9 +528,7 @@ int main(int argc, char** argv) {
 
   const std::string source = INSTSEG_SOURCE_DIR;
   if (s.weights.empty()) {
-    s.weights = (fs::temp_directory_path() / ("instseg_bench_" + variant + ".pth")).string();
-    if (!fs::exists(s.weights))
-      run_capture("/usr/bin/python3 " + source + "/bench/make_checkpoint.py " + s.weights + " " + variant);
+    s.weights = instseg::bench::bench_checkpoint(source, variant);
   }
   std::vector<std::string> paths;
   for (const auto& entry : fs::directory_iterator(source + "/datasets/tiny_coco/val2017"))
