@@ -109,6 +109,7 @@ struct Side {
   json result;  // seconds, stages, detections, peak_rss_mb (drops the warm-up image's entries first)
   bool fused = true;
   double conv_peak = 0.0;  // the rate its GFLOP/s are compared with
+  std::string precision;   // instseg's --precision for its worker; empty for torchvision
 };
 
 // The side's GFLOP per image per stage: the arithmetic it computes for each image's size and
@@ -235,7 +236,7 @@ int main(int argc, char** argv) {
         std::printf("(instseg bf16 skipped: this CPU has no AVX512-BF16, oneDNN would emulate it)\n");
         continue;
       }
-      sides.push_back({"instseg " + precision, json(), true, 0.0});
+      sides.push_back({"instseg " + precision, json(), true, 0.0, precision});
     }
     const size_t instseg_sides = sides.size();
     sides.push_back({"torchvision installed", json(), false, 0.0});
@@ -250,8 +251,8 @@ int main(int argc, char** argv) {
     for (int round = 0; round < rounds; ++round) {
       std::vector<json> results;
       for (size_t i = 0; i < instseg_sides; ++i) {
-        const std::string precision = sides[i].name.substr(std::string("instseg ").size());
-        const std::string command = "'" + self + "' --worker --weights '" + checkpoint + "' --precision " + precision +
+        const std::string command = "'" + self + "' --worker --weights '" + checkpoint + "' --precision " +
+                                    sides[i].precision +
                                     " --threads " + std::to_string(threads) + " --min-size " +
                                     std::to_string(min_size) + " --max-size " + std::to_string(max_size) +
                                     " --paths " + image_args;

@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include "ops/cpu/blocked_copy.h"
+#include "ops/cpu/winograd_shape.h"
 
 namespace instseg::ops {
 namespace {
@@ -218,9 +219,11 @@ bool onednn_has_winograd() {
 bool conv2d_uses_winograd(const torch::Tensor& x, const torch::Tensor& weight, int64_t stride, int64_t padding,
                           int64_t dilation, int64_t groups) {
   return x.dim() == 4 && weight.dim() == 4 && x.device().is_cpu() && x.scalar_type() == torch::kFloat &&
-         weight.scalar_type() == torch::kFloat && !at::autocast::is_cpu_enabled() && stride == 1 && dilation == 1 &&
-         groups == 1 && padding == 1 && weight.size(2) == 3 && weight.size(3) == 3 && x.size(0) > 0 && x.size(1) % 16 == 0 &&
-         weight.size(0) % 16 == 0 && onednn_has_winograd();
+         weight.scalar_type() == torch::kFloat && !at::autocast::is_cpu_enabled() && x.size(0) > 0 &&
+         x.size(1) == weight.size(1) * groups &&
+         cpu::winograd_shape_fits(weight.size(2), weight.size(3), stride, padding, dilation, groups, x.size(1),
+                                  weight.size(0)) &&
+         onednn_has_winograd();
 }
 
 torch::Tensor conv2d(const torch::Tensor& x, const torch::Tensor& weight, const torch::Tensor& bias, int64_t stride,

@@ -39,6 +39,7 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet5
 from torchvision.models.detection import roi_heads as tv_roi_heads
 from torchvision.ops import poolers
 
+from bf16_weights import round_to_bfloat16
 from norm_init import randomise_norms
 
 OUT = sys.argv[1]
@@ -65,15 +66,6 @@ def save(name, tensors):
 
 
 ROUNDED = ("backbone.", "rpn.")  # the state saved as bfloat16 (see the docstring)
-
-
-def round_to_bfloat16(model):
-    """Makes the backbone's and RPN's float parameters and buffers bfloat16-representable, so they
-    can be saved as bfloat16 while the model still computes in float32 on the same values."""
-    with torch.no_grad():
-        for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-            if name.startswith(ROUNDED) and t.is_floating_point():
-                t.copy_(t.bfloat16().float())
 
 
 def pack_bits(masks):
@@ -361,7 +353,7 @@ def main():
         randomise(model, seed)
         set_size(model, STAGE)
         calibrate(model, scaled[0])
-        round_to_bfloat16(model)
+        round_to_bfloat16(model, ROUNDED)
         save(f"weights_{tag}.pt", {k: v.bfloat16() if k.startswith(ROUNDED) else v for k, v in state_dict(model).items()})
         stage = stages(model, scaled[1:])
         save(f"stages_{tag}.pt", stage)

@@ -25,6 +25,8 @@ from torchvision.models.detection import maskrcnn_resnet50_fpn, maskrcnn_resnet5
 from torchvision.models.detection.image_list import ImageList
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 
+from bf16_weights import round_to_bfloat16
+
 out_dir = sys.argv[1]
 os.makedirs(out_dir, exist_ok=True)
 torch.set_num_threads(2)
@@ -65,14 +67,6 @@ def spread_rpn_head(model, images):
     objectness, deltas = head(features)
     head.cls_logits.weight.mul_(2.0 / torch.cat([o.flatten() for o in objectness]).std())
     head.bbox_pred.weight.mul_(0.3 / torch.cat([d.flatten() for d in deltas]).std())
-
-
-def round_to_bfloat16(model):
-    """Every float parameter and buffer made bfloat16-representable (see the docstring)."""
-    with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            if t.is_floating_point():
-                t.copy_(t.bfloat16().float())
 
 
 def as_bfloat16(tensors):

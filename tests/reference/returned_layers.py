@@ -36,6 +36,7 @@ from torchvision.models.detection.backbone_utils import _resnet_fpn_extractor
 from torchvision.models.resnet import resnet18
 from torchvision.ops.misc import FrozenBatchNorm2d
 
+from bf16_weights import round_to_bfloat16
 from norm_init import randomise_norms
 
 IMAGES = ["000000006818.jpg", "000000017627.jpg"]  # portrait and landscape: the batch pads both
@@ -85,13 +86,6 @@ def calibrate(model, images):
         conv.bias.copy_((conv.bias - logits.mean((0, 2, 3))) * scale)
     for h in hooks:
         h.remove()
-
-
-def round_to_bfloat16(model):
-    with torch.no_grad():
-        for t in list(model.parameters()) + list(model.buffers()):
-            if t.is_floating_point():
-                t.copy_(t.bfloat16().float())
 
 
 def pack_bits(masks):

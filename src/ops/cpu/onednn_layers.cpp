@@ -13,6 +13,7 @@
 
 #include "instseg/errors.h"
 #include "ops/cpu/blocked_copy.h"
+#include "ops/cpu/winograd_shape.h"
 
 namespace instseg::ops {
 namespace {
@@ -191,9 +192,10 @@ struct FusedConv2d::Impl {
   // time per layer, for a gain on layer4's small maps that did not show end to end.
   bool winograd_serves(bool sum) const {
     constexpr int64_t kWinogradMaxChannels = 256;
-    return options.winograd && types.compute == Dt::f32 && !sum && kernel_h == 3 && kernel_w == 3 &&
-           options.stride == 1 && options.dilation == 1 && options.padding == 1 && in_channels % 16 == 0 &&
-           out_channels % 16 == 0 && in_channels <= kWinogradMaxChannels && out_channels <= kWinogradMaxChannels;
+    return options.winograd && types.compute == Dt::f32 && !sum &&
+           cpu::winograd_shape_fits(kernel_h, kernel_w, options.stride, options.padding, options.dilation, 1,
+                                    in_channels, out_channels) &&
+           in_channels <= kWinogradMaxChannels && out_channels <= kWinogradMaxChannels;
   }
 
   // The pieces of a [N, C, H, W] input. Maps of at most kWinogradPieceBytes run as groups of
@@ -303,7 +305,6 @@ struct FusedConv2d::Impl {
       cpu::blocked16_to_channels_last(dst_blocked, dst_data + (piece.image * h + piece.out_row) * w * out_channels,
                                       part.images, piece.rows * w, out_channels);
     }
-    stream.wait();
     return dst;
   }
 
