@@ -1,6 +1,7 @@
 // Times instseg::ops::roi_align (forward, forward + backward) against torchvision's CPU kernel on
 // the same sizes and thread count: 4 FPN levels of an 800x1216 image, 256 channels, the box head
-// (1000 RoIs, 7x7) and the mask head (100 RoIs, 14x14), sampling ratio 2.
+// (1000 RoIs, 7x7) and the mask head (100 RoIs, 14x14), sampling ratio 2; our forward also on
+// channels-last maps (predict's fused path).
 // torchvision runs in bench/roi_align_bench.py under /usr/bin/python3 within the same run.
 #include <ATen/Parallel.h>
 #include <torch/torch.h>
@@ -106,29 +107,33 @@ int main(int argc, char** argv) {
     features.push_back(
         torch::randn({1, kChannels, kImageH >> l, kImageW >> l}).requires_grad_(true));
   }
+  // The same maps channels-last, as predict's fused path pools them (forward only).
+  std::vector<torch::Tensor> features_last;
+  for (const auto& f : features) features_last.push_back(f.detach().contiguous(at::MemoryFormat::ChannelsLast));
   const auto reference = torchvision_times(threads, repeats);
   std::printf("threads=%d repeats=%d (median ms)\n", threads, repeats);
-  std::printf("%-22s %12s %12s %8s | %12s %12s %8s\n", "case", "fwd ours", "fwd tv", "speedup",
-              "f+b ours", "f+b tv", "speedup");
+  std::printf("%-22s %12s %12s %8s | %12s %12s %8s | %12s %8s\n", "case", "fwd ours", "fwd tv", "speedup",
+              "f+b ours", "f+b tv", "speedup", "fwd ours CL", "speedup");
   for (const auto& [name, num_rois, pooled] :
        {std::tuple<std::string, int64_t, int64_t>{"box_head_1000x7x7", 1000, 7},
         {"mask_head_100x14x14", 100, 14}}) {
     const auto rois = level_rois(num_rois, 1);
-    double fwd = 0;
+    double fwd = 0, fwd_last = 0;
     {
       torch::NoGradGuard no_grad;
       fwd = median_ms([&] { run(features, rois, pooled, false); }, repeats);
+      fwd_last = median_ms([&] { run(features_last, rois, pooled, false); }, repeats);
     }
     const double fwd_bwd = median_ms([&] { run(features, rois, pooled, true); }, repeats);
     const auto it = reference.find(name);
     if (it == reference.end()) {
-      std::printf("%-22s %12.2f %12s %8s | %12.2f %12s %8s\n", name.c_str(), fwd, "n/a", "",
-                  fwd_bwd, "n/a", "");
+      std::printf("%-22s %12.2f %12s %8s | %12.2f %12s %8s | %12.2f %8s\n", name.c_str(), fwd, "n/a", "",
+                  fwd_bwd, "n/a", "", fwd_last, "");
       continue;
     }
     const auto [tv_fwd, tv_fwd_bwd] = it->second;
-    std::printf("%-22s %12.2f %12.2f %7.2fx | %12.2f %12.2f %7.2fx\n", name.c_str(), fwd, tv_fwd,
-                tv_fwd / fwd, fwd_bwd, tv_fwd_bwd, tv_fwd_bwd / fwd_bwd);
+    std::printf("%-22s %12.2f %12.2f %7.2fx | %12.2f %12.2f %7.2fx | %12.2f %7.2fx\n", name.c_str(), fwd, tv_fwd,
+                tv_fwd / fwd, fwd_bwd, tv_fwd_bwd, tv_fwd_bwd / fwd_bwd, fwd_last, tv_fwd / fwd_last);
   }
   return 0;
 }

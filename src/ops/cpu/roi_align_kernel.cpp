@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "ops/cpu/kernels.h"
@@ -155,6 +156,38 @@ void forward_impl(const torch::Tensor& input, const torch::Tensor& rois, const R
 // The forward on channels-last features ([N, H, W, C] in, [K, PH, PW, C] out), as predict's fused
 // path holds them: the same sums in the same order as forward_impl, each over a run of
 // contiguous channels, so it vectorises and gives forward_impl's values.
+// One output bin of the channels-last forward: within each row of the span the pixels weighted by
+// wx, the rows weighted by wy, divided by count. Each step is a multiply-add over a run of
+// contiguous channels.
+template <typename T>
+inline __attribute__((always_inline)) void pool_bin(const T* image, int64_t width, int64_t channels, const Span& ry,
+                                                    const T* wy, const Span& cx, const T* wx, T count,
+                                                    T* __restrict partial, T* __restrict total, T* __restrict bin) {
+  std::fill(total, total + channels, T(0));
+  for (int64_t r = 0; r < ry.length; ++r) {
+    std::fill(partial, partial + channels, T(0));
+    for (int64_t k = 0; k < cx.length; ++k) {
+      const T* __restrict pixel = image + ((ry.first + r) * width + cx.first + k) * channels;
+      const T weight = wx[k];
+      for (int64_t c = 0; c < channels; ++c) partial[c] += weight * pixel[c];
+    }
+    const T weight = wy[r];
+    for (int64_t c = 0; c < channels; ++c) total[c] += weight * partial[c];
+  }
+  for (int64_t c = 0; c < channels; ++c) bin[c] = total[c] / count;
+}
+
+// The float bin also built for AVX2 and AVX-512 (the library otherwise targets baseline x86-64,
+// 4-lane SSE), chosen once by the loader for the CPU it runs on: the same arithmetic in the same
+// order per channel, so the results do not depend on the version.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+__attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+void pool_bin_float(const float* image, int64_t width, int64_t channels, const Span& ry, const float* wy,
+                    const Span& cx, const float* wx, float count, float* partial, float* total, float* bin) {
+  pool_bin<float>(image, width, channels, ry, wy, cx, wx, count, partial, total, bin);
+}
+
 template <typename T>
 void forward_channels_last_impl(const torch::Tensor& input, const torch::Tensor& rois, const RoiAlignOptions& o,
                                 torch::Tensor& output) {
@@ -175,21 +208,12 @@ void forward_channels_last_impl(const torch::Tensor& input, const torch::Tensor&
         for (int64_t pw = 0; pw < o.pooled_width; ++pw) {
           const Span& cx = layout.cols[pw];
           const T* wx = layout.col_weights.data() + cx.offset;
-          T* __restrict total = sum.data();
-          T* __restrict partial = row_sum.data();
-          std::fill(total, total + channels, T(0));
-          for (int64_t r = 0; r < ry.length; ++r) {
-            std::fill(partial, partial + channels, T(0));
-            for (int64_t k = 0; k < cx.length; ++k) {
-              const T* __restrict pixel = image + ((ry.first + r) * width + cx.first + k) * channels;
-              const T weight = wx[k];
-              for (int64_t c = 0; c < channels; ++c) partial[c] += weight * pixel[c];
-            }
-            const T weight = wy[r];
-            for (int64_t c = 0; c < channels; ++c) total[c] += weight * partial[c];
+          T* bin = out + ((n * o.pooled_height + ph) * o.pooled_width + pw) * channels;
+          if constexpr (std::is_same_v<T, float>) {
+            pool_bin_float(image, width, channels, ry, wy, cx, wx, g.count, row_sum.data(), sum.data(), bin);
+          } else {
+            pool_bin<T>(image, width, channels, ry, wy, cx, wx, g.count, row_sum.data(), sum.data(), bin);
           }
-          T* __restrict bin = out + ((n * o.pooled_height + ph) * o.pooled_width + pw) * channels;
-          for (int64_t c = 0; c < channels; ++c) bin[c] = total[c] / g.count;
         }
       }
     }
