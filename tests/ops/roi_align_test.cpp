@@ -208,6 +208,37 @@ TEST(RoIAlign, ThreadCountDoesNotChangeResults) {
   EXPECT_TRUE(torch::equal(grad1, input.grad()));
 }
 
+// Channels-last features (predict's fused path) take another forward, whose per-bin step is also
+// built for AVX2 / AVX-512 and picked at load: it must give the NCHW kernel's values bit for bit,
+// for channel counts that fill whole vectors and ones that leave a remainder.
+TEST(RoIAlign, ChannelsLastForwardEqualsTheNchwOne) {
+  for (const auto& c : torchvision_cases()) {
+    const auto& input = c.data.at("input");
+    const auto last = roi_align(input.contiguous(at::MemoryFormat::ChannelsLast), c.data.at("rois"), c.options);
+    EXPECT_TRUE(last.is_contiguous(at::MemoryFormat::ChannelsLast)) << c.name;
+    EXPECT_TRUE(torch::equal(last.contiguous(), roi_align(input, c.data.at("rois"), c.options))) << c.name;
+  }
+  torch::manual_seed(11);
+  const auto rois = torch::tensor({{0.0, -3.0, 1.5, 60.0, 44.0},
+                                   {1.0, 10.2, 7.7, 31.9, 19.4},
+                                   {0.0, 50.0, 30.0, 63.9, 47.9},
+                                   {1.0, 0.0, 0.0, 2.0, 2.0}});
+  for (const int64_t channels : {256, 45, 3}) {
+    const auto input = torch::randn({2, channels, 24, 32});
+    for (const int64_t sampling : {2, 0}) {
+      RoiAlignOptions o;
+      o.pooled_height = 7;
+      o.pooled_width = 5;
+      o.spatial_scale = 0.5;
+      o.sampling_ratio = sampling;
+      const auto nchw = roi_align(input, rois, o);
+      const auto last = roi_align(input.contiguous(at::MemoryFormat::ChannelsLast), rois, o);
+      EXPECT_GT(nchw.abs().max().item<double>(), 0.5);
+      EXPECT_TRUE(torch::equal(last.contiguous(), nchw)) << channels << " channels, sampling " << sampling;
+    }
+  }
+}
+
 // Features computed in bfloat16 (ops/mixed_precision.h) are pooled in the boxes' precision: the
 // output of the features cast up first, and the gradient back on the bfloat16 features.
 TEST(RoIAlign, BFloat16FeaturesArePooledInTheBoxesPrecision) {

@@ -153,9 +153,6 @@ void forward_impl(const torch::Tensor& input, const torch::Tensor& rois, const R
   });
 }
 
-// The forward on channels-last features ([N, H, W, C] in, [K, PH, PW, C] out), as predict's fused
-// path holds them: the same sums in the same order as forward_impl, each over a run of
-// contiguous channels, so it vectorises and gives forward_impl's values.
 // One output bin of the channels-last forward: within each row of the span the pixels weighted by
 // wx, the rows weighted by wy, divided by count. Each step is a multiply-add over a run of
 // contiguous channels.
@@ -188,6 +185,9 @@ void pool_bin_float(const float* image, int64_t width, int64_t channels, const S
   pool_bin<float>(image, width, channels, ry, wy, cx, wx, count, partial, total, bin);
 }
 
+// The forward on channels-last features ([N, H, W, C] in, [K, PH, PW, C] out), as predict's fused
+// path holds them: the same sums in the same order as forward_impl, each over a run of
+// contiguous channels, so it vectorises and gives forward_impl's values.
 template <typename T>
 void forward_channels_last_impl(const torch::Tensor& input, const torch::Tensor& rois, const RoiAlignOptions& o,
                                 torch::Tensor& output) {
