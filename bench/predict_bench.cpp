@@ -107,9 +107,9 @@ int run_worker(const std::string& weights, const std::string& precision, int thr
 struct Side {
   std::string name;
   json result;  // seconds, stages, detections, peak_rss_mb (drops the warm-up image's entries first)
-  bool fused = true;
   double conv_peak = 0.0;  // the rate its GFLOP/s are compared with
   std::string precision;   // instseg's --precision for its worker; empty for torchvision
+  bool fused() const { return !precision.empty(); }  // instseg's fused path, not torchvision
 };
 
 // The side's GFLOP per image per stage: the arithmetic it computes for each image's size and
@@ -236,11 +236,11 @@ int main(int argc, char** argv) {
         std::printf("(instseg bf16 skipped: this CPU has no AVX512-BF16, oneDNN would emulate it)\n");
         continue;
       }
-      sides.push_back({"instseg " + precision, json(), true, 0.0, precision});
+      sides.push_back({"instseg " + precision, json(), 0.0, precision});
     }
     const size_t instseg_sides = sides.size();
-    sides.push_back({"torchvision installed", json(), false, 0.0});
-    sides.push_back({"torchvision same malloc", json(), false, 0.0});
+    sides.push_back({"torchvision installed", json(), 0.0, ""});
+    sides.push_back({"torchvision same malloc", json(), 0.0, ""});
     const std::string python = "/usr/bin/python3 " + source + "/bench/torchvision_predict.py " + checkpoint + " " +
                                std::to_string(threads) + " " + std::to_string(min_size) + " " +
                                std::to_string(max_size) + " " + image_args;
@@ -304,7 +304,7 @@ int main(int argc, char** argv) {
     for (const Side& side : sides) std::printf(" | %-24s", side.name.c_str());
     std::printf("\n");
     std::vector<instseg::StageFlops> flops;
-    for (const Side& side : sides) flops.push_back(side_flops(options, round_sizes, side.result, side.fused));
+    for (const Side& side : sides) flops.push_back(side_flops(options, round_sizes, side.result, side.fused()));
     for (const char* stage : kStages) {
       std::printf("  %-16s %8.1f", stage, flops.front().of(stage) / 1e9);
       for (size_t i = 0; i < sides.size(); ++i) {
